@@ -1,0 +1,47 @@
+# The two set-up commands are `make demo` and `make test`; the rest are building blocks.
+SHELL := /bin/bash
+STACK := tests/stack/stack.sh
+STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
+CARGO ?= cargo
+
+.PHONY: demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+
+## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
+demo: prerequisites stack-up
+	tests/demo.sh
+
+## test: every test — unit tests, then integration tests against the local stack
+test: prerequisites lint test-unit stack-up test-integration
+
+## test-unit: tests that need no stack (pure functions, generated YAML, property tests)
+test-unit:
+	$(CARGO) test --workspace --exclude impressions-tests
+
+## test-integration: tests against the real API server, controller-manager, Kafka and Prometheus
+test-integration:
+	$(CARGO) test -p impressions-tests -- --test-threads=4
+
+## stack-up / stack-down: start or stop the local stack (provisions on first use)
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+## crds: regenerate crds/yaml from the Rust types
+crds:
+	$(CARGO) run -q -p impressions-crds --bin crdgen -- --out crds/yaml
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## prerequisites: checks the machine has the toolchains the stack is built with
+prerequisites:
+	@tests/stack/prerequisites.sh

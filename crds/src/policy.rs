@@ -1,0 +1,284 @@
+//! `ScalingPolicy`: the bounds and behaviour SREs allow the autoscaler, cluster-wide.
+
+// The printcolumn(...) attributes repeat `type_`; clippy reads that as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The bounds and behaviour within which the operator may scale pipelines. Owned by SREs. A
+/// pipeline names its policy in spec.scaling.policyRef, or gets its region's default policy.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "impressions.dev",
+    version = "v1alpha1",
+    kind = "ScalingPolicy",
+    shortname = "spol",
+    category = "impressions",
+    doc = "The bounds and behaviour within which the operator may scale pipelines, owned by SREs.",
+    printcolumn(
+        name = "Default-For",
+        type_ = "string",
+        json_path = ".spec.defaultForRegion"
+    ),
+    printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
+    printcolumn(
+        name = "Target",
+        type_ = "number",
+        json_path = ".spec.targetUtilization"
+    ),
+    printcolumn(name = "Lag-SLO", type_ = "integer", json_path = ".spec.lagSloSeconds"),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".spec.paused"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.minReplicas <= self.maxReplicas")
+    .message("minReplicas must not exceed maxReplicas"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.onMissingMetrics.action != 'Fixed' || !has(self.onMissingMetrics.replicas) || (self.onMissingMetrics.replicas >= self.minReplicas && self.onMissingMetrics.replicas <= self.maxReplicas)"
+).message("onMissingMetrics.replicas must lie within [minReplicas, maxReplicas]"))]
+#[x_kube(validation = kube::core::Rule::new("self.utilizationTolerance < self.targetUtilization")
+    .message("utilizationTolerance must be smaller than targetUtilization"))]
+pub struct ScalingPolicySpec {
+    /// Marks this policy as the default of a region: pipelines of that region without a
+    /// policyRef use it. `*` makes it the default of every region without one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub default_for_region: Option<String>,
+
+    /// The lowest replica count of any pipeline under this policy.
+    #[serde(default = "default_min")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
+
+    /// The highest replica count of any pipeline under this policy.
+    #[serde(default = "default_max")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+
+    /// The busy fraction each replica should run at (0 < u ≤ 1); the rest is headroom.
+    #[serde(default = "default_target")]
+    #[x_kube(validation = kube::core::Rule::new("self > 0.0 && self <= 1.0")
+        .message("targetUtilization must be in (0, 1]"))]
+    pub target_utilization: f64,
+
+    /// Hysteresis: no change while utilization stays within target ± this tolerance.
+    #[serde(default = "default_tolerance")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub utilization_tolerance: f64,
+
+    /// The lag SLO: the backlog, in seconds of input, a pipeline should stay under.
+    #[serde(default = "default_lag_slo")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub lag_slo_seconds: u32,
+
+    /// How fast a backlog should be worked off, in seconds: backlog / catch-up time is added to
+    /// the target rate.
+    #[serde(default = "default_catch_up")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub catch_up_seconds: u32,
+
+    /// How often pipelines are evaluated, in seconds.
+    #[serde(default = "default_interval")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub evaluation_interval_seconds: u32,
+
+    /// The consumption pause a consumer-group change costs, in seconds: a change must be worth it.
+    #[serde(default = "default_rebalance")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub rebalance_cost_seconds: u32,
+
+    /// How scale-ups happen.
+    #[serde(default = "ScaleBehavior::default_up")]
+    pub scale_up: ScaleBehavior,
+
+    /// How scale-downs happen.
+    #[serde(default = "ScaleBehavior::default_down")]
+    pub scale_down: ScaleBehavior,
+
+    /// What to do when lag or throughput metrics are missing or stale. Never scales down.
+    #[serde(default)]
+    pub on_missing_metrics: MissingMetrics,
+
+    /// Daily UTC windows in which no scale-down happens (scale-ups still do).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub freeze_windows: Vec<FreezeWindow>,
+
+    /// Stops all scaling of the pipelines under this policy; their replicas stay as they are.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// PromQL templates for the worker signals. `{namespace}` and `{pipeline}` are substituted.
+    #[serde(default)]
+    pub queries: PrometheusQueries,
+}
+
+/// Limits on one direction of scaling.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.maxStepPercent > 0 || self.maxStepReplicas > 0")
+    .message("at least one of maxStepPercent and maxStepReplicas must be positive"))]
+pub struct ScaleBehavior {
+    /// A change in this direction is made only after the recommendation held for this long
+    /// (seconds); a scale-down then goes to the highest recommendation within the window.
+    #[schemars(range(min = 0, max = 86400))]
+    pub stabilization_window_seconds: u32,
+    /// The largest step of one decision, in percent of the current replicas.
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_step_percent: u32,
+    /// The largest step of one decision, in replicas (the larger of the two limits applies).
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_step_replicas: u32,
+    /// No further change in this direction for this long after a change (seconds).
+    #[schemars(range(min = 0, max = 86400))]
+    pub cooldown_seconds: u32,
+}
+
+impl ScaleBehavior {
+    /// Scale-ups: immediate, up to double or +4 per decision, 30 s apart.
+    pub fn default_up() -> Self {
+        Self {
+            stabilization_window_seconds: 0,
+            max_step_percent: 100,
+            max_step_replicas: 4,
+            cooldown_seconds: 30,
+        }
+    }
+    /// Scale-downs: after 5 min of lower recommendations, at most half per decision, 2 min apart.
+    pub fn default_down() -> Self {
+        Self {
+            stabilization_window_seconds: 300,
+            max_step_percent: 50,
+            max_step_replicas: 0,
+            cooldown_seconds: 120,
+        }
+    }
+}
+
+/// Behaviour on missing or stale metrics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.action != 'Fixed' || has(self.replicas)")
+    .message("onMissingMetrics.replicas is required when action is Fixed"))]
+pub struct MissingMetrics {
+    /// Hold: keep the current replicas. Fixed: go up to `replicas` (never down).
+    #[serde(default)]
+    pub action: MissingMetricsAction,
+    /// The replica count for action Fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+    /// Metrics older than this many seconds count as missing.
+    #[serde(default = "default_stale")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub stale_after_seconds: u32,
+}
+
+impl Default for MissingMetrics {
+    fn default() -> Self {
+        Self {
+            action: MissingMetricsAction::Hold,
+            replicas: None,
+            stale_after_seconds: default_stale(),
+        }
+    }
+}
+
+/// What to do on missing metrics.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MissingMetricsAction {
+    /// Keep the current replicas.
+    #[default]
+    Hold,
+    /// Scale up to a fixed count if below it; never scale down.
+    Fixed,
+}
+
+/// A daily UTC window without scale-downs, `HH:MM` to `HH:MM` (may wrap past midnight).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FreezeWindow {
+    /// Start of the window, `HH:MM` UTC.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')")
+        .message("must be a UTC time of day as HH:MM"))]
+    #[schemars(length(min = 5, max = 5))]
+    pub start: String,
+    /// End of the window, `HH:MM` UTC.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')")
+        .message("must be a UTC time of day as HH:MM"))]
+    #[schemars(length(min = 5, max = 5))]
+    pub end: String,
+}
+
+/// PromQL templates for the worker signals; the defaults match the worker's metric names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusQueries {
+    /// Events processed per second by the whole pipeline.
+    #[serde(default = "default_processed_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub processed_rate: String,
+    /// Average busy fraction (0..1) of the pipeline's workers.
+    #[serde(default = "default_busy_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub busy_fraction: String,
+    /// The window of the rate() in the default queries, e.g. `1m`.
+    #[serde(default = "default_rate_window")]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[0-9]+[smh]$')")
+        .message("must be a Prometheus duration such as 30s, 1m or 1h"))]
+    #[schemars(length(min = 2, max = 8))]
+    pub rate_window: String,
+}
+
+impl Default for PrometheusQueries {
+    fn default() -> Self {
+        Self {
+            processed_rate: default_processed_query(),
+            busy_fraction: default_busy_query(),
+            rate_window: default_rate_window(),
+        }
+    }
+}
+
+fn default_min() -> i32 {
+    1
+}
+fn default_max() -> i32 {
+    64
+}
+fn default_target() -> f64 {
+    0.7
+}
+fn default_tolerance() -> f64 {
+    0.1
+}
+fn default_lag_slo() -> u32 {
+    60
+}
+fn default_catch_up() -> u32 {
+    120
+}
+fn default_interval() -> u32 {
+    15
+}
+fn default_rebalance() -> u32 {
+    5
+}
+fn default_stale() -> u32 {
+    60
+}
+fn default_processed_query() -> String {
+    "sum(rate(impressions_worker_events_processed_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]))".to_owned()
+}
+fn default_busy_query() -> String {
+    "avg(rate(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]))".to_owned()
+}
+fn default_rate_window() -> String {
+    "1m".to_owned()
+}

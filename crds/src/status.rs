@@ -1,0 +1,94 @@
+//! The observed state of an ImpressionPipeline, written by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of a pipeline. Written only by the operator, through the status
+/// subresource, and only when a value changed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImpressionPipelineStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Scaling, MetricsAvailable, DataQuality and Degraded (see `conditions` in this crate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Worker replicas that exist (from the Deployment).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Worker replicas that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// The replica count the operator wants now (applied in Auto mode, recommended otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+
+    /// The label selector of the worker pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Partitions of the source topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+
+    /// Consumer lag of the pipeline's group on the source topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagStatus>,
+
+    /// Rates measured over the last evaluation window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<ThroughputStatus>,
+
+    /// The last scaling decision and why it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<ScalingDecisionStatus>,
+}
+
+/// Consumer lag of the pipeline's group.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LagStatus {
+    /// Events not yet consumed, summed over partitions.
+    pub total: i64,
+    /// The largest lag of one partition.
+    pub max_partition: i64,
+    /// How long the backlog takes to drain at the current processing rate, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_seconds: Option<f64>,
+}
+
+/// Rates of the pipeline, in events per second.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThroughputStatus {
+    /// Events arriving on the source topic.
+    pub input_per_second: f64,
+    /// Events processed by all workers.
+    pub processed_per_second: f64,
+    /// What one worker can process when fully busy (processed rate / busy fraction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_per_replica: Option<f64>,
+}
+
+/// One scaling decision, explained.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingDecisionStatus {
+    /// Replicas before the decision.
+    pub from: i32,
+    /// Replicas after the decision (or recommended, in Recommend mode).
+    pub to: i32,
+    /// A CamelCase reason (e.g. ScaleUpForBacklog, HoldStabilizing, HoldMetricsMissing).
+    pub reason: String,
+    /// The inputs, the computed target and the rule or clamp that applied.
+    pub message: String,
+    /// When the decision was made.
+    pub time: Time,
+}

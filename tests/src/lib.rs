@@ -1,0 +1,113 @@
+//! The client side of the local stack (`tests/stack/stack.sh`): where its components listen and
+//! helpers the integration and end-to-end tests share.
+//!
+//! A test that needs the stack calls [`Stack::get`]; when the stack is not up it panics with the
+//! command that brings it up. Nothing skips itself.
+
+pub mod cluster;
+
+use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
+
+/// Where the running local stack's components listen, read from its `stack.env`.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// The stack's state folder.
+    pub dir: PathBuf,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Kafka bootstrap servers.
+    pub kafka_bootstrap: String,
+    /// Prometheus base URL.
+    pub prometheus_url: String,
+    /// The folder of Prometheus file_sd target files.
+    pub file_sd_dir: PathBuf,
+    /// The folder of the pinned binaries (kubectl, helm, etcd, …).
+    pub bin: PathBuf,
+}
+
+/// The env file's path: `$IMPRESSIONS_STACK_DIR/stack.env`, default `/tmp/impressions-stack`.
+pub fn env_file() -> PathBuf {
+    let dir = std::env::var_os("IMPRESSIONS_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/impressions-stack"));
+    dir.join("stack.env")
+}
+
+impl Stack {
+    /// The running stack. Panics, naming the command to run, when it is not up.
+    pub fn get() -> &'static Stack {
+        static STACK: OnceLock<Stack> = OnceLock::new();
+        STACK.get_or_init(|| match Stack::load() {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "the local stack is not up ({e}). Start it with `make stack-up` \
+                 (or run the whole suite with `make test`)."
+            ),
+        })
+    }
+
+    /// Reads the env file that `stack.sh up` writes.
+    pub fn load() -> Result<Stack, String> {
+        let path = env_file();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let vars: HashMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let var = |k: &str| {
+            vars.get(k)
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("{} lacks {k}", path.display()))
+        };
+        Ok(Stack {
+            dir: var("IMPRESSIONS_STACK_DIR")?.into(),
+            kubeconfig: var("KUBECONFIG")?.into(),
+            kafka_bootstrap: var("KAFKA_BOOTSTRAP")?,
+            prometheus_url: var("PROMETHEUS_URL")?,
+            file_sd_dir: var("PROMETHEUS_FILE_SD_DIR")?.into(),
+            bin: var("STACK_BIN")?.into(),
+        })
+    }
+
+    /// A kube client authenticated as the stack's admin.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("stack kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config from the stack's kubeconfig");
+        kube::Client::try_from(cfg).expect("kube client")
+    }
+
+    /// A `kubectl` command of the pinned version, pointed at the stack.
+    pub fn kubectl(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(self.bin.join("kubectl"));
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// The folder of a pinned binary of the stack, e.g. `helm`.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+}
+
+/// A unique name for a test's objects: `prefix-<pid>-<counter>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The local stack: etcd, kube-apiserver (RBAC enforced), kube-controller-manager, Apache Kafka
+# (KRaft, one node) and Prometheus, all on 127.0.0.1 with free ports chosen at start.
+#
+#   stack.sh up        provision (first use only) and start everything; idempotent
+#   stack.sh down      stop everything and remove the stack's state
+#   stack.sh status    say which components run
+#   stack.sh token NS SA [SECONDS]   mint a token for a ServiceAccount (TokenRequest API)
+#
+# `up` writes $IMPRESSIONS_STACK_DIR/stack.env (ports, URLs, paths) and an admin kubeconfig that
+# tests, the demo and the operator read. A component that fails to start is reported with the
+# tail of its log.
+set -euo pipefail
+shopt -s nullglob
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/versions.env"
+cache="${STACK_CACHE:-$HOME/.cache/impressions-stack}"
+dir="${IMPRESSIONS_STACK_DIR:-/tmp/impressions-stack}"
+bin="$cache/bin"
+export PATH="$bin:$PATH"
+
+say() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+free_ports() { # N → N free loopback ports, one per line
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# start NAME CMD...: runs CMD detached, its output in logs/NAME.log, its pid in pids/NAME.
+start() {
+  local name="$1"; shift
+  setsid nohup "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/pids/$name"
+}
+
+alive() { [[ -f "$dir/pids/$1" ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
+
+# wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds; on timeout or death of NAME,
+# reports the tail of NAME's log and fails.
+wait_for() {
+  local name="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$name" || ((SECONDS > deadline)); then
+      echo "[stack] $name failed to start (waited ${secs}s); last lines of $dir/logs/$name.log:" >&2
+      tail -n 40 "$dir/logs/$name.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.3
+  done
+}
+
+gen_certs() {
+  local c="$dir/certs"; mkdir -p "$c"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=impressions-stack-ca" \
+    -keyout "$c/ca.key" -out "$c/ca.crt" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$c/apiserver.key" \
+    -out "$c/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >"$c/ext"
+  openssl x509 -req -in "$c/apiserver.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$c/ext" -out "$c/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$c/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$c/sa.key" -pubout -out "$c/sa.pub" 2>/dev/null
+}
+
+kubeconfig() { # FILE USER TOKEN
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: impressions-stack
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority: $dir/certs/ca.crt
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2@impressions-stack
+  context: {cluster: impressions-stack, user: $2}
+current-context: $2@impressions-stack
+EOF
+}
+
+start_etcd() {
+  say "starting etcd $ETCD_VERSION"
+  start etcd etcd --name stack --data-dir "$dir/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "stack=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
+
+start_apiserver() {
+  say "starting kube-apiserver $K8S_VERSION (RBAC)"
+  start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --tls-cert-file "$dir/certs/apiserver.crt" --tls-private-key-file "$dir/certs/apiserver.key" \
+    --client-ca-file "$dir/certs/ca.crt" --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$dir/certs/sa.pub" --service-account-signing-key-file "$dir/certs/sa.key" \
+    --enable-priority-and-fairness=false --endpoint-reconciler-type none \
+    --cert-dir "$dir/certs/generated" -v 1
+  wait_for kube-apiserver 90 curl -sf --cacert "$dir/certs/ca.crt" \
+    -H "Authorization: Bearer $ADMIN_TOKEN" "https://127.0.0.1:$APISERVER_PORT/readyz"
+}
+
+start_controller_manager() {
+  say "starting kube-controller-manager $K8S_VERSION"
+  start kube-controller-manager kube-controller-manager --kubeconfig "$dir/kcm.kubeconfig" \
+    --leader-elect=false --use-service-account-credentials \
+    --service-account-private-key-file "$dir/certs/sa.key" --root-ca-file "$dir/certs/ca.crt" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
+    --authentication-skip-lookup --authorization-always-allow-paths /healthz,/readyz,/livez \
+    --controllers '*,-nodeipam,-service,-route,-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach' \
+    --node-monitor-grace-period 60s -v 1
+  wait_for kube-controller-manager 60 curl -sfk "https://127.0.0.1:$KCM_PORT/healthz"
+}
+
+start_kafka() {
+  say "starting Apache Kafka $KAFKA_VERSION (KRaft)"
+  local k="$dir/kafka"; mkdir -p "$k"
+  cat >"$k/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$k/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.flush.interval.messages=9223372036854775807
+log.retention.hours=4
+log.segment.bytes=268435456
+EOF
+  cat >"$k/log4j2.properties" <<'EOF'
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.kafka.request.name = kafka.request.logger
+logger.kafka.request.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+EOF
+  local cp="$cache/kafka/libs/*"
+  local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$k/log4j2.properties")
+  java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format \
+    -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+    -c "$k/server.properties" >"$dir/logs/kafka-format.log" 2>&1 \
+    || { tail -n 20 "$dir/logs/kafka-format.log" >&2; die "formatting Kafka storage failed"; }
+  start kafka java -cp "$cp" "${jvm[@]}" kafka.Kafka "$k/server.properties"
+}
+
+start_prometheus() {
+  say "starting Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+  local p="$dir/prometheus"; mkdir -p "$p/targets" "$p/data" "$p/rules"
+  cat >"$p/prometheus.yml" <<EOF
+global:
+  scrape_interval: 2s
+  evaluation_interval: 5s
+rule_files:
+  - $p/rules/*.yml
+scrape_configs:
+  - job_name: file-sd
+    file_sd_configs:
+      - files: ['$p/targets/*.json']
+        refresh_interval: 2s
+EOF
+  start prometheus prometheus --config.file "$p/prometheus.yml" --storage.tsdb.path "$p/data" \
+    --web.listen-address "127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle --log.level warn
+}
+
+write_env() {
+  cat >"$dir/stack.env" <<EOF
+# Written by tests/stack/stack.sh up. Read by tests, the demo and the Makefile.
+IMPRESSIONS_STACK_DIR=$dir
+STACK_BIN=$bin
+KUBECONFIG=$dir/kubeconfig
+KUBE_APISERVER=https://127.0.0.1:$APISERVER_PORT
+KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+PROMETHEUS_FILE_SD_DIR=$dir/prometheus/targets
+PROMETHEUS_RULES_DIR=$dir/prometheus/rules
+K8S_VERSION=$K8S_VERSION
+KAFKA_VERSION=$KAFKA_VERSION
+EOF
+}
+
+all_alive() {
+  for c in etcd kube-apiserver kube-controller-manager kafka prometheus; do alive "$c" || return 1; done
+}
+
+up() {
+  if [[ -f "$dir/stack.env" ]] && all_alive; then
+    say "already up: $dir/stack.env"; return
+  fi
+  [[ -d "$dir" ]] && down
+  local t0=$SECONDS
+  "$here/provision.sh" all
+  mkdir -p "$dir/logs" "$dir/pids"
+  read -r ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT PROMETHEUS_PORT \
+    <<<"$(free_ports 7 | tr '\n' ' ')"
+  ADMIN_TOKEN="$(openssl rand -hex 24)"
+  gen_certs
+  printf '%s,admin,admin,"system:masters"\n%s,system:kube-controller-manager,kcm\n' \
+    "$ADMIN_TOKEN" "$(openssl rand -hex 24)" >"$dir/tokens.csv"
+  chmod 600 "$dir/tokens.csv"
+  kubeconfig "$dir/kubeconfig" admin "$ADMIN_TOKEN"
+  kubeconfig "$dir/kcm.kubeconfig" system:kube-controller-manager "$(sed -n 2p "$dir/tokens.csv" | cut -d, -f1)"
+  # Kafka and Prometheus start while the control plane comes up.
+  start_kafka
+  start_prometheus
+  start_etcd
+  start_apiserver
+  start_controller_manager
+  wait_for kafka 90 grep -q "Kafka Server started" "$dir/logs/kafka.log"
+  wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+  write_env
+  say "up in $((SECONDS - t0))s: source $dir/stack.env"
+}
+
+down() {
+  [[ -d "$dir/pids" ]] || { rm -rf "$dir"; return; }
+  for c in prometheus kafka kube-controller-manager kube-apiserver etcd; do
+    [[ -f "$dir/pids/$c" ]] || continue
+    local pid; pid="$(cat "$dir/pids/$c")"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 1 50); do
+    local any=0
+    for f in "$dir"/pids/*; do kill -0 "$(cat "$f")" 2>/dev/null && any=1; done
+    ((any)) || break
+    sleep 0.2
+  done
+  for f in "$dir"/pids/*; do kill -KILL -- "-$(cat "$f")" 2>/dev/null || true; done
+  rm -rf "$dir"
+  say "down"
+}
+
+status() {
+  [[ -f "$dir/stack.env" ]] || { echo "stack is down ($dir/stack.env missing)"; return 1; }
+  local rc=0
+  for c in etcd kube-apiserver kube-controller-manager kafka prometheus; do
+    if alive "$c"; then echo "$c: running (pid $(cat "$dir/pids/$c"))"; else echo "$c: NOT running"; rc=1; fi
+  done
+  return $rc
+}
+
+token() {
+  [[ $# -ge 2 ]] || die "usage: stack.sh token NAMESPACE SERVICEACCOUNT [SECONDS]"
+  KUBECONFIG="$dir/kubeconfig" kubectl create token "$2" -n "$1" --duration "${3:-3600}s"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  token) shift; token "$@" ;;
+  *) echo "usage: $0 up|down|status|token NS SA [SECONDS]" >&2; exit 2 ;;
+esac
