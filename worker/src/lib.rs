@@ -1,1 +1,24 @@
+//! The impression worker: consumes raw client events from Kafka, keeps the impressions, rejects
+//! invalid events to a dead-letter topic, enriches and checks the valid ones, and produces Avro
+//! records to the source-of-truth topic, with column-level quality metrics.
+//!
+//! The per-event path ([`process`]) is pure and benchmarked on its own; Kafka, HTTP and the
+//! clock live in [`kafka`], [`http`] and [`run`].
 
+pub mod agree;
+pub mod avro;
+pub mod catalog;
+pub mod event;
+pub mod loadgen;
+pub mod process;
+pub mod quality;
+pub mod record;
+pub mod reject;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
