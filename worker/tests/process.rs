@@ -125,7 +125,7 @@ fn strs(v: &Value) -> Vec<String> {
     }
 }
 
-fn union<'a>(v: &'a Value) -> &'a Value {
+fn union(v: &Value) -> &Value {
     match v {
         Value::Union(_, inner) => inner,
         o => o,
@@ -193,9 +193,6 @@ fn every_rejection_reason() {
         (br#"{"eventType":7}"#.to_vec(), "invalid_field"),
         (
             event(r#""videoId":80000001"#)
-                .iter()
-                .copied()
-                .collect::<Vec<u8>>()
                 .replace_str("\"profileId\":\"P1\"", "\"profileId\":null"),
             "missing_field",
         ),
