@@ -19,6 +19,7 @@ test-unit:
 
 ## test-integration: tests against the real API server, controller-manager, Kafka and Prometheus
 test-integration:
+	$(CARGO) build --bins
 	$(CARGO) test -p impressions-tests -- --test-threads=4
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)

@@ -5,6 +5,8 @@
 //! command that brings it up. Nothing skips itself.
 
 pub mod cluster;
+pub mod kafka;
+pub mod worker;
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
 

@@ -8,12 +8,18 @@
 pub mod agree;
 pub mod avro;
 pub mod catalog;
+pub mod config;
 pub mod event;
+pub mod http;
+pub mod kafka;
 pub mod loadgen;
+pub mod metrics;
 pub mod process;
 pub mod quality;
+pub mod ratecap;
 pub mod record;
 pub mod reject;
+pub mod run;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -1,17 +1,162 @@
-//! The impression worker: raw JSON events from Kafka to validated, enriched Avro on Kafka.
+//! `worker`: the impression filter/enrich job.
 
-use clap::Parser;
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
-/// Filters, validates and enriches raw impression events into Avro records.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use impressions_worker::{
+    catalog::{self, Catalog},
+    config::WorkerConfig,
+    http, kafka,
+    metrics::Metrics,
+    run::{self, Health},
+};
+use prometheus_client::registry::Registry;
+
+/// Filters raw client events to impressions, rejects invalid ones to a dead-letter topic,
+/// enriches and checks the rest, and writes Avro records to the sink topic.
 #[derive(Parser, Debug)]
 #[command(name = "worker", version, about)]
 struct Cli {
-    /// The worker's configuration file (YAML).
-    #[arg(long)]
-    config: std::path::PathBuf,
+    /// Log format.
+    #[arg(long, global = true, env = "WORKER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the worker.
+    Run {
+        /// The configuration file (YAML); `WORKER__…` environment variables override fields.
+        #[arg(long, env = "WORKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print it as the worker reads it.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the output Avro schema.
+    Schema,
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    println!("worker with {}", cli.config.display());
+    init_tracing(&cli.log_format);
+    match cli.command {
+        Command::Schema => {
+            print!("{}", impressions_worker::avro::IMPRESSION_SCHEMA);
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let cfg = WorkerConfig::load(&config, std::env::vars())?;
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = WorkerConfig::load(&config, std::env::vars())?;
+            run_worker(cfg)
+        }
+    }
+}
+
+fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
+    tracing::info!(namespace = %cfg.pipeline.namespace, pipeline = %cfg.pipeline.name, "starting");
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(cfg.metrics.listen))
+        .with_context(|| {
+            format!(
+                "config field metrics.listen: cannot listen on {}",
+                cfg.metrics.listen
+            )
+        })?;
+    rt.spawn(http::serve(listener, registry, health.clone()));
+    let stop_signal = stop.clone();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stop requested: finishing in-flight work");
+        stop_signal.store(true, Ordering::Release);
+    });
+
+    let (shared, loaded) = (
+        catalog::shared(Catalog::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let feed = match (&cfg.catalog.file, &cfg.catalog.topic) {
+        (Some(path), _) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| catalog::CatalogError::File {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            let c = Catalog::from_json_lines(&text)?;
+            metrics.catalog_titles.set(c.len() as i64);
+            tracing::info!(titles = c.len(), file = %path.display(), "catalog loaded");
+            shared.store(Arc::new(c));
+            loaded.store(true, Ordering::Release);
+            None
+        }
+        (None, Some(topic)) => {
+            let consumer = kafka::client::catalog_reader(&cfg).create()?;
+            let (topic, shared, metrics, loaded, stop) = (
+                topic.clone(),
+                shared.clone(),
+                metrics.clone(),
+                loaded.clone(),
+                stop.clone(),
+            );
+            Some(std::thread::Builder::new().name("catalog".into()).spawn(move || {
+                if let Err(e) = kafka::catalog_feed::follow(consumer, &topic, shared, metrics, loaded, stop.clone()) {
+                    tracing::error!(error = %e, topic = %topic, "catalog topic cannot be read");
+                    stop.store(true, Ordering::Release);
+                }
+            })?)
+        }
+        (None, None) => unreachable!("validated: exactly one catalog source"),
+    };
+
+    let result = run::run(&cfg, shared, loaded, metrics, health, stop.clone());
+    stop.store(true, Ordering::Release);
+    if let Some(f) = feed {
+        let _ = f.join();
+    }
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+fn init_tracing(format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WORKER_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,0 +1,200 @@
+//! Kafka helpers for tests: topics, producing generated traffic, reading a topic back, and
+//! a consumer group's committed offsets.
+
+use std::{collections::HashMap, time::Duration};
+
+use impressions_worker::loadgen::{Generator, Kind, Mix, events};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    message::{Headers, OwnedMessage},
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+
+use crate::Stack;
+
+fn admin(stack: &Stack) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+/// Creates a topic (compacted if asked); fails on any error but "already exists".
+pub async fn create_topic(stack: &Stack, name: &str, partitions: i32, compacted: bool) {
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    if compacted {
+        t = t.set("cleanup.policy", "compact");
+    }
+    let res = admin(stack)
+        .create_topics(&[t], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in res {
+        if let Err((topic, e)) = r {
+            assert_eq!(
+                e,
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                "creating {topic}: {e}"
+            );
+        }
+    }
+}
+
+/// An idempotent producer to the stack's broker.
+pub fn producer(stack: &Stack) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Fills a catalog topic with the generator's first `n` titles.
+pub async fn fill_catalog(stack: &Stack, topic: &str, n: u32) {
+    let p = producer(stack);
+    for t in events::catalog(n) {
+        let key = t.video_id.to_string();
+        let value = serde_json::to_vec(&t).unwrap();
+        p.send(
+            FutureRecord::to(topic).key(&key).payload(&value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("catalog record");
+    }
+}
+
+/// One generated event that was sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub event_id: String,
+    pub kind: Kind,
+    pub payload: Vec<u8>,
+}
+
+/// Produces `n` generated events (keyed by event id) and returns them.
+pub async fn produce_generated(
+    stack: &Stack,
+    topic: &str,
+    seed: u64,
+    n: usize,
+    titles: u32,
+    mix: Mix,
+) -> Vec<Sent> {
+    let p = producer(stack);
+    let mut g = Generator::new(seed, titles, mix);
+    let now = impressions_worker::now_ms();
+    let sent: Vec<Sent> = (0..n)
+        .map(|_| {
+            let e = g.next_event(now);
+            Sent {
+                event_id: e.event_id,
+                kind: e.kind,
+                payload: e.payload,
+            }
+        })
+        .collect();
+    for chunk in sent.chunks(2000) {
+        let futs = chunk.iter().map(|s| {
+            p.send(
+                FutureRecord::to(topic).key(&s.event_id).payload(&s.payload),
+                Duration::from_secs(30),
+            )
+        });
+        for r in futures::future::join_all(futs).await {
+            r.map_err(|(e, _)| e).expect("delivered");
+        }
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    sent
+}
+
+/// Reads a topic from the beginning until `want` messages arrived (or `timeout` passed) and
+/// returns what it read.
+pub fn read_topic(stack: &Stack, topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < want && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// A header's value as text.
+pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
+    let hs = m.headers()?;
+    hs.iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The committed offsets of `group` on `topic`, per partition (absent: nothing committed).
+pub fn committed(stack: &Stack, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// High watermarks of a topic, per partition.
+pub fn high_watermarks(stack: &Stack, topic: &str) -> HashMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            (
+                p.id(),
+                c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .unwrap()
+                    .1,
+            )
+        })
+        .collect()
+}

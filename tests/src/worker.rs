@@ -1,0 +1,183 @@
+//! Running the real `worker` binary as a process in tests.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A built binary of the workspace (`cargo build --bins` first; `make test` does).
+pub fn binary(name: &str) -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("target"));
+    let path = target.join(profile).join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running worker process.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pub child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    config: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `worker run` with `config_yaml` (its `metrics.listen` is set here).
+    pub fn start(name: &str, config_yaml: &str) -> WorkerProcess {
+        let dir = std::env::temp_dir().join("impressions-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let config = dir.join(format!("{name}.yaml"));
+        let mut f = std::fs::File::create(&config).unwrap();
+        write!(
+            f,
+            "{config_yaml}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n"
+        )
+        .unwrap();
+        Self::spawn(name, config, port)
+    }
+
+    fn spawn(name: &str, config: PathBuf, port: u16) -> WorkerProcess {
+        let log = std::env::temp_dir()
+            .join("impressions-tests")
+            .join(format!("{name}-{}.log", crate::unique("run")));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary("worker"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start worker");
+        WorkerProcess {
+            child,
+            metrics_port: port,
+            log,
+            config,
+        }
+    }
+
+    /// Starts a new process with the same configuration (after a kill).
+    pub fn restart(&mut self, name: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::spawn(name, self.config.clone(), self.metrics_port);
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// Waits until /readyz answers 200; panics with the log's tail otherwise.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "worker exited with {status} before ready:\n{}",
+                    self.log_tail()
+                );
+            }
+            if matches!(self.get("/readyz"), Some((200, _))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("worker not ready within {timeout:?}:\n{}", self.log_tail());
+    }
+
+    /// The /metrics text.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").map(|x| x.1).unwrap_or_default()
+    }
+
+    /// The value of one series in /metrics (`name{labels}` exactly as exposed), or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        parse_metric(&self.metrics(), series)
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0 and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (bool, Duration) {
+        let t0 = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while t0.elapsed() < timeout {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return (s.success(), t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        (false, t0.elapsed())
+    }
+
+    /// SIGKILL, no chance to drain.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last lines of the worker's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one series in a Prometheus text exposition, or 0 when absent.
+pub fn parse_metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,493 @@
+//! The worker's configuration: a YAML file (what the operator renders into a ConfigMap) plus
+//! environment overrides (what the operator maps from Secrets). Unknown fields and wrong values
+//! stop the worker at start with the field named.
+//!
+//! Overrides: `WORKER__A__B=value` sets field `a.b` (segments in SNAKE_CASE, e.g.
+//! `WORKER__SINK__DEAD_LETTER_TOPIC`); under a `kafka` map the key is a librdkafka property
+//! (`WORKER__SOURCE__KAFKA__SASL_PASSWORD` sets `sasl.password`).
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+use crate::process::{Limits, Locations};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub pipeline: PipelineId,
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    pub catalog: CatalogConfig,
+    #[serde(default)]
+    pub locations: LocationsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub processing: ProcessingConfig,
+    /// Seconds a stopping worker may take to finish in-flight work, flush and commit.
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Which pipeline this worker belongs to (for logs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineId {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceConfig {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub consumer_group: String,
+    #[serde(default)]
+    pub offset_reset: OffsetReset,
+    /// Extra librdkafka properties (e.g. SASL/TLS settings).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OffsetReset {
+    Earliest,
+    #[default]
+    Latest,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Defaults to the source's bootstrap servers.
+    #[serde(default)]
+    pub bootstrap_servers: Option<String>,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    #[serde(default)]
+    pub delivery_guarantee: DeliveryGuarantee,
+    /// Confluent wire format with this schema id; single-object encoding when absent.
+    #[serde(default)]
+    pub schema_id: Option<u32>,
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum DeliveryGuarantee {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// Where the title catalog comes from: exactly one of a compacted topic or a JSON-lines file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationsConfig {
+    /// Page id (an integer, as a string key) → page name.
+    #[serde(default)]
+    pub pages: BTreeMap<String, String>,
+    /// Row id → row name.
+    #[serde(default)]
+    pub rows: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_event_bytes: usize,
+    pub max_age_secs: i64,
+    pub max_future_secs: i64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_event_bytes: l.max_event_bytes,
+            max_age_secs: l.max_age_ms / 1000,
+            max_future_secs: l.max_future_ms / 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Processing threads (partitions are spread over them).
+    pub threads: usize,
+    /// Most events handled per batch.
+    pub max_batch: usize,
+    /// Caps the processing rate (events/s), e.g. to emulate a CPU limit in tests.
+    pub max_events_per_second: Option<u64>,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            threads: 1,
+            max_batch: 2000,
+            max_events_per_second: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where /metrics, /healthz and /readyz are served.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+        }
+    }
+}
+
+fn default_drain() -> u64 {
+    30
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("config field {field}: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl WorkerConfig {
+    /// Reads the file, applies `WORKER__…` overrides from `env`, and validates.
+    pub fn load(
+        path: &std::path::Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, env)
+    }
+
+    /// Parses YAML text, applies overrides and validates.
+    pub fn from_yaml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        for (k, v) in env {
+            if let Some(path) = k.strip_prefix("WORKER__") {
+                apply_override(&mut doc, path, &v)?;
+            }
+        }
+        let cfg: WorkerConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            field(
+                if path == "." { "(root)" } else { &path },
+                e.into_inner().to_string(),
+            )
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        topic("source.topic", &self.source.topic)?;
+        topic("sink.topic", &self.sink.topic)?;
+        topic("sink.deadLetterTopic", &self.sink.dead_letter_topic)?;
+        if self.source.bootstrap_servers.trim().is_empty() {
+            return Err(field("source.bootstrapServers", "must not be empty"));
+        }
+        if self.source.consumer_group.trim().is_empty() {
+            return Err(field("source.consumerGroup", "must not be empty"));
+        }
+        if self.sink.topic == self.sink.dead_letter_topic {
+            return Err(field("sink.deadLetterTopic", "must differ from sink.topic"));
+        }
+        if self.sink.topic == self.source.topic || self.sink.dead_letter_topic == self.source.topic
+        {
+            return Err(field(
+                "sink.topic",
+                "the sink and dead-letter topics must differ from source.topic",
+            ));
+        }
+        match (&self.catalog.topic, &self.catalog.file) {
+            (Some(t), None) => topic("catalog.topic", t)?,
+            (None, Some(_)) => {}
+            _ => {
+                return Err(field(
+                    "catalog",
+                    "exactly one of catalog.topic and catalog.file must be set",
+                ));
+            }
+        }
+        for k in self.locations.pages.keys() {
+            k.parse::<i64>()
+                .map_err(|_| field(&format!("locations.pages.{k}"), "page ids must be integers"))?;
+        }
+        if !(1..=64).contains(&self.processing.threads) {
+            return Err(field("processing.threads", "must be within 1..=64"));
+        }
+        if !(1..=100_000).contains(&self.processing.max_batch) {
+            return Err(field("processing.maxBatch", "must be within 1..=100000"));
+        }
+        if self.processing.max_events_per_second == Some(0) {
+            return Err(field(
+                "processing.maxEventsPerSecond",
+                "must be positive when set",
+            ));
+        }
+        if !(1..=600).contains(&self.drain_timeout_secs) {
+            return Err(field("drainTimeoutSecs", "must be within 1..=600"));
+        }
+        if self.limits.max_event_bytes == 0
+            || self.limits.max_age_secs <= 0
+            || self.limits.max_future_secs < 0
+        {
+            return Err(field(
+                "limits",
+                "maxEventBytes and maxAgeSecs must be positive, maxFutureSecs non-negative",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The per-event limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_event_bytes: self.limits.max_event_bytes,
+            max_age_ms: self.limits.max_age_secs * 1000,
+            max_future_ms: self.limits.max_future_secs * 1000,
+        }
+    }
+
+    /// Page and row names, with page ids parsed (validated at load).
+    pub fn locations(&self) -> Locations {
+        Locations {
+            pages: self
+                .locations
+                .pages
+                .iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+                .collect(),
+            rows: self
+                .locations
+                .rows
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The sink's bootstrap servers (its own, else the source's).
+    pub fn sink_bootstrap(&self) -> &str {
+        self.sink
+            .bootstrap_servers
+            .as_deref()
+            .unwrap_or(&self.source.bootstrap_servers)
+    }
+}
+
+fn topic(name: &str, t: &str) -> Result<(), ConfigError> {
+    let ok = !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(field(
+            name,
+            format!("{t:?} is not a valid Kafka topic name"),
+        ))
+    }
+}
+
+fn apply_override(doc: &mut serde_yaml::Value, path: &str, value: &str) -> Result<(), ConfigError> {
+    let segments: Vec<&str> = path.split("__").collect();
+    let mut node = doc;
+    let mut in_kafka = false;
+    for (i, seg) in segments.iter().enumerate() {
+        let key = if in_kafka {
+            seg.to_ascii_lowercase().replace('_', ".")
+        } else {
+            camel(seg)
+        };
+        in_kafka = key == "kafka";
+        let map = match node {
+            serde_yaml::Value::Mapping(m) => m,
+            v @ serde_yaml::Value::Null => {
+                *v = serde_yaml::Value::Mapping(Default::default());
+                let serde_yaml::Value::Mapping(m) = v else {
+                    unreachable!()
+                };
+                m
+            }
+            _ => {
+                return Err(field(
+                    &segments[..i].join("."),
+                    "cannot override inside a non-map value",
+                ));
+            }
+        };
+        let k = serde_yaml::Value::String(key);
+        if i + 1 == segments.len() {
+            let parsed = if in_kafka_value(&segments, i) {
+                serde_yaml::Value::String(value.to_owned())
+            } else {
+                serde_yaml::from_str(value)
+                    .unwrap_or_else(|_| serde_yaml::Value::String(value.to_owned()))
+            };
+            map.insert(k, parsed);
+            return Ok(());
+        }
+        node = map.entry(k).or_insert(serde_yaml::Value::Null);
+    }
+    Ok(())
+}
+
+/// Whether the last segment is a key of a `kafka` map (values stay strings).
+fn in_kafka_value(segments: &[&str], last: usize) -> bool {
+    last > 0 && segments[last - 1].eq_ignore_ascii_case("kafka")
+}
+
+/// `DEAD_LETTER_TOPIC` → `deadLetterTopic`.
+fn camel(seg: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in seg.split('_').enumerate() {
+        let lower = part.to_ascii_lowercase();
+        if i == 0 {
+            out.push_str(&lower);
+        } else {
+            let mut c = lower.chars();
+            if let Some(f) = c.next() {
+                out.push(f.to_ascii_uppercase());
+                out.extend(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "
+pipeline: {namespace: demo, name: impressions}
+source: {bootstrapServers: 'k:9092', topic: raw, consumerGroup: demo.impressions}
+sink: {topic: out, deadLetterTopic: dlq}
+catalog: {topic: titles}
+";
+
+    fn err(yaml: &str) -> String {
+        WorkerConfig::from_yaml(yaml, []).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = WorkerConfig::from_yaml(BASE, []).unwrap();
+        assert_eq!(c.processing.threads, 1);
+        assert_eq!(c.sink_bootstrap(), "k:9092");
+        assert_eq!(c.drain_timeout_secs, 30);
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let e = err(&BASE.replace("topic: out,", "topic: out, deadLeterTopic: x,"));
+        assert!(
+            e.starts_with("config field sink.deadLeterTopic: unknown field `deadLeterTopic`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let e = err(&format!(
+            "{BASE}processing: {{threads: many, maxBatch: 10}}\n"
+        ));
+        assert!(e.starts_with("config field processing.threads:"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        assert!(err(&BASE.replace("dlq", "out")).starts_with("config field sink.deadLetterTopic:"));
+        assert!(
+            err(&BASE.replace("topic: raw", "topic: 'raw events'"))
+                .starts_with("config field source.topic:")
+        );
+        assert!(
+            err(&BASE.replace("catalog: {topic: titles}", "catalog: {}"))
+                .starts_with("config field catalog:")
+        );
+        assert!(
+            err(&format!("{BASE}processing: {{threads: 0, maxBatch: 10}}\n"))
+                .starts_with("config field processing.threads:")
+        );
+        assert!(
+            err(&format!("{BASE}locations: {{pages: {{home: Home}}}}\n"))
+                .starts_with("config field locations.pages.home:")
+        );
+        assert!(
+            err(&format!("{BASE}metrics: {{listen: nowhere}}\n"))
+                .starts_with("config field metrics.listen:")
+        );
+    }
+
+    #[test]
+    fn environment_overrides_fields_and_kafka_properties() {
+        let env = [
+            (
+                "WORKER__SINK__DEAD_LETTER_TOPIC".to_owned(),
+                "dead".to_owned(),
+            ),
+            (
+                "WORKER__SOURCE__KAFKA__SASL_PASSWORD".to_owned(),
+                "s3cret".to_owned(),
+            ),
+            (
+                "WORKER__PROCESSING__MAX_EVENTS_PER_SECOND".to_owned(),
+                "500".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = WorkerConfig::from_yaml(BASE, env).unwrap();
+        assert_eq!(c.sink.dead_letter_topic, "dead");
+        assert_eq!(c.source.kafka["sasl.password"], "s3cret");
+        assert_eq!(c.processing.max_events_per_second, Some(500));
+    }
+}

@@ -1,0 +1,85 @@
+//! librdkafka settings of the worker's clients. Explicit settings come first; the pipeline's
+//! `kafka` maps (SASL/TLS etc.) are applied last and may override them.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::config::{OffsetReset, WorkerConfig};
+
+/// The source consumer: cooperative-sticky assignment (a scale change moves only the partitions
+/// that must move), offsets stored only after outputs are acknowledged, committed in the
+/// background and synchronously on revoke and shutdown.
+pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.source.bootstrap_servers)
+        .set("group.id", &cfg.source.consumer_group)
+        .set(
+            "client.id",
+            format!("impressions-worker-{}", std::process::id()),
+        )
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match cfg.source.offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+            },
+        )
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("statistics.interval.ms", "5000")
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("isolation.level", "read_committed");
+    extra(&mut c, &cfg.source.kafka);
+    c
+}
+
+/// The sink producer: idempotent, batched and compressed; one producer for records and dead
+/// letters.
+pub fn producer(cfg: &WorkerConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.sink_bootstrap())
+        .set(
+            "client.id",
+            format!("impressions-worker-{}", std::process::id()),
+        )
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.timeout.ms", "120000");
+    // Without a sink secret of its own, the sink shares the source's security settings.
+    let security = if cfg.sink.kafka.is_empty() && cfg.sink.bootstrap_servers.is_none() {
+        &cfg.source.kafka
+    } else {
+        &cfg.sink.kafka
+    };
+    extra(&mut c, security);
+    c
+}
+
+/// A reader of the catalog topic: assigned (no group), from the beginning.
+pub fn catalog_reader(cfg: &WorkerConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.source.bootstrap_servers)
+        .set("group.id", format!("{}.catalog", cfg.source.consumer_group))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "200");
+    extra(&mut c, &cfg.source.kafka);
+    c
+}
+
+fn extra(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
+    for (k, v) in props {
+        c.set(k, v);
+    }
+}

@@ -1,0 +1,314 @@
+//! Every metric the worker exposes, named in one place (`impressions_worker_*`, Prometheus
+//! conventions: counters end in `_total`, durations in `_seconds`). Label values come from
+//! closed sets (reasons, columns, pairs, event types), so cardinality is bounded.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::sync::atomic::AtomicU64;
+
+use crate::{
+    process::FILTERED_TYPES,
+    quality::{Column, Correction, Pair, Tally},
+    reject::Reject,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventTypeLabel {
+    pub event_type: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ColumnLabel {
+    pub column: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MismatchLabels {
+    pub pair: &'static str,
+    pub corrected: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CorrectionLabel {
+    pub correction: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+/// The worker's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub consumed: Counter,
+    pub processed: Counter,
+    pub records_produced: Counter,
+    pub dead_letters_produced: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub filtered: Family<EventTypeLabel, Counter>,
+    pub column_nulls: Family<ColumnLabel, Counter>,
+    pub column_invalid: Family<ColumnLabel, Counter>,
+    pub mismatches: Family<MismatchLabels, Counter>,
+    pub corrections: Family<CorrectionLabel, Counter>,
+    pub busy_seconds: Counter<f64, AtomicU64>,
+    pub rate_cap_wait_seconds: Counter<f64, AtomicU64>,
+    pub latency: LatencyHistogram,
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub assigned_partitions: Gauge,
+    pub catalog_titles: Gauge,
+    pub catalog_updates: Counter,
+    pub delivery_errors: Counter,
+    pub commits: Counter,
+}
+
+/// Seconds from consuming an event to the broker acknowledging its output.
+#[derive(Debug)]
+pub struct LatencyHistogram(pub Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]))
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; label families are pre-filled with every value so that a rate()
+    /// over them starts at zero instead of appearing with the first occurrence.
+    pub fn register(&self, r: &mut Registry) {
+        let p = r.sub_registry_with_prefix("impressions_worker");
+        p.register(
+            "events_consumed",
+            "Events read from the raw topic",
+            self.consumed.clone(),
+        );
+        p.register(
+            "events_processed",
+            "Events handled (records, dead letters and filtered)",
+            self.processed.clone(),
+        );
+        p.register(
+            "records_produced",
+            "Avro records acknowledged by the sink topic",
+            self.records_produced.clone(),
+        );
+        p.register(
+            "dead_letters_produced",
+            "Rejected events acknowledged by the dead-letter topic",
+            self.dead_letters_produced.clone(),
+        );
+        p.register(
+            "events_rejected",
+            "Events rejected to the dead-letter topic, by reason",
+            self.rejected.clone(),
+        );
+        p.register(
+            "events_filtered",
+            "Events of other types than impression, dropped",
+            self.filtered.clone(),
+        );
+        p.register(
+            "column_nulls",
+            "Null or missing values per column",
+            self.column_nulls.clone(),
+        );
+        p.register(
+            "column_invalid",
+            "Ill-typed or out-of-range values per column",
+            self.column_invalid.clone(),
+        );
+        p.register(
+            "column_mismatches",
+            "Column pairs that disagreed, corrected or not",
+            self.mismatches.clone(),
+        );
+        p.register(
+            "column_corrections",
+            "Columns corrected in place, by correction",
+            self.corrections.clone(),
+        );
+        p.register(
+            "busy_seconds",
+            "Seconds spent processing (not waiting for input)",
+            self.busy_seconds.clone(),
+        );
+        p.register(
+            "rate_cap_wait_seconds",
+            "Seconds held back by the configured rate cap (counted as busy)",
+            self.rate_cap_wait_seconds.clone(),
+        );
+        p.register(
+            "event_latency_seconds",
+            "Seconds from consuming an event to its output being acknowledged",
+            self.latency.0.clone(),
+        );
+        p.register(
+            "consumer_lag",
+            "Consumer lag per assigned partition, from librdkafka statistics",
+            self.consumer_lag.clone(),
+        );
+        p.register(
+            "assigned_partitions",
+            "Partitions assigned to this worker",
+            self.assigned_partitions.clone(),
+        );
+        p.register(
+            "catalog_titles",
+            "Titles in the catalog",
+            self.catalog_titles.clone(),
+        );
+        p.register(
+            "catalog_updates",
+            "Catalog updates applied",
+            self.catalog_updates.clone(),
+        );
+        p.register(
+            "delivery_errors",
+            "Outputs the broker did not acknowledge",
+            self.delivery_errors.clone(),
+        );
+        p.register(
+            "offset_commits",
+            "Offset commits made",
+            self.commits.clone(),
+        );
+        for reason in Reject::REASONS {
+            let _ = self.rejected.get_or_create(&ReasonLabel { reason });
+        }
+        for event_type in FILTERED_TYPES {
+            let _ = self.filtered.get_or_create(&EventTypeLabel { event_type });
+        }
+        for c in Column::ALL {
+            let _ = self
+                .column_nulls
+                .get_or_create(&ColumnLabel { column: c.name() });
+            let _ = self
+                .column_invalid
+                .get_or_create(&ColumnLabel { column: c.name() });
+        }
+        for pair in Pair::ALL {
+            for corrected in ["true", "false"] {
+                let _ = self.mismatches.get_or_create(&MismatchLabels {
+                    pair: pair.name(),
+                    corrected,
+                });
+            }
+        }
+        for c in Correction::ALL {
+            let _ = self.corrections.get_or_create(&CorrectionLabel {
+                correction: c.name(),
+            });
+        }
+    }
+
+    /// Adds a batch's quality tally.
+    pub fn add_tally(&self, t: &Tally) {
+        for c in Column::ALL {
+            let i = c as usize;
+            if t.nulls[i] > 0 {
+                let _ = self
+                    .column_nulls
+                    .get_or_create(&ColumnLabel { column: c.name() })
+                    .inc_by(t.nulls[i]);
+            }
+            if t.invalid[i] > 0 {
+                let _ = self
+                    .column_invalid
+                    .get_or_create(&ColumnLabel { column: c.name() })
+                    .inc_by(t.invalid[i]);
+            }
+        }
+        for p in Pair::ALL {
+            for (corrected, label) in [(0, "false"), (1, "true")] {
+                let n = t.mismatches[p as usize][corrected];
+                if n > 0 {
+                    let _ = self
+                        .mismatches
+                        .get_or_create(&MismatchLabels {
+                            pair: p.name(),
+                            corrected: label,
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+        for c in Correction::ALL {
+            let n = t.corrections[c as usize];
+            if n > 0 {
+                let _ = self
+                    .corrections
+                    .get_or_create(&CorrectionLabel {
+                        correction: c.name(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
+/// The text exposition of a registry.
+pub fn encode(r: &Registry) -> String {
+    let mut s = String::new();
+    prometheus_client::encoding::text::encode(&mut s, r).expect("writing to a String cannot fail");
+    s
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition, for clients that do
+/// not ask for OpenMetrics (curl, `promtool check metrics`): counter families are named with
+/// their `_total` suffix, and `# UNIT` / `# EOF` lines are dropped.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map(|x| x.1).unwrap_or("");
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total() {
+        let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
+        m.consumed.inc_by(3);
+        let text = to_prometheus_text(&encode(&r));
+        assert!(
+            text.contains(
+                "# HELP impressions_worker_events_consumed_total Events read from the raw topic.\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE impressions_worker_events_consumed_total counter\n"));
+        assert!(text.contains("\nimpressions_worker_events_consumed_total 3\n"));
+        assert!(!text.contains("# EOF"));
+    }
+}

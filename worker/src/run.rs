@@ -1,0 +1,316 @@
+//! The worker's main loop: poll a batch, process it (on one or more threads, partitions kept
+//! whole), send outputs, release offsets as outputs are acknowledged. On stop it finishes the
+//! batch in hand, drains in-flight outputs, commits and leaves the group within the drain
+//! timeout.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    Message,
+    consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
+};
+
+use crate::{
+    avro::{self, Encoder, Framing},
+    catalog::{Catalog, SharedCatalog},
+    config::WorkerConfig,
+    kafka::{
+        context::{DeliveryContext, SinkProducer, SourceContext},
+        offsets::Tracker,
+        sink::{Origin, Sink},
+    },
+    metrics::{EventTypeLabel, Metrics, ReasonLabel},
+    now_ms,
+    process::{Outcome, Processor},
+    quality::Tally,
+    ratecap::RateCap,
+};
+
+/// What the HTTP endpoints report.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The catalog is loaded and the consumer has joined: ready for traffic.
+    pub ready: AtomicBool,
+    /// Milliseconds of the last loop iteration, for liveness.
+    pub heartbeat_ms: AtomicI64,
+    /// The worker is stopping.
+    pub draining: AtomicBool,
+}
+
+/// Counts of one batch, folded into the metrics once.
+#[derive(Debug, Default)]
+struct BatchCounts {
+    processed: u64,
+    rejected: BTreeMap<&'static str, u64>,
+    filtered: BTreeMap<&'static str, u64>,
+    tally: Tally,
+}
+
+impl BatchCounts {
+    fn merge(&mut self, o: BatchCounts) {
+        self.processed += o.processed;
+        for (k, v) in o.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        for (k, v) in o.filtered {
+            *self.filtered.entry(k).or_default() += v;
+        }
+        self.tally.merge(&o.tally);
+    }
+}
+
+/// Runs until `stop` is set or a fatal error happens.
+pub fn run(
+    cfg: &WorkerConfig,
+    catalog: SharedCatalog,
+    catalog_loaded: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let fatal = Arc::new(AtomicBool::new(false));
+    let drain = Duration::from_secs(cfg.drain_timeout_secs);
+    let producer: Arc<SinkProducer> = Arc::new(
+        crate::kafka::client::producer(cfg).create_with_context(DeliveryContext {
+            metrics: metrics.clone(),
+            dead_letter_topic: cfg.sink.dead_letter_topic.clone(),
+            fatal: fatal.clone(),
+        })?,
+    );
+    let tracker = Arc::new(Tracker::default());
+    let ctx = SourceContext::new(
+        metrics.clone(),
+        tracker.clone(),
+        producer.clone(),
+        cfg.source.topic.clone(),
+        drain,
+    );
+    let consumer: BaseConsumer<SourceContext> =
+        crate::kafka::client::consumer(cfg).create_with_context(ctx)?;
+    let sink = Sink::new(
+        producer.clone(),
+        cfg.sink.topic.clone(),
+        cfg.sink.dead_letter_topic.clone(),
+    );
+
+    let schema = avro::schema();
+    let framing = cfg
+        .sink
+        .schema_id
+        .map(|schema_id| Framing::Confluent { schema_id })
+        .unwrap_or(Framing::SingleObject);
+    let mut processors: Vec<Processor<'_>> = (0..cfg.processing.threads)
+        .map(|_| {
+            Processor::new(
+                Encoder::new(&schema, framing),
+                cfg.limits(),
+                cfg.locations(),
+            )
+        })
+        .collect();
+    let mut cap = cfg.processing.max_events_per_second.map(RateCap::new);
+
+    // Not subscribed before the catalog is loaded: an unknown title would be dead-lettered.
+    while !catalog_loaded.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        health.heartbeat_ms.store(now_ms(), Ordering::Release);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    consumer.subscribe(&[&cfg.source.topic])?;
+    tracing::info!(topic = %cfg.source.topic, group = %cfg.source.consumer_group, "subscribed");
+    health.ready.store(true, Ordering::Release);
+
+    let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.processing.max_batch);
+    while !stop.load(Ordering::Acquire) && !fatal.load(Ordering::Acquire) {
+        health.heartbeat_ms.store(now_ms(), Ordering::Release);
+        batch.clear();
+        poll_batch(&consumer, &mut batch, cfg.processing.max_batch)?;
+        consumer.context().store_done(&consumer);
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        metrics.consumed.inc_by(batch.len() as u64);
+        if let Some(cap) = cap.as_mut() {
+            let wait = cap.take(batch.len(), started);
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+                metrics.rate_cap_wait_seconds.inc_by(wait.as_secs_f64());
+            }
+        }
+        let counts = process_batch(
+            &batch,
+            &mut processors,
+            &catalog.load(),
+            &tracker,
+            &sink,
+            &cfg.source.topic,
+            started,
+        );
+        fold(&metrics, counts);
+        metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
+        consumer.context().store_done(&consumer);
+    }
+
+    health.draining.store(true, Ordering::Release);
+    health.ready.store(false, Ordering::Release);
+    let ctx = consumer.context();
+    let clean = ctx.drain_and_store(&consumer);
+    ctx.commit_now(&consumer);
+    consumer.unsubscribe();
+    // Serve the revoke callback of leaving the group.
+    let _ = consumer.poll(Duration::from_millis(100));
+    if fatal.load(Ordering::Acquire) {
+        anyhow::bail!(
+            "an output was not acknowledged by the broker; stopped without committing it"
+        );
+    }
+    if !clean {
+        anyhow::bail!("drain timed out after {drain:?}; uncommitted events will be re-read");
+    }
+    tracing::info!("drained and committed");
+    Ok(())
+}
+
+/// Polls up to `max` messages: waits for the first, then takes what is already fetched.
+fn poll_batch(
+    consumer: &BaseConsumer<SourceContext>,
+    batch: &mut Vec<OwnedMessage>,
+    max: usize,
+) -> anyhow::Result<()> {
+    let mut timeout = Duration::from_millis(100);
+    while batch.len() < max {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Ok(m)) => batch.push(m.detach()),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                break;
+            }
+        }
+        timeout = Duration::ZERO;
+    }
+    Ok(())
+}
+
+/// Processes a batch: each partition's messages stay together and in order on one thread.
+fn process_batch(
+    batch: &[OwnedMessage],
+    processors: &mut [Processor<'_>],
+    catalog: &Catalog,
+    tracker: &Tracker,
+    sink: &Sink,
+    topic: &str,
+    consumed_at: Instant,
+) -> BatchCounts {
+    let mut by_partition: BTreeMap<i32, Vec<&OwnedMessage>> = BTreeMap::new();
+    for m in batch {
+        by_partition.entry(m.partition()).or_default().push(m);
+    }
+    let groups: Vec<Vec<&OwnedMessage>> = by_partition.into_values().collect();
+    if processors.len() == 1 || groups.len() == 1 {
+        let mut counts = BatchCounts::default();
+        for g in &groups {
+            counts.merge(process_partition(
+                g,
+                &mut processors[0],
+                catalog,
+                tracker,
+                sink,
+                topic,
+                consumed_at,
+            ));
+        }
+        return counts;
+    }
+    let n = processors.len();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = processors
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| {
+                let mine: Vec<&Vec<&OwnedMessage>> = groups.iter().skip(i).step_by(n).collect();
+                s.spawn(move || {
+                    let mut counts = BatchCounts::default();
+                    for g in mine {
+                        counts.merge(process_partition(
+                            g,
+                            p,
+                            catalog,
+                            tracker,
+                            sink,
+                            topic,
+                            consumed_at,
+                        ));
+                    }
+                    counts
+                })
+            })
+            .collect();
+        let mut total = BatchCounts::default();
+        for h in handles {
+            total.merge(h.join().expect("processing thread panicked"));
+        }
+        total
+    })
+}
+
+fn process_partition(
+    msgs: &[&OwnedMessage],
+    p: &mut Processor<'_>,
+    catalog: &Catalog,
+    tracker: &Tracker,
+    sink: &Sink,
+    topic: &str,
+    consumed_at: Instant,
+) -> BatchCounts {
+    let mut counts = BatchCounts::default();
+    let Some(last) = msgs.last() else {
+        return counts;
+    };
+    let chunk = tracker.open(last.partition(), last.offset(), consumed_at);
+    let now = now_ms();
+    let mut out = Vec::with_capacity(1024);
+    for m in msgs {
+        let payload = m.payload().unwrap_or_default();
+        match p.process(payload, catalog, now, &mut out, &mut counts.tally) {
+            Outcome::Record => sink.record(m.key(), &out, &chunk),
+            Outcome::Rejected(r) => {
+                *counts.rejected.entry(r.reason()).or_default() += 1;
+                let origin = Origin {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                };
+                sink.dead_letter(m.key(), payload, &r, origin, &chunk);
+            }
+            Outcome::Filtered(t) => *counts.filtered.entry(t).or_default() += 1,
+        }
+        counts.processed += 1;
+    }
+    chunk.sealed();
+    counts
+}
+
+fn fold(m: &Metrics, c: BatchCounts) {
+    m.processed.inc_by(c.processed);
+    for (reason, n) in c.rejected {
+        m.rejected.get_or_create(&ReasonLabel { reason }).inc_by(n);
+    }
+    for (event_type, n) in c.filtered {
+        m.filtered
+            .get_or_create(&EventTypeLabel { event_type })
+            .inc_by(n);
+    }
+    m.add_tally(&c.tally);
+}
