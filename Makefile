@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: bench-worker demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -21,6 +21,14 @@ test-unit:
 test-integration:
 	$(CARGO) build --bins
 	$(CARGO) test -p impressions-tests -- --test-threads=4
+
+## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
+## end-to-end bench against a passthrough on the local Kafka (docs/benchmarks.md)
+bench-worker: stack-up
+	$(CARGO) bench -p impressions-worker --bench pipeline
+	$(CARGO) build --release --bin worker --bin bench_e2e
+	target/release/bench_e2e 500000 1
+	target/release/bench_e2e 500000 2
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:

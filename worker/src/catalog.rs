@@ -1,7 +1,9 @@
 //! The title catalog: title details by videoId, shared lock-free with the processing threads and
 //! replaced whole when updates arrive (from a compacted topic or a file).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -42,7 +44,7 @@ pub struct Title {
 /// An immutable snapshot of the catalog.
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
-    titles: HashMap<i64, Arc<Title>>,
+    titles: FxHashMap<i64, Arc<Title>>,
 }
 
 impl Catalog {
@@ -68,7 +70,7 @@ impl Catalog {
     }
     /// Parses JSON lines (one title per line; blank lines and `#` comments skipped).
     pub fn from_json_lines(text: &str) -> Result<Catalog, CatalogError> {
-        let mut titles = HashMap::new();
+        let mut titles = FxHashMap::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

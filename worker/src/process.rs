@@ -116,9 +116,16 @@ impl<'s> Processor<'s> {
                 limit,
             });
         }
-        let text = std::str::from_utf8(payload).map_err(|e| Reject::InvalidUtf8 {
-            at: e.valid_up_to(),
-        })?;
+        // simdutf8's fast check first; the compat check only to locate the bad byte.
+        let text = match simdutf8::basic::from_utf8(payload) {
+            Ok(t) => t,
+            Err(_) => {
+                let at = simdutf8::compat::from_utf8(payload)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                return Err(Reject::InvalidUtf8 { at });
+            }
+        };
         if !text.trim_start().starts_with('{') {
             return Err(Reject::InvalidJson {
                 detail: "not a JSON object".into(),

@@ -34,6 +34,9 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536")
+        // When the local queue is full librdkafka pauses fetching for this long (1 s by
+        // default), which idles a worker that is only slightly slower than its fetcher.
+        .set("fetch.queue.backoff.ms", "10")
         .set("isolation.level", "read_committed");
     extra(&mut c, &cfg.source.kafka);
     c
