@@ -1,1 +1,17 @@
+//! The impressions operator: reconciles ImpressionPipelines of its region into worker fleets
+//! (Deployment, ConfigMap, Service, PodDisruptionBudget) and keeps their status.
+//!
+//! Decisions are pure ([`build`], [`bounds`], [`status`], [`resolve::pick_policy`]); IO lives in
+//! [`reconcile`] (the apply layer), [`resolve::resolve`] and [`leader`].
 
+pub mod bounds;
+pub mod build;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod labels;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod resolve;
+pub mod status;

@@ -1,18 +1,195 @@
-//! The impressions operator: reconciles ImpressionPipelines into worker fleets and scales them.
+//! `operator`: reconciles ImpressionPipelines of one region into worker fleets.
 
-use clap::Parser;
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-/// Reconciles ImpressionPipelines of one region into worker fleets and scales them from Kafka
-/// lag and Prometheus throughput, within the SREs' ScalingPolicies.
+use clap::{Parser, Subcommand};
+use impressions_operator::{
+    build::BuildOptions,
+    controller::{self, OperatorOptions},
+    http,
+    leader::{Elector, LeaseConfig},
+    metrics::Metrics,
+};
+use prometheus_client::registry::Registry;
+
+/// Reconciles ImpressionPipelines of one region into worker fleets and keeps their status,
+/// within the SREs' ScalingPolicies.
 #[derive(Parser, Debug)]
 #[command(name = "operator", version, about)]
 struct Cli {
-    /// The region this operator serves (pipelines with spec.region equal to it or empty).
-    #[arg(long, env = "IMPRESSIONS_REGION")]
-    region: String,
+    /// Log format.
+    #[arg(long, global = true, env = "OPERATOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The region this operator serves: pipelines whose spec.region is this or empty.
+    #[arg(long, env = "IMPRESSIONS_REGION")]
+    region: String,
+    /// Namespaces to watch (repeat the flag); all namespaces when none is given.
+    #[arg(
+        long = "namespace",
+        env = "IMPRESSIONS_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// The worker image for pipelines that name none.
+    #[arg(
+        long,
+        env = "IMPRESSIONS_WORKER_IMAGE",
+        default_value = "ghcr.io/impressions/worker:0.1.0"
+    )]
+    worker_image: String,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: SocketAddr,
+    /// Elect a leader through a Lease so that several replicas can run.
+    #[arg(long, env = "OPERATOR_LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    /// The namespace of the leader Lease.
+    #[arg(long, env = "OPERATOR_LEASE_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (defaults to the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a lease is valid without renewal (failover time).
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    println!("operator for region {}", cli.region);
+    init_tracing(&cli.log_format);
+    match cli.command {
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.region.is_empty(), "--region must not be empty");
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    tokio::spawn(http::serve(listener, Arc::new(registry), ready.clone()));
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the API server: {e}"))?;
+    ready.store(true, Ordering::Release);
+
+    let opts = OperatorOptions {
+        region: args.region.clone(),
+        field_manager: "impressions-operator".into(),
+        build: BuildOptions {
+            worker_image: args.worker_image.clone(),
+        },
+    };
+    tracing::info!(region = %opts.region, namespaces = ?args.namespaces, %identity, "starting");
+
+    let elector = args.leader_election.then(|| {
+        Elector::new(
+            client.clone(),
+            LeaseConfig {
+                namespace: args.lease_namespace.clone(),
+                name: format!("impressions-operator-{}", args.region),
+                identity: identity.clone(),
+                duration: Duration::from_secs(args.lease_duration_seconds),
+                renew_every: Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
+                retry_every: Duration::from_secs(2),
+            },
+        )
+    });
+    let stop = tokio_util_stop();
+    if let Some(e) = &elector {
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = stop.clone() => return Ok(()),
+        }
+    }
+    metrics.leader.set(1);
+
+    let lost = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => futures::future::pending().await,
+        }
+    };
+    let controller = controller::run(
+        client,
+        opts,
+        metrics,
+        args.namespaces,
+        identity,
+        stop.clone(),
+    );
+    tokio::select! {
+        _ = controller => {
+            if let Some(e) = &elector {
+                e.release().await;
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+        _ = lost => {
+            // Another replica may already act: stop at once, without a graceful drain.
+            anyhow::bail!("leadership lost")
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C; cloneable.
+fn tokio_util_stop()
+-> futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
+    use futures::FutureExt;
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
+        Box::pin(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("stop requested");
+        });
+    fut.shared()
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPERATOR_LOG")
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod operator;
 pub mod worker;
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock};

@@ -1,0 +1,82 @@
+//! The worker's configuration file, rendered from the pipeline spec (the worker's own config
+//! format; secrets reach it as `WORKER__…` environment variables, never through this file).
+
+use impressions_crds::{
+    ImpressionPipeline,
+    pipeline::{DeliveryGuarantee, OffsetReset},
+};
+use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::typed;
+use crate::{error::Error, labels, resolve::Resolved};
+
+/// Where the config and the catalog are mounted in the worker container.
+pub const CONFIG_DIR: &str = "/etc/impressions";
+pub const CONFIG_FILE: &str = "worker.yaml";
+pub const CATALOG_DIR: &str = "/etc/impressions/catalog";
+
+/// The worker config YAML.
+pub fn render(p: &ImpressionPipeline, ns: &str, resolved: &Resolved) -> Result<String, Error> {
+    let s = &p.spec;
+    let mut sink = json!({
+        "topic": s.sink.topic,
+        "deadLetterTopic": s.sink.dead_letter_topic,
+        "deliveryGuarantee": match s.sink.delivery_guarantee {
+            DeliveryGuarantee::AtLeastOnce => "AtLeastOnce",
+            DeliveryGuarantee::ExactlyOnce => "ExactlyOnce",
+        },
+    });
+    if let Some(b) = &s.sink.bootstrap_servers {
+        sink["bootstrapServers"] = json!(b);
+    }
+    if let Some(id) = s.sink.schema_id {
+        sink["schemaId"] = json!(id);
+    }
+    let catalog = match (&s.enrichment.catalog.topic, &resolved.catalog_config_map) {
+        (Some(t), _) => json!({ "topic": t }),
+        (None, Some(cm)) => json!({ "file": format!("{CATALOG_DIR}/{}", cm.key) }),
+        (None, None) => return Err(Error::Build("no catalog source".into())),
+    };
+    let mut processing = json!({ "threads": s.worker.threads });
+    if let Some(cap) = s.worker.max_events_per_second {
+        processing["maxEventsPerSecond"] = json!(cap);
+    }
+    let doc = json!({
+        "pipeline": { "namespace": ns, "name": p.name_any() },
+        "source": {
+            "bootstrapServers": s.source.bootstrap_servers,
+            "topic": s.source.topic,
+            "consumerGroup": s.consumer_group(ns, &p.name_any()),
+            "offsetReset": match s.source.offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
+        },
+        "sink": sink,
+        "catalog": catalog,
+        "locations": { "pages": s.enrichment.locations.pages, "rows": s.enrichment.locations.rows },
+        "processing": processing,
+        "drainTimeoutSecs": s.worker.drain_timeout_seconds,
+        "metrics": { "listen": format!("0.0.0.0:{}", labels::METRICS_PORT) },
+    });
+    serde_yaml::to_string(&doc).map_err(|e| Error::Build(e.to_string()))
+}
+
+/// The ConfigMap holding the rendered config.
+pub fn config_map(
+    name: &str,
+    ns: &str,
+    owner: &OwnerReference,
+    yaml: &str,
+) -> Result<ConfigMap, Error> {
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": labels::child_name(name),
+            "namespace": ns,
+            "labels": labels::common(name),
+            "ownerReferences": [owner],
+        },
+        "data": { CONFIG_FILE: yaml },
+    }))
+}

@@ -1,0 +1,194 @@
+//! The controller: what it watches, its shared context, and the retry policy.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use futures::StreamExt;
+use impressions_crds::{ImpressionPipeline, ScalingPolicy};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Service},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+
+use crate::{build::BuildOptions, error::Error, labels, metrics::Metrics, reconcile::reconcile};
+
+/// The operator's settings that reconciles need.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    pub region: String,
+    pub field_manager: String,
+    pub build: BuildOptions,
+}
+
+impl OperatorOptions {
+    /// Whether this operator serves pipelines of `region` (empty means any region).
+    pub fn serves(&self, region: &str) -> bool {
+        region.is_empty() || region == self.region
+    }
+}
+
+/// State shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub policies: Store<ScalingPolicy>,
+    pub opts: OperatorOptions,
+    failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
+    states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, &'static str>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("opts", &self.opts).finish()
+    }
+}
+
+impl Context {
+    /// Records a pipeline's state for the `pipelines` gauge.
+    pub fn record_state(&self, p: &ImpressionPipeline, state: &'static str) {
+        let mut states = self.states.lock().expect("states lock");
+        states.insert(ObjectRef::from_obj(p), state);
+        for s in crate::metrics::STATES {
+            let n = states.values().filter(|v| **v == s).count() as i64;
+            self.metrics
+                .pipelines
+                .get_or_create(&crate::metrics::StateLabel { state: s })
+                .set(n);
+        }
+    }
+
+    pub fn forget_failures(&self, p: &ImpressionPipeline) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&ObjectRef::from_obj(p));
+    }
+
+    fn next_attempt(&self, p: &ImpressionPipeline) -> u32 {
+        let mut f = self.failures.lock().expect("failures lock");
+        let n = f.entry(ObjectRef::from_obj(p)).or_default();
+        *n += 1;
+        *n - 1
+    }
+}
+
+/// Failed reconciles are retried with a per-pipeline growing backoff.
+fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(Error::backoff(ctx.next_attempt(&p)))
+}
+
+/// Runs the controller for `namespaces` (all when empty) until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    opts: OperatorOptions,
+    metrics: Arc<Metrics>,
+    namespaces: Vec<String>,
+    identity: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let reporter = Reporter {
+        controller: "impressions-operator".into(),
+        instance: Some(identity),
+    };
+    let (policies, writer) = reflector::store();
+    let policy_feed = watcher(
+        Api::<ScalingPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(policy_feed);
+    policies.wait_until_ready().await.ok();
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        metrics,
+        policies,
+        opts,
+        failures: Mutex::default(),
+        states: Mutex::default(),
+    });
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let controllers = scopes.into_iter().map(|ns| {
+        let api = |c: &Client| -> Api<ImpressionPipeline> {
+            match &ns {
+                Some(n) => Api::namespaced(c.clone(), n),
+                None => Api::all(c.clone()),
+            }
+        };
+        fn child<K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
+            c: &Client,
+            ns: &Option<String>,
+        ) -> Api<K>
+        where
+            K::DynamicType: Default,
+        {
+            match ns {
+                Some(n) => Api::namespaced(c.clone(), n),
+                None => Api::all(c.clone()),
+            }
+        }
+        // Only the operator's own children are cached: the label selector keeps memory flat no
+        // matter how many unrelated objects the cluster holds.
+        let owned = watcher::Config::default()
+            .labels(&format!("{}=impressions-operator", labels::MANAGED_BY));
+        let controller = Controller::new(api(&client), watcher::Config::default().any_semantic());
+        let pipelines = controller.store();
+        controller
+            .owns(child::<Deployment>(&client, &ns), owned.clone())
+            .owns(child::<ConfigMap>(&client, &ns), owned.clone())
+            .owns(child::<Service>(&client, &ns), owned.clone())
+            .owns(child::<PodDisruptionBudget>(&client, &ns), owned)
+            .watches(
+                Api::<ScalingPolicy>::all(client.clone()),
+                watcher::Config::default(),
+                move |policy| {
+                    // A policy change re-evaluates the pipelines that name it or may default to it.
+                    let name = policy.name_any();
+                    pipelines
+                        .state()
+                        .into_iter()
+                        .filter(|p| {
+                            p.spec
+                                .scaling
+                                .policy_ref
+                                .as_deref()
+                                .is_none_or(|r| r == name)
+                        })
+                        .map(|p| ObjectRef::from_obj(&*p))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "controller");
+                }
+                futures::future::ready(())
+            })
+    });
+    futures::future::join_all(controllers).await;
+}

@@ -1,0 +1,208 @@
+//! One reconcile of one pipeline, as a fixed sequence: dereference → bounds → build (pure) →
+//! apply (server-side apply) → status (written only if changed) → events on transitions.
+
+use std::{sync::Arc, time::Duration};
+
+use impressions_crds::{
+    ImpressionPipeline,
+    conditions::{DEGRADED, READY},
+};
+use k8s_openapi::{
+    NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    bounds, build,
+    controller::Context,
+    error::Error,
+    resolve,
+    status::{self, Observed},
+};
+
+/// Reconciles one pipeline.
+#[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), name = p.name_any()))]
+pub async fn reconcile(p: Arc<ImpressionPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.duration_timer();
+    ctx.metrics.reconciles.inc();
+    if !ctx.opts.serves(&p.spec.region) {
+        ctx.record_state(&p, "other_region");
+        return Ok(Action::await_change());
+    }
+    match apply_pipeline(&p, &ctx).await {
+        Ok(action) => {
+            ctx.forget_failures(&p);
+            Ok(action)
+        }
+        Err(e) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: e.reason().to_owned(),
+                })
+                .inc();
+            ctx.record_state(&p, "not_ready");
+            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
+            if e.is_spec_problem() {
+                let next = status::next(&p, &Observed::Failed(&e), &now());
+                write_status_if_changed(&ctx, &p, next).await?;
+                if status::is_true(p.status.as_ref(), READY) != Some(false) {
+                    publish(
+                        &ctx,
+                        &p,
+                        EventType::Warning,
+                        e.reason(),
+                        "Reconcile",
+                        e.to_string(),
+                    )
+                    .await;
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action, Error> {
+    let ns = p.namespace().ok_or(Error::NoNamespace)?;
+    let policies: Vec<_> = ctx.policies.state().iter().map(|p| (**p).clone()).collect();
+    let resolved = resolve::resolve(&ctx.client, p, &ctx.opts.region, &policies).await?;
+    let b = bounds::bounds(&p.spec, &resolved.policy.spec);
+    let last = p.status.as_ref().and_then(|s| s.desired_replicas);
+    let replicas = bounds::base_replicas(&p.spec, &b, last);
+    let children = build::children(p, &resolved, replicas, &ctx.opts.build)?;
+
+    let first = p
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none();
+    apply(ctx, &ns, &children.config_map).await?;
+    apply(ctx, &ns, &children.service).await?;
+    apply(ctx, &ns, &children.pdb).await?;
+    let deployment = apply(ctx, &ns, &children.deployment).await?;
+
+    let observed = Observed::Applied {
+        deployment: &deployment,
+        desired: replicas,
+        bounds: &b,
+        policy: resolved.policy.name.as_deref(),
+    };
+    let next = status::next(p, &observed, &now());
+    let was_ready = status::is_true(p.status.as_ref(), READY);
+    let was_degraded = status::is_true(p.status.as_ref(), DEGRADED);
+    let degraded = status::is_true(Some(&next), DEGRADED) == Some(true);
+    let degraded_msg =
+        impressions_crds::conditions::get(&next.conditions, DEGRADED).map(|c| c.message.clone());
+    write_status_if_changed(ctx, p, next).await?;
+    ctx.record_state(p, "ready");
+
+    if first {
+        let note = format!(
+            "worker Deployment, ConfigMap, Service and PodDisruptionBudget applied with {replicas} replicas"
+        );
+        publish(ctx, p, EventType::Normal, "ChildrenCreated", "Apply", note).await;
+    }
+    if was_ready == Some(false) {
+        publish(
+            ctx,
+            p,
+            EventType::Normal,
+            "Recovered",
+            "Reconcile",
+            "references resolved; workers applied".into(),
+        )
+        .await;
+    }
+    if degraded && was_degraded != Some(true) {
+        publish(
+            ctx,
+            p,
+            EventType::Warning,
+            "Degraded",
+            "Reconcile",
+            degraded_msg.unwrap_or_default(),
+        )
+        .await;
+    }
+    // Periodic resync for drift; changes to the pipeline, its children and its policy trigger
+    // a reconcile earlier.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Server-side apply under the operator's field manager.
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(&ctx.opts.field_manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(Error::Kube)
+}
+
+/// Writes the status through the status subresource, only if it differs from the current one.
+async fn write_status_if_changed(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    next: impressions_crds::ImpressionPipelineStatus,
+) -> Result<(), Error> {
+    if p.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<ImpressionPipeline> =
+        Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": "impressions.dev/v1alpha1",
+        "kind": "ImpressionPipeline",
+        "status": next,
+    });
+    api.patch_status(
+        &p.name_any(),
+        &PatchParams::apply(&ctx.opts.field_manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &p.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an Event");
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}

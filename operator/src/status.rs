@@ -1,0 +1,218 @@
+//! The pipeline's status: computed purely from the current status and what the reconcile saw,
+//! written (server-side apply on the status subresource) only when a value changed.
+
+use impressions_crds::{
+    ImpressionPipeline, ImpressionPipelineStatus,
+    conditions::{self, DEGRADED, READY, SCALING},
+};
+use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
+use kube::ResourceExt;
+
+use crate::{bounds::Bounds, error::Error, labels};
+
+/// What one reconcile found.
+#[derive(Debug)]
+pub enum Observed<'a> {
+    /// The children were applied.
+    Applied {
+        deployment: &'a Deployment,
+        desired: i32,
+        bounds: &'a Bounds,
+        policy: Option<&'a str>,
+    },
+    /// The reconcile failed before or while applying.
+    Failed(&'a Error),
+}
+
+/// The next status: the current one with what changed applied. Conditions keep their
+/// transition time unless their status flips.
+pub fn next(
+    p: &ImpressionPipeline,
+    observed: &Observed<'_>,
+    now: &Time,
+) -> ImpressionPipelineStatus {
+    let mut s = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.generation;
+    let set = |s: &mut ImpressionPipelineStatus, t: &str, ok: bool, reason: &str, msg: &str| {
+        conditions::set(
+            &mut s.conditions,
+            t,
+            ok,
+            reason,
+            msg,
+            generation,
+            now.clone(),
+        );
+    };
+    match observed {
+        Observed::Failed(e) => {
+            let (reason, msg) = (e.reason(), e.to_string());
+            set(&mut s, READY, false, reason, &msg);
+            if e.is_spec_problem() {
+                set(&mut s, DEGRADED, true, reason, &msg);
+            }
+        }
+        Observed::Applied {
+            deployment,
+            desired,
+            bounds,
+            policy,
+        } => {
+            s.observed_generation = generation;
+            let st = deployment.status.clone().unwrap_or_default();
+            s.replicas = st.replicas.unwrap_or(0);
+            s.ready_replicas = st.ready_replicas.unwrap_or(0);
+            s.desired_replicas = Some(*desired);
+            s.selector = Some(labels::selector_string(&p.name_any()));
+            let ready_msg = format!(
+                "worker Deployment applied; {}/{} workers ready",
+                s.ready_replicas, desired
+            );
+            set(&mut s, READY, true, "Reconciled", &ready_msg);
+            if *desired > 0 && s.ready_replicas == 0 && s.replicas > 0 {
+                let msg = format!("none of {} workers is ready", s.replicas);
+                set(&mut s, DEGRADED, true, "WorkersUnavailable", &msg);
+            } else {
+                set(&mut s, DEGRADED, false, "AsExpected", "workers available");
+            }
+            let policy = policy
+                .map(|n| format!("ScalingPolicy {n}"))
+                .unwrap_or_else(|| "built-in defaults (no ScalingPolicy for the region)".into());
+            if bounds.widened.is_empty() {
+                set(
+                    &mut s,
+                    SCALING,
+                    true,
+                    "WithinBounds",
+                    &format!(
+                        "{desired} replicas within [{}, {}] of {policy}",
+                        bounds.min, bounds.max
+                    ),
+                );
+            } else {
+                let msg = format!(
+                    "{}; {policy} bounds [{}, {}] apply",
+                    bounds.widened.join("; "),
+                    bounds.min,
+                    bounds.max
+                );
+                set(&mut s, SCALING, false, "OverrideWiderThanPolicy", &msg);
+            }
+        }
+    }
+    s
+}
+
+/// A condition's status as a bool, if present.
+pub fn is_true(s: Option<&ImpressionPipelineStatus>, t: &str) -> Option<bool> {
+    s.and_then(|s| conditions::get(&s.conditions, t))
+        .map(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use kube::Resource;
+
+    fn pipeline() -> ImpressionPipeline {
+        let spec = serde_json::from_value(serde_json::json!({
+            "source": {"bootstrapServers": "k:9092", "topic": "raw"},
+            "sink": {"topic": "out", "deadLetterTopic": "dlq"},
+            "enrichment": {"catalog": {"topic": "titles"}}
+        }))
+        .unwrap();
+        let mut p = ImpressionPipeline::new("p", spec);
+        p.meta_mut().generation = Some(3);
+        p
+    }
+
+    fn deployment(replicas: i32, ready: i32) -> Deployment {
+        serde_json::from_value(
+            serde_json::json!({"status": {"replicas": replicas, "readyReplicas": ready}}),
+        )
+        .unwrap()
+    }
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    #[test]
+    fn applied_then_unchanged_is_equal_so_nothing_is_written() {
+        let mut p = pipeline();
+        let b = Bounds {
+            min: 1,
+            max: 4,
+            widened: vec![],
+        };
+        let d = deployment(2, 2);
+        let first = next(
+            &p,
+            &Observed::Applied {
+                deployment: &d,
+                desired: 2,
+                bounds: &b,
+                policy: Some("std"),
+            },
+            &t(10),
+        );
+        assert_eq!(first.observed_generation, Some(3));
+        assert_eq!(is_true(Some(&first), READY), Some(true));
+        p.status = Some(first.clone());
+        let second = next(
+            &p,
+            &Observed::Applied {
+                deployment: &d,
+                desired: 2,
+                bounds: &b,
+                policy: Some("std"),
+            },
+            &t(99),
+        );
+        assert_eq!(
+            first, second,
+            "an idle pipeline produces an identical status"
+        );
+    }
+
+    #[test]
+    fn failure_sets_ready_false_with_the_reason() {
+        let p = pipeline();
+        let e = Error::PolicyMissing("gold".into());
+        let s = next(&p, &Observed::Failed(&e), &t(1));
+        let c = conditions::get(&s.conditions, READY).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "PolicyMissing")
+        );
+        assert!(c.message.contains("gold"));
+        assert_eq!(is_true(Some(&s), DEGRADED), Some(true));
+    }
+
+    #[test]
+    fn widened_override_is_a_scaling_condition() {
+        let p = pipeline();
+        let b = Bounds {
+            min: 1,
+            max: 4,
+            widened: vec!["maxReplicas 9 is above the policy's 4".into()],
+        };
+        let d = deployment(1, 1);
+        let s = next(
+            &p,
+            &Observed::Applied {
+                deployment: &d,
+                desired: 1,
+                bounds: &b,
+                policy: Some("std"),
+            },
+            &t(1),
+        );
+        let c = conditions::get(&s.conditions, SCALING).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "OverrideWiderThanPolicy")
+        );
+    }
+}
