@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: bench-worker demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: bench-worker bench-operator demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -29,6 +29,11 @@ bench-worker: stack-up
 	$(CARGO) build --release --bin worker --bin bench_e2e
 	target/release/bench_e2e 500000 1
 	target/release/bench_e2e 500000 2
+
+## bench-operator: 1,000 pipelines: time to reconcile, peak RSS, idle writes (docs/benchmarks.md)
+bench-operator: stack-up
+	$(CARGO) build --release --bin operator --bin bench_operator
+	target/release/bench_operator 1000
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:

@@ -14,6 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
@@ -86,6 +87,30 @@ impl Context {
     }
 }
 
+/// A metadata-only watch of one kind of child (in `ns`, or all namespaces).
+fn metadata<K>(
+    client: &Client,
+    ns: &Option<String>,
+    cfg: &watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    };
+    watcher(api, cfg.clone())
+        .default_backoff()
+        .touched_objects()
+}
+
 /// Failed reconciles are retried with a per-pipeline growing backoff.
 fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Error::backoff(ctx.next_attempt(&p)))
@@ -138,29 +163,25 @@ pub async fn run(
                 None => Api::all(c.clone()),
             }
         };
-        fn child<K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
-            c: &Client,
-            ns: &Option<String>,
-        ) -> Api<K>
-        where
-            K::DynamicType: Default,
-        {
-            match ns {
-                Some(n) => Api::namespaced(c.clone(), n),
-                None => Api::all(c.clone()),
-            }
-        }
         // Only the operator's own children are cached: the label selector keeps memory flat no
         // matter how many unrelated objects the cluster holds.
         let owned = watcher::Config::default()
             .labels(&format!("{}=impressions-operator", labels::MANAGED_BY));
-        let controller = Controller::new(api(&client), watcher::Config::default().any_semantic());
-        let pipelines = controller.store();
-        controller
-            .owns(child::<Deployment>(&client, &ns), owned.clone())
-            .owns(child::<ConfigMap>(&client, &ns), owned.clone())
-            .owns(child::<Service>(&client, &ns), owned.clone())
-            .owns(child::<PodDisruptionBudget>(&client, &ns), owned)
+        // The pipelines' cache drops managed fields (a large part of each object at scale).
+        let (pipelines, writer) = reflector::store();
+        let trigger = watcher(api(&client), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|p: &mut ImpressionPipeline| p.managed_fields_mut().clear())
+            .reflect(writer)
+            .applied_objects();
+        // Children only trigger reconciles: their metadata is enough.
+        // Bounded concurrency bounds peak memory and spares the API server; the queue dedupes.
+        Controller::for_stream(trigger, pipelines.clone())
+            .with_config(kube::runtime::controller::Config::default().concurrency(16))
+            .owns_stream(metadata::<Deployment>(&client, &ns, &owned))
+            .owns_stream(metadata::<ConfigMap>(&client, &ns, &owned))
+            .owns_stream(metadata::<Service>(&client, &ns, &owned))
+            .owns_stream(metadata::<PodDisruptionBudget>(&client, &ns, &owned))
             .watches(
                 Api::<ScalingPolicy>::all(client.clone()),
                 watcher::Config::default(),

@@ -73,7 +73,7 @@ struct RunArgs {
     lease_duration_seconds: u64,
 }
 
-#[tokio::main]
+#[tokio::main(worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
