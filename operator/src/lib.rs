@@ -4,6 +4,7 @@
 //! Decisions are pure ([`build`], [`bounds`], [`status`], [`resolve::pick_policy`]); IO lives in
 //! [`reconcile`] (the apply layer), [`resolve::resolve`] and [`leader`].
 
+pub mod autoscale;
 pub mod bounds;
 pub mod build;
 pub mod controller;

@@ -1,0 +1,151 @@
+//! A pipeline's recent evaluations, in memory: recommendations for stabilization windows, lag
+//! for its growth rate, the last changes for cooldowns, and capacity before and after a
+//! scale-up to detect one that did not help.
+
+use std::collections::VecDeque;
+
+use super::decision::Decision;
+
+/// How long samples are kept (the longest window any policy may use is bounded by this).
+const KEEP_SECONDS: f64 = 3600.0;
+/// After a scale-up, how long to wait before judging whether it added capacity.
+const SETTLE_SECONDS: f64 = 60.0;
+/// A scale-up that added less than this share of the expected capacity was ineffective.
+const EFFECTIVE_SHARE: f64 = 0.1;
+/// How long further scale-ups stay blocked after an ineffective one.
+const INEFFECTIVE_BLOCK_SECONDS: f64 = 600.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    t: f64,
+    lag: f64,
+    recommended: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PendingCheck {
+    at: f64,
+    from: i32,
+    to: i32,
+    capacity_before: f64,
+}
+
+/// One pipeline's history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    samples: VecDeque<Sample>,
+    last_up: Option<f64>,
+    last_change: Option<f64>,
+    /// Capacity per replica last measured (used while a fresh measure is unavailable).
+    pub last_capacity: Option<f64>,
+    /// Set when a scale-up did not add capacity; scale-ups are blocked for a while.
+    pub ineffective_since: Option<f64>,
+    pending: Option<PendingCheck>,
+}
+
+impl History {
+    /// Events/s by which the lag grew over the last minute (negative when shrinking).
+    pub fn lag_growth(&self, now: f64, lag: f64) -> f64 {
+        match self
+            .samples
+            .iter()
+            .find(|s| now - s.t <= 60.0 && now - s.t > 0.0)
+        {
+            Some(s) => (lag - s.lag) / (now - s.t),
+            None => 0.0,
+        }
+    }
+
+    pub fn since_last_up(&self, now: f64) -> f64 {
+        self.last_up.map_or(f64::INFINITY, |t| now - t)
+    }
+
+    pub fn since_last_change(&self, now: f64) -> f64 {
+        self.last_change.map_or(f64::INFINITY, |t| now - t)
+    }
+
+    /// Whether every recommendation of the last `window` seconds satisfied `pred`, with the
+    /// history covering the whole window. A zero window always holds.
+    pub fn held_for(&self, now: f64, window: f64, pred: impl Fn(i32) -> bool) -> bool {
+        if window <= 0.0 {
+            return true;
+        }
+        let covered = self.samples.front().is_some_and(|s| now - s.t >= window);
+        covered
+            && self
+                .samples
+                .iter()
+                .filter(|s| now - s.t <= window)
+                .all(|s| pred(s.recommended))
+    }
+
+    /// The highest recommendation within the last `window` seconds, counting `current`.
+    pub fn highest_recommendation(&self, now: f64, window: f64, current: i32) -> i32 {
+        self.samples
+            .iter()
+            .filter(|s| now - s.t <= window)
+            .map(|s| s.recommended)
+            .fold(current, i32::max)
+    }
+
+    /// Records an evaluation: `from` replicas were running, `d` was decided (and applied when
+    /// `applied`).
+    pub fn record(&mut self, now: f64, lag: Option<f64>, from: i32, d: &Decision, applied: bool) {
+        if let Some(lag) = lag
+            && d.metrics_available
+        {
+            self.samples.push_back(Sample {
+                t: now,
+                lag,
+                recommended: d.recommended,
+            });
+        }
+        while self
+            .samples
+            .front()
+            .is_some_and(|s| now - s.t > KEEP_SECONDS)
+        {
+            self.samples.pop_front();
+        }
+        if let Some(c) = d.capacity_per_replica {
+            self.judge_scale_up(now, from, c);
+            self.last_capacity = Some(c);
+        }
+        if self
+            .ineffective_since
+            .is_some_and(|t| now - t > INEFFECTIVE_BLOCK_SECONDS)
+        {
+            self.ineffective_since = None;
+        }
+        if applied && d.replicas != from {
+            self.last_change = Some(now);
+            if d.replicas > from {
+                self.last_up = Some(now);
+                if let Some(c) = d.capacity_per_replica {
+                    self.pending = Some(PendingCheck {
+                        at: now,
+                        from,
+                        to: d.replicas,
+                        capacity_before: c * from as f64,
+                    });
+                }
+            } else {
+                self.pending = None;
+                self.ineffective_since = None;
+            }
+        }
+    }
+
+    fn judge_scale_up(&mut self, now: f64, running: i32, capacity: f64) {
+        let Some(p) = self.pending else { return };
+        if now - p.at < SETTLE_SECONDS || running != p.to {
+            return;
+        }
+        self.pending = None;
+        let expected = p.capacity_before * (p.to - p.from) as f64 / p.from.max(1) as f64;
+        let gained = capacity * p.to as f64 - p.capacity_before;
+        if expected > 0.0 && gained < EFFECTIVE_SHARE * expected {
+            self.ineffective_since = Some(now);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The decision's view of a ScalingPolicy: bounds already narrowed by the pipeline, overrides
+//! applied only where they narrow, freeze windows evaluated at a given UTC minute.
+
+use impressions_crds::{
+    ImpressionPipelineSpec, ScalingPolicySpec,
+    policy::{FreezeWindow, MissingMetricsAction, ScaleBehavior},
+};
+
+use super::decision::{Policy, Step};
+use crate::bounds::Bounds;
+
+/// Builds the decision policy. `minute_of_day` is the current UTC minute (0..1440).
+pub fn effective(
+    spec: &ImpressionPipelineSpec,
+    policy: &ScalingPolicySpec,
+    b: &Bounds,
+    minute_of_day: u32,
+) -> Policy {
+    let o = spec.scaling.overrides.clone().unwrap_or_default();
+    let narrower = |over: Option<f64>, base: f64, lower_is_narrower: bool| match over {
+        Some(v) if (lower_is_narrower && v < base) || (!lower_is_narrower && v > base) => v,
+        _ => base,
+    };
+    let mut down = step(&policy.scale_down);
+    down.stabilization_seconds = narrower(
+        o.scale_down_stabilization_seconds.map(f64::from),
+        down.stabilization_seconds,
+        false,
+    );
+    Policy {
+        min: b.min,
+        max: b.max,
+        target_utilization: narrower(o.target_utilization, policy.target_utilization, true),
+        tolerance: policy.utilization_tolerance,
+        lag_slo_seconds: narrower(
+            o.lag_slo_seconds.map(f64::from),
+            f64::from(policy.lag_slo_seconds),
+            true,
+        ),
+        catch_up_seconds: narrower(
+            o.catch_up_seconds.map(f64::from),
+            f64::from(policy.catch_up_seconds),
+            true,
+        ),
+        rebalance_cost_seconds: f64::from(policy.rebalance_cost_seconds),
+        up: step(&policy.scale_up),
+        down,
+        missing_metrics_replicas: match policy.on_missing_metrics.action {
+            MissingMetricsAction::Hold => None,
+            MissingMetricsAction::Fixed => policy.on_missing_metrics.replicas,
+        },
+        paused: policy.paused,
+        frozen: policy
+            .freeze_windows
+            .iter()
+            .any(|w| in_window(w, minute_of_day)),
+    }
+}
+
+fn step(b: &ScaleBehavior) -> Step {
+    Step {
+        stabilization_seconds: f64::from(b.stabilization_window_seconds),
+        max_percent: f64::from(b.max_step_percent),
+        max_replicas: b.max_step_replicas as i32,
+        cooldown_seconds: f64::from(b.cooldown_seconds),
+    }
+}
+
+/// Whether `minute` (UTC minute of the day) lies in the window (which may wrap past midnight).
+pub fn in_window(w: &FreezeWindow, minute: u32) -> bool {
+    let parse = |s: &str| -> Option<u32> {
+        let (h, m) = s.split_once(':')?;
+        Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?)
+    };
+    let (Some(start), Some(end)) = (parse(&w.start), parse(&w.end)) else {
+        return false;
+    };
+    if start <= end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}

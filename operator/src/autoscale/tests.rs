@@ -1,0 +1,243 @@
+//! Table tests of the scaling decision.
+
+use super::{
+    decision::{Decision, Policy, Signals, Step, decide, partition_aware},
+    history::History,
+};
+
+fn policy() -> Policy {
+    Policy {
+        min: 1,
+        max: 20,
+        target_utilization: 0.7,
+        tolerance: 0.1,
+        lag_slo_seconds: 30.0,
+        catch_up_seconds: 60.0,
+        rebalance_cost_seconds: 0.0,
+        up: Step {
+            stabilization_seconds: 0.0,
+            max_percent: 100.0,
+            max_replicas: 4,
+            cooldown_seconds: 30.0,
+        },
+        down: Step {
+            stabilization_seconds: 120.0,
+            max_percent: 50.0,
+            max_replicas: 0,
+            cooldown_seconds: 60.0,
+        },
+        missing_metrics_replicas: None,
+        paused: false,
+        frozen: false,
+    }
+}
+
+/// Replicas each able to do 1000 events/s when fully busy, `rate` arriving, `lag` behind.
+fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
+    let capacity = 1000.0 * replicas as f64;
+    let processed = rate.min(capacity);
+    Signals {
+        now,
+        replicas,
+        partitions: 24,
+        lag: Some(lag),
+        input_rate: Some(rate),
+        processed_rate: Some(processed),
+        busy_fraction: Some((processed / capacity).clamp(0.02, 1.0)),
+    }
+}
+
+/// Runs evaluations every 15 s at a steady state, applying decisions, returning the last.
+fn settle(
+    h: &mut History,
+    p: &Policy,
+    from: f64,
+    until: f64,
+    mut replicas: i32,
+    rate: f64,
+    lag: f64,
+) -> (i32, Decision) {
+    let mut t = from;
+    let mut last = None;
+    while t <= until {
+        let d = decide(&signals(t, replicas, rate, lag), p, h);
+        h.record(t, Some(lag), replicas, &d, true);
+        replicas = d.replicas;
+        last = Some(d);
+        t += 15.0;
+    }
+    (replicas, last.expect("at least one evaluation"))
+}
+
+#[test]
+fn partition_aware_counts_are_even_spreads() {
+    // 24 partitions; each replica can take 1/4.5 of the load → at most 5 partitions each → 5
+    // replicas (5,5,5,5,4).
+    assert_eq!(partition_aware(4500.0, 1000.0, 24), 5);
+    // 12 partitions, 4.5 replicas' worth: 2 partitions each → 6, not 5 (5 would put 3 on one).
+    assert_eq!(partition_aware(4500.0, 1000.0, 12), 6);
+    // More load than all partitions can spread: one partition each, capped at P.
+    assert_eq!(partition_aware(1e9, 1000.0, 12), 12);
+    assert_eq!(partition_aware(0.0, 1000.0, 12), 1);
+}
+
+#[test]
+fn step_up_scales_at_once_within_the_step_limit() {
+    let h = History::default();
+    // 2 replicas at 1000/s each; the rate steps to 8000/s.
+    let d = decide(&signals(0.0, 2, 8000.0, 0.0), &policy(), &h);
+    assert_eq!(
+        d.recommended, 12,
+        "8000/(1000×0.7) = 11.4 → 12 (2 partitions each)"
+    );
+    assert_eq!(
+        d.replicas, 6,
+        "limited to +4 per decision (100 % of 2 is less)"
+    );
+    assert_eq!(d.reason, "ScaleUp");
+    assert!(d.message.contains("limited to +4"), "{}", d.message);
+}
+
+#[test]
+fn backlog_adds_catch_up_rate_and_says_so() {
+    let h = History::default();
+    // Steady 2000/s on 4 replicas, but 600k events behind (300 s > 30 s SLO).
+    let d = decide(&signals(0.0, 4, 2000.0, 600_000.0), &policy(), &h);
+    // Target = 2000 + 600000/60 = 12000/s → 12000/700 = 17.1 → 24 partitions, ≤1 each… → 24, capped at max 20.
+    assert_eq!(d.recommended, 20);
+    assert_eq!(d.reason, "ScaleUpForBacklog");
+    assert_eq!(d.replicas, 8);
+}
+
+#[test]
+fn no_scale_down_while_a_backlog_above_the_slo_is_worked_off() {
+    let mut h = History::default();
+    let p = policy();
+    // Low arrival, large backlog: the recommendation is lower than 10 but the backlog blocks it.
+    let (replicas, d) = settle(&mut h, &p, 0.0, 300.0, 10, 100.0, 50_000.0);
+    assert_eq!(replicas, 10);
+    assert_eq!(d.reason, "HoldBacklog", "{}", d.message);
+}
+
+#[test]
+fn step_down_waits_for_the_stabilization_window_then_takes_the_highest() {
+    let mut h = History::default();
+    let p = policy();
+    // 8 replicas, load drops to 1400/s → 2 replicas recommended.
+    let d = decide(&signals(0.0, 8, 1400.0, 0.0), &p, &h);
+    assert_eq!((d.replicas, d.reason), (8, "HoldStabilizing"));
+    h.record(0.0, Some(0.0), 8, &d, true);
+    let (replicas, _) = settle(&mut h, &p, 15.0, 105.0, 8, 1400.0, 0.0);
+    assert_eq!(replicas, 8, "still inside the 120 s window");
+    let (replicas, d) = settle(&mut h, &p, 120.0, 120.0, 8, 1400.0, 0.0);
+    assert_eq!((replicas, d.reason), (4, "ScaleDown"), "{}", d.message);
+    assert!(
+        d.message.contains("8 → 4"),
+        "at most 50 % per decision: {}",
+        d.message
+    );
+}
+
+#[test]
+fn a_short_spike_scales_up_and_does_not_flap_down() {
+    let mut h = History::default();
+    let p = policy();
+    let (replicas, _) = settle(&mut h, &p, 0.0, 150.0, 3, 1500.0, 0.0);
+    assert_eq!(replicas, 3, "steady load holds");
+    let (replicas, _) = settle(&mut h, &p, 165.0, 195.0, replicas, 6000.0, 0.0);
+    assert!(replicas >= 8, "the spike scales up: {replicas}");
+    // The spike ends; within the down window nothing moves.
+    let (after, d) = settle(&mut h, &p, 210.0, 300.0, replicas, 1500.0, 0.0);
+    assert_eq!(after, replicas, "{}", d.message);
+}
+
+#[test]
+fn missing_metrics_hold_or_go_up_to_the_fallback_never_down() {
+    let h = History::default();
+    let mut s = signals(0.0, 5, 1000.0, 0.0);
+    s.processed_rate = None;
+    let d = decide(&s, &policy(), &h);
+    assert_eq!(
+        (d.replicas, d.reason, d.metrics_available),
+        (5, "HoldMetricsMissing", false)
+    );
+    assert!(d.message.contains("processed rate"), "{}", d.message);
+    let mut p = policy();
+    p.missing_metrics_replicas = Some(8);
+    assert_eq!(decide(&s, &p, &h).replicas, 8);
+    p.missing_metrics_replicas = Some(2);
+    assert_eq!(
+        decide(&s, &p, &h).replicas,
+        5,
+        "the fallback never scales down"
+    );
+}
+
+#[test]
+fn partition_count_caps_replicas() {
+    let h = History::default();
+    let mut s = signals(0.0, 4, 50_000.0, 0.0);
+    s.partitions = 6;
+    let mut p = policy();
+    p.up.max_replicas = 100;
+    let d = decide(&s, &p, &h);
+    assert_eq!(
+        (d.recommended, d.replicas),
+        (6, 6),
+        "never more replicas than partitions"
+    );
+}
+
+#[test]
+fn freeze_window_blocks_scale_down_but_not_up() {
+    let mut h = History::default();
+    let mut p = policy();
+    p.frozen = true;
+    let (replicas, d) = settle(&mut h, &p, 0.0, 600.0, 8, 700.0, 0.0);
+    assert_eq!((replicas, d.reason), (8, "HoldFreezeWindow"));
+    let d = decide(&signals(615.0, 8, 20_000.0, 0.0), &p, &h);
+    assert!(d.replicas > 8, "scale-up still allowed: {}", d.message);
+}
+
+#[test]
+fn paused_policy_holds() {
+    let mut p = policy();
+    p.paused = true;
+    let d = decide(&signals(0.0, 2, 50_000.0, 1e6), &p, &History::default());
+    assert_eq!((d.replicas, d.reason), (2, "HoldPaused"));
+}
+
+#[test]
+fn ineffective_scale_up_stops_further_scale_ups() {
+    let mut h = History::default();
+    let p = policy();
+    // 2 replicas saturated by a slow sink: capacity 1000/s in total whatever the count.
+    let sink_bound = |t: f64, replicas: i32| Signals {
+        now: t,
+        replicas,
+        partitions: 24,
+        lag: Some(10_000.0 + t * 100.0),
+        input_rate: Some(3000.0),
+        processed_rate: Some(1000.0),
+        busy_fraction: Some(1.0),
+    };
+    let d = decide(&sink_bound(0.0, 2), &p, &h);
+    assert!(d.replicas > 2);
+    h.record(0.0, Some(10_000.0), 2, &d, true);
+    let scaled = d.replicas;
+    // A minute later the new replicas run but total capacity did not grow.
+    let d = decide(&sink_bound(75.0, scaled), &p, &h);
+    h.record(75.0, Some(17_500.0), scaled, &d, d.replicas != scaled);
+    let d = decide(&sink_bound(90.0, scaled), &p, &h);
+    assert!(d.ineffective_scale_up, "{}", d.message);
+    assert_eq!((d.replicas, d.reason), (scaled, "HoldIneffectiveScaleUp"));
+}
+
+#[test]
+fn within_tolerance_does_not_flap() {
+    let mut h = History::default();
+    let p = policy();
+    // 4 replicas at 0.66 utilization (target 0.7 ± 0.1): hold for a long time.
+    let (replicas, d) = settle(&mut h, &p, 0.0, 1800.0, 4, 2640.0, 0.0);
+    assert_eq!(replicas, 4, "{}", d.message);
+}
