@@ -24,7 +24,10 @@ use kube::{
     },
 };
 
-use crate::{build::BuildOptions, error::Error, labels, metrics::Metrics, reconcile::reconcile};
+use crate::{
+    autoscale::scaler::Scaler, build::BuildOptions, error::Error, labels, metrics::Metrics,
+    reconcile::reconcile,
+};
 
 /// The operator's settings that reconciles need.
 #[derive(Debug, Clone)]
@@ -48,6 +51,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub policies: Store<ScalingPolicy>,
     pub opts: OperatorOptions,
+    pub scaler: Arc<Scaler>,
     failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
     states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, &'static str>>,
 }
@@ -123,6 +127,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     namespaces: Vec<String>,
     identity: String,
+    scaler: Arc<Scaler>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reporter = Reporter {
@@ -147,10 +152,21 @@ pub async fn run(
         metrics,
         policies,
         opts,
+        scaler: scaler.clone(),
         failures: Mutex::default(),
         states: Mutex::default(),
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    // Evaluations trigger reconciles (Kafka and Prometheus have no watch).
+    let (evaluated, _) = tokio::sync::broadcast::channel::<ObjectRef<ImpressionPipeline>>(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(scaler.run(tx));
+    let fanout = evaluated.clone();
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let _ = fanout.send(r);
+        }
+    });
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -202,6 +218,18 @@ pub async fn run(
                         .collect::<Vec<_>>()
                 },
             )
+            .reconcile_on(futures::stream::unfold(
+                evaluated.subscribe(),
+                |mut rx| async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(r) => return Some((r, rx)),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return None,
+                        }
+                    }
+                },
+            ))
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|res| {

@@ -11,6 +11,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use impressions_operator::{
+    autoscale::{kafka_lag::KafkaLag, prometheus::PrometheusThroughput, scaler::Scaler},
     build::BuildOptions,
     controller::{self, OperatorOptions},
     http,
@@ -68,6 +69,10 @@ struct RunArgs {
     /// This replica's identity in the Lease (defaults to the host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Prometheus base URL for worker throughput (processed rate, busy fraction). Without it,
+    /// metrics count as missing and Auto pipelines hold their replicas.
+    #[arg(long, env = "IMPRESSIONS_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
     /// Seconds a lease is valid without renewal (failover time).
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
@@ -140,12 +145,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => futures::future::pending().await,
         }
     };
+    let prometheus = match &args.prometheus_url {
+        Some(url) => Some(
+            PrometheusThroughput::new(url)
+                .map_err(|e| anyhow::anyhow!("--prometheus-url {url}: {e}"))?,
+        ),
+        None => None,
+    };
+    let scaler = Arc::new(Scaler::new(Arc::new(KafkaLag::default()), prometheus));
     let controller = controller::run(
         client,
         opts,
         metrics,
         args.namespaces,
         identity,
+        scaler,
         stop.clone(),
     );
     tokio::select! {

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use impressions_crds::{
     ImpressionPipeline,
     conditions::{DEGRADED, READY},
+    scaling::ScalingMode,
 };
 use k8s_openapi::{
     NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
@@ -16,11 +17,17 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Event, EventType},
+        reflector::ObjectRef,
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
+    autoscale::{
+        kafka_lag::LagTarget,
+        policy::effective,
+        scaler::{Registration, applied_replicas},
+    },
     bounds, build,
     controller::Context,
     error::Error,
@@ -77,7 +84,10 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
     let resolved = resolve::resolve(&ctx.client, p, &ctx.opts.region, &policies).await?;
     let b = bounds::bounds(&p.spec, &resolved.policy.spec);
     let last = p.status.as_ref().and_then(|s| s.desired_replicas);
-    let replicas = bounds::base_replicas(&p.spec, &b, last);
+    let base = bounds::base_replicas(&p.spec, &b, last);
+    let key = ObjectRef::from_obj(p);
+    let evaluation = ctx.scaler.latest(&key);
+    let replicas = applied_replicas(p.spec.scaling.mode, evaluation.as_ref(), base, b.min, b.max);
     let children = build::children(p, &resolved, replicas, &ctx.opts.build)?;
 
     let first = p
@@ -96,7 +106,12 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
         bounds: &b,
         policy: resolved.policy.name.as_deref(),
     };
-    let next = status::next(p, &observed, &now());
+    let now = now();
+    let mut next = status::next(p, &observed, &now);
+    if let Some(e) = &evaluation {
+        status::with_evaluation(&mut next, p.metadata.generation, e, &now);
+    }
+    register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
     let was_ready = status::is_true(p.status.as_ref(), READY);
     let was_degraded = status::is_true(p.status.as_ref(), DEGRADED);
     let degraded = status::is_true(Some(&next), DEGRADED) == Some(true);
@@ -122,6 +137,22 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
         )
         .await;
     }
+    if replicas != base && p.spec.scaling.mode == ScalingMode::Auto {
+        let note = evaluation
+            .as_ref()
+            .map(|e| e.decision.message.clone())
+            .unwrap_or_default();
+        let reason = evaluation.as_ref().map_or("Scaled", |e| e.decision.reason);
+        publish(
+            ctx,
+            p,
+            EventType::Normal,
+            reason,
+            "Scale",
+            format!("{base} → {replicas}: {note}"),
+        )
+        .await;
+    }
     if degraded && was_degraded != Some(true) {
         publish(
             ctx,
@@ -136,6 +167,43 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
     // Periodic resync for drift; changes to the pipeline, its children and its policy trigger
     // a reconcile earlier.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Tells the evaluation loop what it needs for this pipeline (Auto and Recommend modes only).
+fn register_for_scaling(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    ns: &str,
+    resolved: &resolve::Resolved,
+    b: &bounds::Bounds,
+    replicas: i32,
+) {
+    let key = ObjectRef::from_obj(p);
+    let mode = p.spec.scaling.mode;
+    if !matches!(mode, ScalingMode::Auto | ScalingMode::Recommend) {
+        ctx.scaler.register(key, None);
+        return;
+    }
+    let minute = (Timestamp::now().as_second().rem_euclid(86_400) / 60) as u32;
+    let policy = &resolved.policy.spec;
+    ctx.scaler.register(
+        key,
+        Some(Registration {
+            namespace: ns.to_owned(),
+            name: p.name_any(),
+            mode,
+            lag: LagTarget {
+                bootstrap: p.spec.source.bootstrap_servers.clone(),
+                topic: p.spec.source.topic.clone(),
+                group: p.spec.consumer_group(ns, &p.name_any()),
+                reset: p.spec.source.offset_reset,
+            },
+            queries: policy.queries.clone(),
+            policy: effective(&p.spec, policy, b, minute),
+            interval: Duration::from_secs(u64::from(policy.evaluation_interval_seconds)),
+            replicas,
+        }),
+    );
 }
 
 /// Server-side apply under the operator's field manager.

@@ -34,7 +34,7 @@ async fn setup(prefix: &str) -> (Client, String) {
 fn pipeline(name: &str, region: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut spec = json!({
         "region": region,
-        "source": {"bootstrapServers": "127.0.0.1:9092", "topic": "raw"},
+        "source": {"bootstrapServers": Stack::get().kafka_bootstrap, "topic": "raw"},
         "sink": {"topic": "out", "deadLetterTopic": "dlq"},
         "enrichment": {"catalog": {"topic": "titles"}},
         "worker": {"drainTimeoutSeconds": 20},
@@ -286,7 +286,7 @@ async fn missing_references_are_conditions_and_events_until_fixed() {
     );
 
     // A Secret that does not exist, then does.
-    apply(&api, "refs", &pipeline("refs", "local", json!({"scaling": {"policyRef": policy, "minReplicas": 2, "maxReplicas": 6}, "source": {"bootstrapServers": "127.0.0.1:9092", "topic": "raw", "secretRef": {"name": "kafka-creds"}}}))).await;
+    apply(&api, "refs", &pipeline("refs", "local", json!({"scaling": {"policyRef": policy, "minReplicas": 2, "maxReplicas": 6}, "source": {"bootstrapServers": Stack::get().kafka_bootstrap, "topic": "raw", "secretRef": {"name": "kafka-creds"}}}))).await;
     eventually(
         Duration::from_secs(30),
         "Ready=False SecretMissing",

@@ -134,9 +134,15 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
     } else {
         None
     };
-    let backlog_s = (arrival > 0.0)
-        .then(|| lag / arrival)
-        .or((lag == 0.0).then_some(0.0));
+    // Time to drain the backlog at the rate it is being worked off (infinite if nothing moves).
+    let drain_rate = processed.max(arrival);
+    let backlog_s = if lag <= 0.0 {
+        0.0
+    } else if drain_rate > 0.0 {
+        lag / drain_rate
+    } else {
+        f64::INFINITY
+    };
     let Some(cap) = capacity.or(h.last_capacity) else {
         let mut d = hold(
             "HoldNoCapacityEstimate",
@@ -154,12 +160,14 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
     let recommended = partition_aware(target, cap * p.target_utilization, s.partitions)
         .clamp(p.min, p.max.min(s.partitions.max(1)).max(p.min));
     let util = arrival / (running * cap);
-    let over_slo = backlog_s.is_some_and(|b| b > p.lag_slo_seconds);
+    let over_slo = backlog_s > p.lag_slo_seconds;
     let why = format!(
         "arrival {arrival:.0}/s, backlog {lag:.0} events ({}), capacity {cap:.0}/s per replica, utilization {util:.2} (target {:.2}); target rate {target:.0}/s → {recommended} replicas for {} partitions",
-        backlog_s
-            .map(|b| format!("{b:.0} s"))
-            .unwrap_or_else(|| "unknown".into()),
+        if backlog_s.is_finite() {
+            format!("{backlog_s:.0} s to drain")
+        } else {
+            "not draining".into()
+        },
         p.target_utilization,
         s.partitions
     );
@@ -170,7 +178,7 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
         recommended,
         metrics_available: true,
         ineffective_scale_up: h.ineffective_since.is_some(),
-        backlog_seconds: backlog_s,
+        backlog_seconds: backlog_s.is_finite().then_some(backlog_s),
         capacity_per_replica: Some(cap),
         arrival_rate: Some(arrival),
     };

@@ -3,8 +3,10 @@
 
 pub mod decision;
 pub mod history;
-
+pub mod kafka_lag;
 pub mod policy;
+pub mod prometheus;
+pub mod scaler;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,246 @@
+//! The evaluation loop: every policy interval, for each pipeline in Auto or Recommend mode,
+//! sample Kafka lag and Prometheus throughput, decide, remember, and trigger the pipeline's
+//! reconcile (which applies the decision in Auto mode and writes it to status). Reconciles
+//! register what the loop needs (targets, policy, current replicas); the loop does no
+//! Kubernetes IO.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use impressions_crds::{ImpressionPipeline, policy::PrometheusQueries, scaling::ScalingMode};
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::mpsc;
+
+use super::{
+    decision::{Decision, Policy, Signals, decide},
+    history::History,
+    kafka_lag::{LagSample, LagSource, LagTarget},
+    prometheus::PrometheusThroughput,
+};
+
+/// What the loop needs to evaluate one pipeline, registered by its reconcile.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub namespace: String,
+    pub name: String,
+    pub mode: ScalingMode,
+    pub lag: LagTarget,
+    pub queries: PrometheusQueries,
+    pub policy: Policy,
+    pub interval: Duration,
+    pub replicas: i32,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Replicas running when the evaluation was made.
+    pub from: i32,
+    pub decision: Decision,
+    pub lag: Option<LagSample>,
+    pub processed_rate: Option<f64>,
+    /// Why metrics are missing, when they are.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    reg: Option<Registration>,
+    history: History,
+    last_eval: Option<Instant>,
+    last_end: Option<(f64, i64)>,
+    latest: Option<Evaluation>,
+}
+
+/// Shared between the loop and the reconciles.
+pub struct Scaler {
+    lag: Arc<dyn LagSource>,
+    prometheus: Option<PrometheusThroughput>,
+    started: Instant,
+    states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, State>>,
+}
+
+impl std::fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaler")
+            .field("prometheus", &self.prometheus.is_some())
+            .finish()
+    }
+}
+
+impl Scaler {
+    pub fn new(lag: Arc<dyn LagSource>, prometheus: Option<PrometheusThroughput>) -> Self {
+        Scaler {
+            lag,
+            prometheus,
+            started: Instant::now(),
+            states: Mutex::default(),
+        }
+    }
+
+    /// Registers (or updates) a pipeline; `None` removes it (Manual/External, deleted).
+    pub fn register(&self, key: ObjectRef<ImpressionPipeline>, reg: Option<Registration>) {
+        let mut states = self.states.lock().expect("scaler lock");
+        match reg {
+            Some(r) => states.entry(key).or_default().reg = Some(r),
+            None => {
+                states.remove(&key);
+            }
+        }
+    }
+
+    /// The latest evaluation of a pipeline.
+    pub fn latest(&self, key: &ObjectRef<ImpressionPipeline>) -> Option<Evaluation> {
+        self.states
+            .lock()
+            .expect("scaler lock")
+            .get(key)
+            .and_then(|s| s.latest.clone())
+    }
+
+    /// Runs forever: evaluates due pipelines and sends each evaluated one to `trigger`.
+    pub async fn run(self: Arc<Self>, trigger: mpsc::Sender<ObjectRef<ImpressionPipeline>>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let due: Vec<(ObjectRef<ImpressionPipeline>, Registration)> = {
+                let states = self.states.lock().expect("scaler lock");
+                states
+                    .iter()
+                    .filter_map(|(k, s)| {
+                        let r = s.reg.as_ref()?;
+                        let due = s.last_eval.is_none_or(|t| t.elapsed() >= r.interval);
+                        (due && matches!(r.mode, ScalingMode::Auto | ScalingMode::Recommend))
+                            .then(|| (k.clone(), r.clone()))
+                    })
+                    .collect()
+            };
+            for (key, reg) in due {
+                self.evaluate(&key, &reg).await;
+                let _ = trigger.send(key).await;
+            }
+        }
+    }
+
+    async fn evaluate(&self, key: &ObjectRef<ImpressionPipeline>, reg: &Registration) {
+        let now = self.started.elapsed().as_secs_f64();
+        let lag_src = self.lag.clone();
+        let target = reg.lag.clone();
+        let lag = tokio::task::spawn_blocking(move || lag_src.sample(&target))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        let throughput = match &self.prometheus {
+            Some(p) => p.sample(&reg.queries, &reg.namespace, &reg.name).await,
+            None => Err("no Prometheus URL configured (--prometheus-url)".into()),
+        };
+        let mut problem = None;
+        let lag = lag.map_err(|e| problem = Some(e)).ok();
+        let tp = throughput.map_err(|e| problem = Some(e)).ok();
+        let mut states = self.states.lock().expect("scaler lock");
+        let st = states.entry(key.clone()).or_default();
+        let input_rate = match (&lag, st.last_end) {
+            (Some(l), Some((t0, e0))) if now > t0 => {
+                Some(((l.end_offsets - e0) as f64 / (now - t0)).max(0.0))
+            }
+            _ => None,
+        };
+        let signals = Signals {
+            now,
+            replicas: reg.replicas,
+            partitions: lag.as_ref().map_or(reg.policy.max, |l| l.partitions),
+            lag: lag.as_ref().map(|l| l.total as f64),
+            input_rate,
+            processed_rate: tp.and_then(|t| t.processed_rate),
+            busy_fraction: tp.and_then(|t| t.busy_fraction),
+        };
+        if problem.is_none()
+            && (signals.processed_rate.is_none() || signals.busy_fraction.is_none())
+        {
+            problem = Some("Prometheus has no worker series for the pipeline".into());
+        }
+        let decision = decide(&signals, &reg.policy, &st.history);
+        st.history.record(
+            now,
+            signals.lag,
+            reg.replicas,
+            &decision,
+            reg.mode == ScalingMode::Auto,
+        );
+        if let Some(l) = &lag {
+            st.last_end = Some((now, l.end_offsets));
+        }
+        st.last_eval = Some(Instant::now());
+        tracing::debug!(pipeline = %key, reason = decision.reason, replicas = decision.replicas, "evaluated");
+        st.latest = Some(Evaluation {
+            from: reg.replicas,
+            decision,
+            lag,
+            processed_rate: signals.processed_rate,
+            problem,
+        });
+    }
+}
+
+/// The replicas to apply: the decision in Auto mode, the base count otherwise (Recommend only
+/// reports), always within the bounds.
+pub fn applied_replicas(
+    mode: ScalingMode,
+    latest: Option<&Evaluation>,
+    base: i32,
+    min: i32,
+    max: i32,
+) -> i32 {
+    match (mode, latest) {
+        (ScalingMode::Auto, Some(e)) => e.decision.replicas.clamp(min, max),
+        _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(replicas: i32) -> Evaluation {
+        Evaluation {
+            from: 1,
+            decision: Decision {
+                replicas,
+                reason: "ScaleUp",
+                message: String::new(),
+                recommended: replicas,
+                metrics_available: true,
+                ineffective_scale_up: false,
+                backlog_seconds: None,
+                capacity_per_replica: None,
+                arrival_rate: None,
+            },
+            lag: None,
+            processed_rate: None,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn recommend_mode_reports_but_does_not_apply() {
+        assert_eq!(
+            applied_replicas(ScalingMode::Auto, Some(&eval(6)), 2, 1, 10),
+            6
+        );
+        assert_eq!(
+            applied_replicas(ScalingMode::Recommend, Some(&eval(6)), 2, 1, 10),
+            2
+        );
+        assert_eq!(
+            applied_replicas(ScalingMode::Manual, Some(&eval(6)), 3, 1, 10),
+            3
+        );
+        assert_eq!(
+            applied_replicas(ScalingMode::Auto, Some(&eval(60)), 2, 1, 10),
+            10
+        );
+        assert_eq!(applied_replicas(ScalingMode::Auto, None, 2, 1, 10), 2);
+    }
+}

@@ -1,0 +1,272 @@
+//! Autoscaling on the real stack: a backlog on a pipeline's topic makes the operator raise the
+//! Deployment's replicas and explain why; with Prometheus stopped it holds and reports
+//! MetricsAvailable=False; in Recommend mode the status changes but the Deployment does not.
+//! The signals are real: Kafka lag through rdkafka, throughput of a real worker process scraped
+//! by a real Prometheus.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use impressions_crds::{ImpressionPipeline, conditions};
+use impressions_tests::{
+    Stack, cluster, kafka,
+    operator::{OperatorProcess, eventually},
+    unique,
+    worker::{WorkerProcess, free_port},
+};
+use impressions_worker::loadgen::Mix;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+/// A Prometheus of the test's own (so that stopping it disturbs no other test).
+struct OwnPrometheus {
+    child: Child,
+    url: String,
+    targets: PathBuf,
+}
+
+impl OwnPrometheus {
+    fn start(dir: &Path) -> OwnPrometheus {
+        let targets = dir.join("targets");
+        std::fs::create_dir_all(&targets).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: workers\n    file_sd_configs: [{{files: ['{}/*.json'], refresh_interval: 1s}}]\n", targets.display()),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian's package) on PATH");
+        OwnPrometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            targets,
+        }
+    }
+}
+
+impl Drop for OwnPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a file_sd target for a worker, labelled with its pipeline.
+fn scrape(targets: &Path, w: &WorkerProcess, ns: &str, pipeline: &str) {
+    let sd = json!([{ "targets": [format!("127.0.0.1:{}", w.metrics_port)], "labels": { "namespace": ns, "pipeline": pipeline } }]);
+    std::fs::write(
+        targets.join(format!("{ns}-{pipeline}.json")),
+        sd.to_string(),
+    )
+    .unwrap();
+}
+
+async fn setup(prefix: &str) -> (Client, String) {
+    let client = Stack::get().client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique(prefix)).await.unwrap();
+    (client, ns)
+}
+
+/// Topics with a backlog, a catalog, and a ScalingPolicy that reacts within seconds.
+async fn backlog(stack: &Stack, client: &Client, id: &str, events: usize) -> String {
+    for (t, p, compact) in [
+        (format!("{id}-raw"), 8, false),
+        (format!("{id}-out"), 2, false),
+        (format!("{id}-dlq"), 1, false),
+        (format!("{id}-titles"), 1, true),
+    ] {
+        kafka::create_topic(stack, &t, p, compact).await;
+    }
+    kafka::fill_catalog(stack, &format!("{id}-titles"), 100).await;
+    kafka::produce_generated(stack, &format!("{id}-raw"), 1, events, 100, Mix::default()).await;
+    let policy = format!("{id}-fast");
+    let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": policy},
+        "spec": {"minReplicas": 1, "maxReplicas": 8, "lagSloSeconds": 10, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,
+                 "scaleUp": {"stabilizationWindowSeconds": 0, "maxStepPercent": 100, "maxStepReplicas": 4, "cooldownSeconds": 5},
+                 "queries": {"rateWindow": "15s"}}});
+    Api::<impressions_crds::ScalingPolicy>::all(client.clone())
+        .patch(&policy, &PatchParams::apply("tests"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    policy
+}
+
+fn pipeline(stack: &Stack, id: &str, name: &str, policy: &str, mode: &str) -> serde_json::Value {
+    json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline", "metadata": {"name": name},
+        "spec": {"region": "local",
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": format!("{id}-raw"), "offsetReset": "Earliest"},
+                 "sink": {"topic": format!("{id}-out"), "deadLetterTopic": format!("{id}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{id}-titles")}},
+                 "scaling": {"mode": mode, "policyRef": policy, "minReplicas": 1, "maxReplicas": 8}}})
+}
+
+/// A worker for the pipeline's consumer group, capped at 400 events/s (one pod's "CPU").
+fn worker(stack: &Stack, id: &str, ns: &str, name: &str) -> WorkerProcess {
+    let cfg = format!(
+        "pipeline: {{namespace: {ns}, name: {name}}}\nsource: {{bootstrapServers: '{b}', topic: {id}-raw, consumerGroup: {ns}.{name}, offsetReset: earliest}}\nsink: {{topic: {id}-out, deadLetterTopic: {id}-dlq}}\ncatalog: {{topic: {id}-titles}}\nprocessing: {{threads: 1, maxBatch: 100, maxEventsPerSecond: 400}}\ndrainTimeoutSecs: 10\n",
+        b = stack.kafka_bootstrap
+    );
+    let mut w = WorkerProcess::start(&format!("{id}-{name}"), &cfg);
+    w.wait_ready(Duration::from_secs(30));
+    w
+}
+
+fn condition(p: &ImpressionPipeline, t: &str) -> Option<(String, String, String)> {
+    let c = conditions::get(&p.status.as_ref()?.conditions, t)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(&format!("{name}-worker"))
+        .await
+        .ok()??
+        .spec?
+        .replicas
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
+    let stack = Stack::get();
+    let (client, ns) = setup("as-backlog").await;
+    let id = unique("as");
+    let policy = backlog(stack, &client, &id, 40_000).await;
+    let dir = std::env::temp_dir().join("impressions-tests").join(&id);
+    let mut prom = OwnPrometheus::start(&dir);
+    let w = worker(stack, &id, &ns, "auto");
+    scrape(&prom.targets, &w, &ns, "auto");
+    let _op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
+    let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "auto",
+        &PatchParams::apply("tests"),
+        &Patch::Apply(&pipeline(stack, &id, "auto", &policy, "Auto")),
+    )
+    .await
+    .unwrap();
+
+    let scaled = eventually(
+        Duration::from_secs(90),
+        "a scale-up for the backlog",
+        || async { replicas(&client, &ns, "auto").await.filter(|r| *r > 1) },
+    )
+    .await;
+    let p = api.get("auto").await.unwrap();
+    let st = p.status.clone().unwrap();
+    let d = st.last_decision.clone().expect("a decision in status");
+    println!(
+        "decision: {} {} → {}: {}",
+        d.reason, d.from, d.to, d.message
+    );
+    assert!(d.reason.starts_with("ScaleUp"), "{d:?}");
+    assert_eq!(d.to, scaled);
+    assert!(
+        d.message.contains("backlog") && d.message.contains("capacity"),
+        "{}",
+        d.message
+    );
+    assert!(st.lag.as_ref().is_some_and(|l| l.total > 0), "{:?}", st.lag);
+    assert_eq!(st.partitions, Some(8));
+    assert_eq!(condition(&p, "MetricsAvailable").unwrap().0, "True");
+
+    // Prometheus stops: replicas held, MetricsAvailable=False, never a scale-down.
+    let _ = prom.child.kill();
+    let _ = prom.child.wait();
+    let (status, reason, msg) = eventually(
+        Duration::from_secs(40),
+        "MetricsAvailable=False",
+        || async {
+            condition(&api.get("auto").await.ok()?, "MetricsAvailable").filter(|c| c.0 == "False")
+        },
+    )
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "MetricsMissing"),
+        "{msg}"
+    );
+    let held = replicas(&client, &ns, "auto").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        replicas(&client, &ns, "auto").await.unwrap(),
+        held,
+        "replicas changed on missing metrics"
+    );
+    let d = api
+        .get("auto")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .last_decision
+        .unwrap();
+    assert_eq!(d.reason, "HoldMetricsMissing", "{}", d.message);
+    drop(w);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recommend_mode_changes_status_not_the_deployment() {
+    let stack = Stack::get();
+    let (client, ns) = setup("as-rec").await;
+    let id = unique("asr");
+    let policy = backlog(stack, &client, &id, 30_000).await;
+    let w = worker(stack, &id, &ns, "rec");
+    scrape(&stack.file_sd_dir, &w, &ns, "rec");
+    let _op = OperatorProcess::start(
+        stack,
+        "local",
+        &ns,
+        &["--prometheus-url", &stack.prometheus_url],
+    );
+    let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "rec",
+        &PatchParams::apply("tests"),
+        &Patch::Apply(&pipeline(stack, &id, "rec", &policy, "Recommend")),
+    )
+    .await
+    .unwrap();
+
+    let d = eventually(
+        Duration::from_secs(90),
+        "a recommendation above 1",
+        || async {
+            let d = api.get("rec").await.ok()?.status?.last_decision?;
+            (d.to > 1).then_some(d)
+        },
+    )
+    .await;
+    println!("recommendation: {} → {}: {}", d.from, d.to, d.message);
+    assert_eq!(
+        replicas(&client, &ns, "rec").await,
+        Some(1),
+        "Recommend mode must not change the Deployment"
+    );
+    let st = api.get("rec").await.unwrap().status.unwrap();
+    assert_eq!(
+        st.desired_replicas,
+        Some(1),
+        "desiredReplicas is what runs in Recommend mode"
+    );
+    std::fs::remove_file(stack.file_sd_dir.join(format!("{ns}-rec.json"))).ok();
+    drop(w);
+}
