@@ -109,6 +109,76 @@ pub fn is_true(s: Option<&ImpressionPipelineStatus>, t: &str) -> Option<bool> {
         .map(|c| c.status == "True")
 }
 
+/// Folds an autoscaling evaluation into the status: lag, throughput, partitions, the
+/// MetricsAvailable condition, and the last decision when its outcome changed (a repeated
+/// decision with fresh numbers does not rewrite it).
+pub fn with_evaluation(
+    s: &mut ImpressionPipelineStatus,
+    generation: Option<i64>,
+    e: &crate::autoscale::scaler::Evaluation,
+    now: &Time,
+) {
+    let from = e.from;
+    use impressions_crds::status::{LagStatus, ScalingDecisionStatus, ThroughputStatus};
+    let d = &e.decision;
+    if let Some(l) = &e.lag {
+        s.partitions = Some(l.partitions);
+        s.lag = Some(LagStatus {
+            total: l.total,
+            max_partition: l.max_partition,
+            estimated_seconds: d.backlog_seconds.map(|b| (b * 10.0).round() / 10.0),
+        });
+    }
+    if let (Some(arrival), Some(processed)) = (d.arrival_rate, e.processed_rate) {
+        s.throughput = Some(ThroughputStatus {
+            input_per_second: arrival.round(),
+            processed_per_second: processed.round(),
+            capacity_per_replica: d.capacity_per_replica.map(f64::round),
+        });
+    }
+    let (ok, reason, msg) = match &e.problem {
+        None => (
+            true,
+            "MetricsFresh",
+            "Kafka lag and Prometheus throughput are fresh".to_owned(),
+        ),
+        Some(p) => (false, "MetricsMissing", format!("{p}; replicas held")),
+    };
+    conditions::set(
+        &mut s.conditions,
+        conditions::METRICS_AVAILABLE,
+        ok,
+        reason,
+        &msg,
+        generation,
+        now.clone(),
+    );
+    if d.ineffective_scale_up {
+        conditions::set(
+            &mut s.conditions,
+            SCALING,
+            false,
+            "IneffectiveScaleUp",
+            &d.message,
+            generation,
+            now.clone(),
+        );
+    }
+    let changed = s
+        .last_decision
+        .as_ref()
+        .is_none_or(|l| (l.from, l.to, l.reason.as_str()) != (from, d.replicas, d.reason));
+    if changed {
+        s.last_decision = Some(ScalingDecisionStatus {
+            from,
+            to: d.replicas,
+            reason: d.reason.to_owned(),
+            message: d.message.clone(),
+            time: now.clone(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,75 +284,5 @@ mod tests {
             (c.status.as_str(), c.reason.as_str()),
             ("False", "OverrideWiderThanPolicy")
         );
-    }
-}
-
-/// Folds an autoscaling evaluation into the status: lag, throughput, partitions, the
-/// MetricsAvailable condition, and the last decision when its outcome changed (a repeated
-/// decision with fresh numbers does not rewrite it).
-pub fn with_evaluation(
-    s: &mut ImpressionPipelineStatus,
-    generation: Option<i64>,
-    e: &crate::autoscale::scaler::Evaluation,
-    now: &Time,
-) {
-    let from = e.from;
-    use impressions_crds::status::{LagStatus, ScalingDecisionStatus, ThroughputStatus};
-    let d = &e.decision;
-    if let Some(l) = &e.lag {
-        s.partitions = Some(l.partitions);
-        s.lag = Some(LagStatus {
-            total: l.total,
-            max_partition: l.max_partition,
-            estimated_seconds: d.backlog_seconds.map(|b| (b * 10.0).round() / 10.0),
-        });
-    }
-    if let (Some(arrival), Some(processed)) = (d.arrival_rate, e.processed_rate) {
-        s.throughput = Some(ThroughputStatus {
-            input_per_second: arrival.round(),
-            processed_per_second: processed.round(),
-            capacity_per_replica: d.capacity_per_replica.map(f64::round),
-        });
-    }
-    let (ok, reason, msg) = match &e.problem {
-        None => (
-            true,
-            "MetricsFresh",
-            "Kafka lag and Prometheus throughput are fresh".to_owned(),
-        ),
-        Some(p) => (false, "MetricsMissing", format!("{p}; replicas held")),
-    };
-    conditions::set(
-        &mut s.conditions,
-        conditions::METRICS_AVAILABLE,
-        ok,
-        reason,
-        &msg,
-        generation,
-        now.clone(),
-    );
-    if d.ineffective_scale_up {
-        conditions::set(
-            &mut s.conditions,
-            SCALING,
-            false,
-            "IneffectiveScaleUp",
-            &d.message,
-            generation,
-            now.clone(),
-        );
-    }
-    let changed = s
-        .last_decision
-        .as_ref()
-        .is_none_or(|l| (l.from, l.to, l.reason.as_str()) != (from, d.replicas, d.reason));
-    if changed {
-        s.last_decision = Some(ScalingDecisionStatus {
-            from,
-            to: d.replicas,
-            reason: d.reason.to_owned(),
-            message: d.message.clone(),
-            time: now.clone(),
-        });
     }
 }
