@@ -1,5 +1,7 @@
 //! The operator's metrics, named in one place (`impressions_operator_*`).
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -9,6 +11,11 @@ use prometheus_client::{
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub namespace: String,
+    pub pipeline: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -23,6 +30,19 @@ pub struct Metrics {
     pub duration: Histogram,
     pub pipelines: Family<StateLabel, Gauge>,
     pub leader: Gauge,
+    pub desired_replicas: Family<PipelineLabels, Gauge>,
+    pub current_replicas: Family<PipelineLabels, Gauge>,
+    pub lag_events: Family<PipelineLabels, Gauge>,
+    pub input_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    pub scaling_decisions: Family<DecisionLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub namespace: String,
+    pub pipeline: String,
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -33,6 +53,12 @@ impl Default for Metrics {
             duration: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             pipelines: Family::default(),
             leader: Gauge::default(),
+            desired_replicas: Family::default(),
+            current_replicas: Family::default(),
+            lag_events: Family::default(),
+            input_rate: Family::default(),
+            processed_rate: Family::default(),
+            scaling_decisions: Family::default(),
         }
     }
 }
@@ -71,6 +97,36 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader lease",
             self.leader.clone(),
+        );
+        p.register(
+            "pipeline_desired_replicas",
+            "Replicas the operator wants per pipeline",
+            self.desired_replicas.clone(),
+        );
+        p.register(
+            "pipeline_current_replicas",
+            "Worker replicas that exist per pipeline",
+            self.current_replicas.clone(),
+        );
+        p.register(
+            "pipeline_lag_events",
+            "Consumer lag per pipeline",
+            self.lag_events.clone(),
+        );
+        p.register(
+            "pipeline_input_rate",
+            "Events/s arriving per pipeline",
+            self.input_rate.clone(),
+        );
+        p.register(
+            "pipeline_processed_rate",
+            "Events/s processed per pipeline",
+            self.processed_rate.clone(),
+        );
+        p.register(
+            "scaling_decisions",
+            "Scaling decisions that changed a pipeline's last decision, by reason",
+            self.scaling_decisions.clone(),
         );
         for state in STATES {
             let _ = self.pipelines.get_or_create(&StateLabel { state });

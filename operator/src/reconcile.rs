@@ -112,6 +112,7 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
         status::with_evaluation(&mut next, p.metadata.generation, e, &now);
     }
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
+    observe(ctx, p, &ns, &next, evaluation.as_ref());
     let was_ready = status::is_true(p.status.as_ref(), READY);
     let was_degraded = status::is_true(p.status.as_ref(), DEGRADED);
     let degraded = status::is_true(Some(&next), DEGRADED) == Some(true);
@@ -167,6 +168,50 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
     // Periodic resync for drift; changes to the pipeline, its children and its policy trigger
     // a reconcile earlier.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Per-pipeline gauges: desired vs current replicas, lag and rates; a counter of new decisions.
+fn observe(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    ns: &str,
+    next: &impressions_crds::ImpressionPipelineStatus,
+    e: Option<&crate::autoscale::scaler::Evaluation>,
+) {
+    use crate::metrics::{DecisionLabels, PipelineLabels};
+    let l = PipelineLabels {
+        namespace: ns.to_owned(),
+        pipeline: p.name_any(),
+    };
+    let m = &ctx.metrics;
+    m.desired_replicas
+        .get_or_create(&l)
+        .set(i64::from(next.desired_replicas.unwrap_or(0)));
+    m.current_replicas
+        .get_or_create(&l)
+        .set(i64::from(next.replicas));
+    if let Some(lag) = &next.lag {
+        m.lag_events.get_or_create(&l).set(lag.total);
+    }
+    if let Some(t) = &next.throughput {
+        m.input_rate.get_or_create(&l).set(t.input_per_second);
+        m.processed_rate
+            .get_or_create(&l)
+            .set(t.processed_per_second);
+    }
+    let new_decision = next
+        .last_decision
+        .as_ref()
+        .filter(|d| p.status.as_ref().and_then(|s| s.last_decision.as_ref()) != Some(*d));
+    if let (Some(d), Some(_)) = (new_decision, e) {
+        m.scaling_decisions
+            .get_or_create(&DecisionLabels {
+                namespace: l.namespace,
+                pipeline: l.pipeline,
+                reason: d.reason.clone(),
+            })
+            .inc();
+    }
 }
 
 /// Tells the evaluation loop what it needs for this pipeline (Auto and Recommend modes only).

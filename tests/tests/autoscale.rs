@@ -154,7 +154,7 @@ async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
     let mut prom = OwnPrometheus::start(&dir);
     let w = worker(stack, &id, &ns, "auto");
     scrape(&prom.targets, &w, &ns, "auto");
-    let _op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
+    let op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
     let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
     api.patch(
         "auto",
@@ -187,6 +187,18 @@ async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
     assert!(st.lag.as_ref().is_some_and(|l| l.total > 0), "{:?}", st.lag);
     assert_eq!(st.partitions, Some(8));
     assert_eq!(condition(&p, "MetricsAvailable").unwrap().0, "True");
+    let series = format!(
+        "impressions_operator_pipeline_desired_replicas{{namespace=\"{ns}\",pipeline=\"auto\"}} {scaled}"
+    );
+    let text = op.metrics();
+    assert!(
+        text.contains(&series),
+        "operator metrics lack {series}:\n{}",
+        text.lines()
+            .filter(|l| l.contains("pipeline_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // Prometheus stops: replicas held, MetricsAvailable=False, never a scale-down.
     let _ = prom.child.kill();
