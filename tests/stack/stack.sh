@@ -39,7 +39,15 @@ start() {
   echo $! >"$dir/pids/$name"
 }
 
-alive() { [[ -f "$dir/pids/$1" ]] && kill -0 "$(cat "$dir/pids/$1")" 2>/dev/null; }
+# alive NAME: the recorded process still runs and is still that component (a pid left over from
+# an earlier boot may belong to something else by now).
+alive() {
+  [[ -f "$dir/pids/$1" ]] || return 1
+  local pid; pid="$(cat "$dir/pids/$1")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  local want="$1"; [[ "$1" == kafka ]] && want="kafka.Kafka"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$want"
+}
 
 # wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds; on timeout or death of NAME,
 # reports the tail of NAME's log and fails.
@@ -248,18 +256,22 @@ up() {
 
 down() {
   [[ -d "$dir/pids" ]] || { rm -rf "$dir"; return; }
+  local running=()
   for c in prometheus kafka kube-controller-manager kube-apiserver etcd; do
-    [[ -f "$dir/pids/$c" ]] || continue
+    alive "$c" || continue
+    running+=("$c")
     local pid; pid="$(cat "$dir/pids/$c")"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   done
   for _ in $(seq 1 50); do
     local any=0
-    for f in "$dir"/pids/*; do kill -0 "$(cat "$f")" 2>/dev/null && any=1; done
+    for c in "${running[@]}"; do alive "$c" && any=1; done
     ((any)) || break
     sleep 0.2
   done
-  for f in "$dir"/pids/*; do kill -KILL -- "-$(cat "$f")" 2>/dev/null || true; done
+  for c in "${running[@]}"; do
+    alive "$c" && { kill -KILL -- "-$(cat "$dir/pids/$c")" 2>/dev/null || true; }
+  done
   rm -rf "$dir"
   say "down"
 }
