@@ -228,6 +228,15 @@ pub struct PrometheusQueries {
     #[serde(default = "default_busy_query")]
     #[schemars(length(min = 1, max = 2048))]
     pub busy_fraction: String,
+    /// Total consumer lag as the workers report it; used with the two above to rebuild a
+    /// pipeline's recent history after an operator restart.
+    #[serde(default = "default_lag_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub lag: String,
+    /// Running workers of the pipeline (for the rebuilt history).
+    #[serde(default = "default_replicas_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub replicas: String,
     /// The window of the rate() in the default queries, e.g. `1m`.
     #[serde(default = "default_rate_window")]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^[0-9]+[smh]$')")
@@ -241,6 +250,8 @@ impl Default for PrometheusQueries {
         Self {
             processed_rate: default_processed_query(),
             busy_fraction: default_busy_query(),
+            lag: default_lag_query(),
+            replicas: default_replicas_query(),
             rate_window: default_rate_window(),
         }
     }
@@ -278,6 +289,13 @@ fn default_processed_query() -> String {
 }
 fn default_busy_query() -> String {
     "avg(rate(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]))".to_owned()
+}
+fn default_lag_query() -> String {
+    "sum(impressions_worker_consumer_lag{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})"
+        .to_owned()
+}
+fn default_replicas_query() -> String {
+    "count(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".to_owned()
 }
 fn default_rate_window() -> String {
     "1m".to_owned()

@@ -282,7 +282,8 @@ async fn printer_columns_are_served_as_a_table() {
 async fn the_stack_mints_service_account_tokens_and_enforces_rbac() {
     let (client, ns) = setup("token").await;
     let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client, &ns);
-    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "probe"}})).unwrap();
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "probe"}})).unwrap();
     sas.create(&Default::default(), &sa).await.unwrap();
     let stack = Stack::get();
     let out = std::process::Command::new("bash")
@@ -291,13 +292,38 @@ async fn the_stack_mints_service_account_tokens_and_enforces_rbac() {
         .env("IMPRESSIONS_STACK_DIR", &stack.dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "stack.sh token: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stack.sh token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(token.len() > 100, "not a token: {token:?}");
-    let as_sa = |args: &[&str]| stack.kubectl().args(["--token", &token, "--user", ""]).args(args).output().unwrap();
-    let who = as_sa(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
-    assert_eq!(String::from_utf8_lossy(&who.stdout), format!("system:serviceaccount:{ns}:probe"), "{}", String::from_utf8_lossy(&who.stderr));
+    let as_sa = |args: &[&str]| {
+        stack
+            .kubectl()
+            .args(["--token", &token, "--user", ""])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let who = as_sa(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        format!("system:serviceaccount:{ns}:probe"),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
     let denied = as_sa(&["get", "secrets", "-n", &ns]);
     assert!(!denied.status.success());
-    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&denied.stderr));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
 }

@@ -154,7 +154,7 @@ async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
     let mut prom = OwnPrometheus::start(&dir);
     let w = worker(stack, &id, &ns, "auto");
     scrape(&prom.targets, &w, &ns, "auto");
-    let op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
+    let mut op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
     let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
     api.patch(
         "auto",
@@ -198,6 +198,27 @@ async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
             .filter(|l| l.contains("pipeline_"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+
+    // An operator restart rebuilds the history from Prometheus and does not scale down.
+    op.kill9();
+    let op = OperatorProcess::start(stack, "local", &ns, &["--prometheus-url", &prom.url]);
+    eventually(
+        Duration::from_secs(30),
+        "the history rebuilt after the restart",
+        || async {
+            std::fs::read_to_string(&op.log)
+                .unwrap_or_default()
+                .contains("rebuilt the scaling history")
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        replicas(&client, &ns, "auto").await.unwrap() >= scaled,
+        "the restart scaled down:\n{}",
+        op.log_tail()
     );
 
     // Prometheus stops: replicas held, MetricsAvailable=False, never a scale-down.

@@ -477,20 +477,56 @@ async fn worker_metrics_match_the_loadgen_report() {
     let t = topics(stack, "wk-loadgen", 2, 0).await;
     let loadgen = impressions_tests::worker::binary("loadgen");
     let out = std::process::Command::new(&loadgen)
-        .args(["catalog", "--bootstrap", &stack.kafka_bootstrap, "--topic", &t.titles, "--titles", "300"])
+        .args([
+            "catalog",
+            "--bootstrap",
+            &stack.kafka_bootstrap,
+            "--topic",
+            &t.titles,
+            "--titles",
+            "300",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "loadgen catalog: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "loadgen catalog: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report_path = std::env::temp_dir().join(format!("{}-report.json", t.group));
     let out = std::process::Command::new(&loadgen)
-        .args(["produce", "--bootstrap", &stack.kafka_bootstrap, "--topic", &t.raw, "--titles", "300", "--seed", "77"])
-        .args(["--trace", "step:1000:4000:1", "--duration", "3", "--invalid", "0.05", "--mismatch", "0.1"])
+        .args([
+            "produce",
+            "--bootstrap",
+            &stack.kafka_bootstrap,
+            "--topic",
+            &t.raw,
+            "--titles",
+            "300",
+            "--seed",
+            "77",
+        ])
+        .args([
+            "--trace",
+            "step:1000:4000:1",
+            "--duration",
+            "3",
+            "--invalid",
+            "0.05",
+            "--mismatch",
+            "0.1",
+        ])
         .arg("--report")
         .arg(&report_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "loadgen produce: {}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "loadgen produce: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let total = report["total"].as_f64().unwrap();
     assert!(total > 3000.0, "the step trace sent {total}");
     assert_eq!(report["failed"], 0);
@@ -499,15 +535,27 @@ async fn worker_metrics_match_the_loadgen_report() {
     w.wait_ready(Duration::from_secs(30));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while w.metric("impressions_worker_events_processed_total") < total
-        || w.metric("impressions_worker_records_produced_total") + w.metric("impressions_worker_dead_letters_produced_total")
-            < report["records_expected"].as_f64().unwrap() + report["dead_letters_expected"].as_f64().unwrap()
+        || w.metric("impressions_worker_records_produced_total")
+            + w.metric("impressions_worker_dead_letters_produced_total")
+            < report["records_expected"].as_f64().unwrap()
+                + report["dead_letters_expected"].as_f64().unwrap()
     {
-        assert!(std::time::Instant::now() < deadline, "worker did not catch up:\n{}", w.log_tail());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker did not catch up:\n{}",
+            w.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(w.metric("impressions_worker_events_processed_total"), total);
-    assert_eq!(w.metric("impressions_worker_records_produced_total"), report["records_expected"].as_f64().unwrap());
-    assert_eq!(w.metric("impressions_worker_dead_letters_produced_total"), report["dead_letters_expected"].as_f64().unwrap());
+    assert_eq!(
+        w.metric("impressions_worker_records_produced_total"),
+        report["records_expected"].as_f64().unwrap()
+    );
+    assert_eq!(
+        w.metric("impressions_worker_dead_letters_produced_total"),
+        report["dead_letters_expected"].as_f64().unwrap()
+    );
     let filtered: f64 = w
         .metrics()
         .lines()

@@ -136,6 +136,14 @@ impl History {
         }
     }
 
+    /// Notes a replica change seen from outside the decisions (a rebuilt history).
+    pub fn note_change(&mut self, at: f64, up: bool) {
+        self.last_change = Some(at);
+        if up {
+            self.last_up = Some(at);
+        }
+    }
+
     fn judge_scale_up(&mut self, now: f64, running: i32, capacity: f64) {
         let Some(p) = self.pending else { return };
         if now - p.at < SETTLE_SECONDS || running != p.to {

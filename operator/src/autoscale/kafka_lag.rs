@@ -41,6 +41,8 @@ pub trait LagSource: Send + Sync {
 #[derive(Default)]
 pub struct KafkaLag {
     consumers: Mutex<HashMap<(String, String), Arc<BaseConsumer>>>,
+    /// (group, topic, partition) → (committed, high watermark) at the previous sample.
+    previous: Mutex<HashMap<(String, String, i32), (i64, i64)>>,
 }
 
 impl std::fmt::Debug for KafkaLag {
@@ -97,11 +99,18 @@ impl LagSource for KafkaLag {
             max_partition: 0,
             end_offsets: 0,
         };
+        let mut previous = self.previous.lock().expect("previous lock");
         for e in committed.elements() {
             let (low, high) = c
                 .fetch_watermarks(&t.topic, e.partition(), TIMEOUT)
                 .map_err(|e| format!("watermarks: {e}"))?;
-            let lag = partition_lag(e.offset(), low, high, t.reset);
+            let mut lag = partition_lag(e.offset(), low, high, t.reset);
+            if let Offset::Offset(o) = e.offset() {
+                let key = (t.group.clone(), t.topic.clone(), e.partition());
+                if resting_on_marker(previous.insert(key, (o, high)), o, high) {
+                    lag = 0;
+                }
+            }
             s.total += lag;
             s.max_partition = s.max_partition.max(lag);
             s.end_offsets += high;
@@ -121,6 +130,13 @@ pub fn partition_lag(committed: Offset, low: i64, high: i64, reset: OffsetReset)
             OffsetReset::Earliest => (high - low).max(0),
         },
     }
+}
+
+/// A transactional producer ends each transaction with a control record that consumers never
+/// receive, so an idle group's commit can rest one below the high watermark forever. A lag of
+/// exactly 1 that did not move since the previous sample is that marker, not work.
+pub fn resting_on_marker(previous: Option<(i64, i64)>, committed: i64, high: i64) -> bool {
+    high - committed == 1 && previous == Some((committed, high))
 }
 
 #[cfg(test)]
@@ -150,6 +166,27 @@ mod tests {
             partition_lag(Offset::Offset(10), 500, 800, OffsetReset::Earliest),
             300,
             "a commit below the log start counts from the start"
+        );
+    }
+
+    #[test]
+    fn a_resting_transaction_marker_is_not_lag() {
+        assert!(
+            !resting_on_marker(None, 99, 100),
+            "first sight: could be a real event"
+        );
+        assert!(resting_on_marker(Some((99, 100)), 99, 100));
+        assert!(
+            !resting_on_marker(Some((98, 100)), 99, 100),
+            "the group is moving"
+        );
+        assert!(
+            !resting_on_marker(Some((99, 101)), 99, 101),
+            "new data arrived"
+        );
+        assert!(
+            !resting_on_marker(Some((90, 100)), 90, 100),
+            "a real backlog"
         );
     }
 }

@@ -6,6 +6,7 @@ pub mod history;
 pub mod kafka_lag;
 pub mod policy;
 pub mod prometheus;
+pub mod rebuild;
 pub mod scaler;
 
 #[cfg(test)]

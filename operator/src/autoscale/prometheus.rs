@@ -10,6 +10,17 @@ pub struct Throughput {
     pub busy_fraction: Option<f64>,
 }
 
+/// One point of a pipeline's recent history, as Prometheus recorded it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    /// Unix seconds.
+    pub at: f64,
+    pub processed_rate: f64,
+    pub busy_fraction: f64,
+    pub lag: f64,
+    pub replicas: i32,
+}
+
 /// Reads throughput for one pipeline.
 #[derive(Clone)]
 pub struct PrometheusThroughput {
@@ -68,5 +79,59 @@ impl PrometheusThroughput {
             processed_rate,
             busy_fraction,
         })
+    }
+
+    /// The last `seconds` of the pipeline's processed rate, busy fraction, lag and worker count
+    /// at `step`-second resolution (points where all four are known).
+    pub async fn history(
+        &self,
+        q: &PrometheusQueries,
+        namespace: &str,
+        pipeline: &str,
+        seconds: i64,
+        step: f64,
+    ) -> Result<Vec<HistoryPoint>, String> {
+        let end = k8s_openapi::jiff::Timestamp::now().as_second();
+        let start = end - seconds;
+        let series = |template: &str| {
+            let query = render(template, namespace, pipeline, &q.rate_window);
+            let client = self.client.clone();
+            async move {
+                let res = client
+                    .query_range(query.as_str(), start, end, step)
+                    .get()
+                    .await
+                    .map_err(|e| format!("Prometheus: {e}"))?;
+                let points: std::collections::BTreeMap<i64, f64> = res
+                    .data()
+                    .as_matrix()
+                    .and_then(|m| m.first())
+                    .map(|rv| {
+                        rv.samples()
+                            .iter()
+                            .map(|s| (s.timestamp() as i64, s.value()))
+                            .filter(|(_, v)| v.is_finite())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok::<_, String>(points)
+            }
+        };
+        let processed = series(&q.processed_rate).await?;
+        let busy = series(&q.busy_fraction).await?;
+        let lag = series(&q.lag).await?;
+        let replicas = series(&q.replicas).await?;
+        Ok(processed
+            .iter()
+            .filter_map(|(t, p)| {
+                Some(HistoryPoint {
+                    at: *t as f64,
+                    processed_rate: *p,
+                    busy_fraction: *busy.get(t)?,
+                    lag: *lag.get(t)?,
+                    replicas: *replicas.get(t)? as i32,
+                })
+            })
+            .collect())
     }
 }

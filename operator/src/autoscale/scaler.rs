@@ -53,6 +53,8 @@ struct State {
     last_eval: Option<Instant>,
     last_end: Option<(f64, i64)>,
     latest: Option<Evaluation>,
+    /// The history was rebuilt from Prometheus (or that was tried) after this operator started.
+    rebuilt: bool,
 }
 
 /// Shared between the loop and the reconciles.
@@ -136,11 +138,17 @@ impl Scaler {
             Some(p) => p.sample(&reg.queries, &reg.namespace, &reg.name).await,
             None => Err("no Prometheus URL configured (--prometheus-url)".into()),
         };
+        let rebuilt = self
+            .rebuild_once(key, reg, lag.as_ref().ok().map(|l| l.partitions), now)
+            .await;
         let mut problem = None;
         let lag = lag.map_err(|e| problem = Some(e)).ok();
         let tp = throughput.map_err(|e| problem = Some(e)).ok();
         let mut states = self.states.lock().expect("scaler lock");
         let st = states.entry(key.clone()).or_default();
+        if let Some(h) = rebuilt {
+            st.history = h;
+        }
         let input_rate = match (&lag, st.last_end) {
             (Some(l), Some((t0, e0))) if now > t0 => {
                 Some(((l.end_offsets - e0) as f64 / (now - t0)).max(0.0))
@@ -181,6 +189,57 @@ impl Scaler {
             processed_rate: signals.processed_rate,
             problem,
         });
+    }
+}
+
+impl Scaler {
+    /// After an operator (re)start, rebuilds the pipeline's history from what Prometheus
+    /// recorded, once, so that windows and cooldowns continue where the last operator left them.
+    async fn rebuild_once(
+        &self,
+        key: &ObjectRef<ImpressionPipeline>,
+        reg: &Registration,
+        partitions: Option<i32>,
+        now: f64,
+    ) -> Option<History> {
+        {
+            let mut states = self.states.lock().expect("scaler lock");
+            let st = states.entry(key.clone()).or_default();
+            if st.rebuilt {
+                return None;
+            }
+            st.rebuilt = true;
+        }
+        let (prometheus, partitions) = (self.prometheus.as_ref()?, partitions?);
+        let window = reg
+            .policy
+            .down
+            .stabilization_seconds
+            .max(reg.policy.up.stabilization_seconds)
+            .max(300.0)
+            + 60.0;
+        let step = reg.interval.as_secs_f64().max(5.0);
+        match prometheus
+            .history(&reg.queries, &reg.namespace, &reg.name, window as i64, step)
+            .await
+        {
+            Ok(points) if !points.is_empty() => {
+                let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+                tracing::info!(pipeline = %key, points = points.len(), "rebuilt the scaling history from Prometheus");
+                Some(super::rebuild::rebuild(
+                    &points,
+                    partitions,
+                    &reg.policy,
+                    now,
+                    now_unix,
+                ))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(pipeline = %key, error = %e, "cannot rebuild the scaling history");
+                None
+            }
+        }
     }
 }
 
