@@ -37,12 +37,15 @@ pub trait LagSource: Send + Sync {
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String>;
 }
 
+/// (group, topic, partition).
+type PartitionKey = (String, String, i32);
+
 /// The rdkafka implementation.
 #[derive(Default)]
 pub struct KafkaLag {
     consumers: Mutex<HashMap<(String, String), Arc<BaseConsumer>>>,
     /// (group, topic, partition) → (committed, high watermark) at the previous sample.
-    previous: Mutex<HashMap<(String, String, i32), (i64, i64)>>,
+    previous: Mutex<HashMap<PartitionKey, (i64, i64)>>,
 }
 
 impl std::fmt::Debug for KafkaLag {
