@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: bench-worker bench-operator demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -35,6 +35,11 @@ bench-worker: stack-up
 bench-operator: stack-up
 	$(CARGO) build --release --bin operator --bin bench_operator
 	target/release/bench_operator 1000
+
+## bench-autoscaler: the scaling simulator on every built-in scenario (docs/benchmarks.md)
+bench-autoscaler:
+	$(CARGO) build --release --bin operator
+	for s in step spike ramp failover diurnal; do target/release/operator simulate --scenario $$s --json out/sim-$$s.json || exit 1; done
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:

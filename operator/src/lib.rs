@@ -15,4 +15,5 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod resolve;
+pub mod simulate;
 pub mod status;

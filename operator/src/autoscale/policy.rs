@@ -9,6 +9,17 @@ use impressions_crds::{
 use super::decision::{Policy, Step};
 use crate::bounds::Bounds;
 
+/// The decision policy of a ScalingPolicy alone (no pipeline overrides), at a UTC minute.
+pub fn from_policy(policy: &ScalingPolicySpec, b: &Bounds, minute_of_day: u32) -> Policy {
+    let spec: ImpressionPipelineSpec = serde_json::from_value(serde_json::json!({
+        "source": {"bootstrapServers": "k:9092", "topic": "raw"},
+        "sink": {"topic": "out", "deadLetterTopic": "dlq"},
+        "enrichment": {"catalog": {"topic": "titles"}}
+    }))
+    .expect("a minimal pipeline spec");
+    effective(&spec, policy, b, minute_of_day)
+}
+
 /// Builds the decision policy. `minute_of_day` is the current UTC minute (0..1440).
 pub fn effective(
     spec: &ImpressionPipelineSpec,

@@ -1,0 +1,227 @@
+//! The simulated cluster: a topic with P partitions (optionally skewed), arrivals from a trace,
+//! replicas with a capacity each (optional noise), pod start-up delay, a consumption pause when
+//! the consumer group changes size, and observations that reach the autoscaler late.
+//! Deterministic: the same config and trace give the same run.
+
+/// The simulated world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub partitions: i32,
+    /// Partition weights ∝ 1/(i+1)^skew; 0 is uniform.
+    pub skew: f64,
+    /// Events/s one replica processes when fully busy.
+    pub capacity: f64,
+    /// Relative spread of capacity between replicas (deterministic per replica).
+    pub capacity_noise: f64,
+    pub startup_seconds: f64,
+    /// Consumption pause when the group changes size.
+    pub rebalance_seconds: f64,
+    /// Cooperative rebalancing pauses only the moved partitions (modelled as a fifth of the pause).
+    pub cooperative: bool,
+    /// How late observations reach the autoscaler.
+    pub metric_delay_seconds: f64,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            partitions: 64,
+            skew: 0.0,
+            capacity: 25_000.0,
+            capacity_noise: 0.0,
+            startup_seconds: 20.0,
+            rebalance_seconds: 5.0,
+            cooperative: true,
+            metric_delay_seconds: 10.0,
+            min_replicas: 1,
+            max_replicas: 64,
+        }
+    }
+}
+
+/// What the autoscaler can observe at one moment (delayed by the metric delay).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Observation {
+    pub at: f64,
+    pub lag: f64,
+    /// Sum of the partitions' end offsets (its growth is the input rate).
+    pub end_offsets: f64,
+    pub processed_rate: f64,
+    pub busy_fraction: f64,
+    pub running: i32,
+}
+
+/// One simulated second, for reports and plots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub t: f64,
+    pub arrival: f64,
+    pub lag: f64,
+    pub replicas: i32,
+}
+
+/// The cluster's state.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    cfg: ModelConfig,
+    weights: Vec<f64>,
+    lag: Vec<f64>,
+    end_offsets: f64,
+    running: i32,
+    pending: Vec<f64>,
+    paused_until: f64,
+    /// Observations by second, for the metric delay.
+    history: Vec<Observation>,
+}
+
+impl Cluster {
+    pub fn new(cfg: ModelConfig, replicas: i32) -> Self {
+        let p = cfg.partitions.max(1) as usize;
+        let raw: Vec<f64> = (0..p)
+            .map(|i| 1.0 / ((i + 1) as f64).powf(cfg.skew))
+            .collect();
+        let sum: f64 = raw.iter().sum();
+        Cluster {
+            weights: raw.iter().map(|w| w / sum).collect(),
+            lag: vec![0.0; p],
+            end_offsets: 0.0,
+            running: replicas.clamp(cfg.min_replicas, cfg.max_replicas),
+            pending: Vec::new(),
+            paused_until: 0.0,
+            history: Vec::new(),
+            cfg,
+        }
+    }
+
+    /// Pods that exist (running or starting): what they cost.
+    pub fn pods(&self) -> i32 {
+        self.running + self.pending.len() as i32
+    }
+
+    pub fn running(&self) -> i32 {
+        self.running
+    }
+
+    pub fn starting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Asks for `desired` pods: new ones start after the start-up delay, surplus ones stop now.
+    pub fn scale_to(&mut self, t: f64, desired: i32) {
+        let desired = desired.clamp(self.cfg.min_replicas, self.cfg.max_replicas);
+        let pods = self.pods();
+        if desired > pods {
+            self.pending.extend(std::iter::repeat_n(
+                t + self.cfg.startup_seconds,
+                (desired - pods) as usize,
+            ));
+        } else if desired < pods {
+            let mut drop = pods - desired;
+            while drop > 0 && self.pending.pop().is_some() {
+                drop -= 1;
+            }
+            if drop > 0 {
+                self.running -= drop;
+                self.rebalance(t);
+            }
+        }
+    }
+
+    /// Stops all consumption for `seconds` (e.g. a job restart).
+    pub fn pause(&mut self, t: f64, seconds: f64) {
+        if seconds > 0.0 {
+            self.paused_until = self.paused_until.max(t + seconds);
+        }
+    }
+
+    fn rebalance(&mut self, t: f64) {
+        let pause = if self.cfg.cooperative {
+            self.cfg.rebalance_seconds / 5.0
+        } else {
+            self.cfg.rebalance_seconds
+        };
+        self.paused_until = self.paused_until.max(t + pause);
+    }
+
+    /// Advances one second with `arrival` events/s; returns the tick.
+    pub fn step(&mut self, t: f64, arrival: f64) -> Tick {
+        let ready = self.pending.iter().filter(|r| **r <= t).count();
+        if ready > 0 {
+            self.pending.retain(|r| *r > t);
+            self.running += ready as i32;
+            self.rebalance(t);
+        }
+        for (l, w) in self.lag.iter_mut().zip(&self.weights) {
+            *l += arrival * w;
+        }
+        self.end_offsets += arrival;
+        let mut processed = 0.0;
+        let n = self.running.max(0) as usize;
+        if t >= self.paused_until && n > 0 {
+            let p = self.lag.len();
+            for r in 0..n {
+                let noise = self.cfg.capacity_noise * (((r * 7919) % 13) as f64 / 6.0 - 1.0);
+                let cap = self.cfg.capacity * (1.0 + noise);
+                let owned: Vec<usize> = (r..p).step_by(n).collect();
+                if owned.is_empty() {
+                    continue;
+                }
+                // A replica's capacity goes to its partitions in proportion to their backlog.
+                let need: f64 = owned.iter().map(|&i| self.lag[i]).sum();
+                if need <= 0.0 {
+                    continue;
+                }
+                let done = cap.min(need);
+                for &i in &owned {
+                    self.lag[i] -= self.lag[i] * done / need;
+                }
+                processed += done;
+            }
+        }
+        let running_capacity = self.running.max(1) as f64 * self.cfg.capacity;
+        let lag: f64 = self.lag.iter().sum();
+        self.history.push(Observation {
+            at: t,
+            lag,
+            end_offsets: self.end_offsets,
+            processed_rate: processed,
+            busy_fraction: (processed / running_capacity).clamp(0.0, 1.0),
+            running: self.running,
+        });
+        Tick {
+            t,
+            arrival,
+            lag,
+            replicas: self.pods(),
+        }
+    }
+
+    /// What the autoscaler sees at `t`: the observation of `t - delay`, rates averaged over
+    /// the `window` seconds before it.
+    pub fn observe(&self, t: f64, window: f64) -> Option<Observation> {
+        let at = t - self.cfg.metric_delay_seconds;
+        let end = self.history.iter().rposition(|o| o.at <= at)?;
+        let start = self.history[..=end]
+            .iter()
+            .rposition(|o| o.at <= at - window)
+            .unwrap_or(0);
+        let span = &self.history[start..=end];
+        let n = span.len() as f64;
+        let last = self.history[end];
+        Some(Observation {
+            processed_rate: span.iter().map(|o| o.processed_rate).sum::<f64>() / n,
+            busy_fraction: span.iter().map(|o| o.busy_fraction).sum::<f64>() / n,
+            ..last
+        })
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.cfg.partitions
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+}
