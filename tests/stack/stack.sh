@@ -46,7 +46,8 @@ alive() {
   local pid; pid="$(cat "$dir/pids/$1")"
   kill -0 "$pid" 2>/dev/null || return 1
   local want="$1"; [[ "$1" == kafka ]] && want="kafka.Kafka"
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$want"
+  local cmd; cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$want"* ]]
 }
 
 # wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds; on timeout or death of NAME,
