@@ -7,8 +7,8 @@
 //!   observed rate of a half-idle worker);
 //! - target rate = arrival × (1 + rebalance cost / catch-up) + backlog / catch-up;
 //! - replicas are partition-aware: a replica holding m of P partitions carries m/P of the load,
-//!   so the count is the fewest replicas whose busiest one stays under the target utilization —
-//!   which is always an even spread (P=12 → 1, 2, 3, 4, 6 or 12).
+//!   so the count keeps the average under the target utilization and the busiest replica under
+//!   target + tolerance, choosing the smallest count for a given busiest share.
 
 use super::history::History;
 
@@ -157,8 +157,13 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
 
     let target =
         arrival * (1.0 + p.rebalance_cost_seconds / p.catch_up_seconds) + lag / p.catch_up_seconds;
-    let recommended = partition_aware(target, cap * p.target_utilization, s.partitions)
-        .clamp(p.min, p.max.min(s.partitions.max(1)).max(p.min));
+    let recommended = partition_aware(
+        target,
+        cap * p.target_utilization,
+        cap * (p.target_utilization + p.tolerance).min(1.0),
+        s.partitions,
+    )
+    .clamp(p.min, p.max.min(s.partitions.max(1)).max(p.min));
     let util = arrival / (running * cap);
     let over_slo = backlog_s > p.lag_slo_seconds;
     let why = format!(
@@ -266,23 +271,27 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
     d
 }
 
-/// The fewest replicas whose busiest one (holding ceil(P/n) partitions) carries at most
-/// `per_replica` events/s of `target`. With P partitions and uniform load per partition.
-pub fn partition_aware(target: f64, per_replica: f64, partitions: i32) -> i32 {
+/// The fewest replicas that carry `target` events/s at `average` per replica on average, with
+/// the busiest one (holding ceil(P/n) of P equally loaded partitions) at most at `peak`. Among
+/// counts that give the busiest replica the same number of partitions, the smallest is chosen,
+/// so the count never jumps to a much larger divisor of P.
+pub fn partition_aware(target: f64, average: f64, peak: f64, partitions: i32) -> i32 {
     let p = partitions.max(1);
     if target <= 0.0 {
         return 1;
     }
-    if per_replica <= 0.0 {
+    if average <= 0.0 || peak <= 0.0 {
         return p;
     }
-    // Most partitions one replica can hold.
-    let m = ((per_replica * p as f64) / target).floor() as i32;
-    if m <= 0 {
-        return p;
-    }
-    let m = m.min(p);
-    (p + m - 1) / m
+    let by_rate = (target / average).ceil().min(p as f64) as i32;
+    // Most partitions one replica may hold.
+    let m = ((peak.max(average) * p as f64) / target).floor() as i32;
+    let by_partitions = if m <= 0 {
+        p
+    } else {
+        (p + m.min(p) - 1) / m.min(p)
+    };
+    by_rate.max(by_partitions).clamp(1, p)
 }
 
 /// The largest step of one decision: the larger of the percent and absolute limits, at least 1.

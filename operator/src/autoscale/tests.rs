@@ -70,15 +70,18 @@ fn settle(
 }
 
 #[test]
-fn partition_aware_counts_are_even_spreads() {
-    // 24 partitions; each replica can take 1/4.5 of the load → at most 5 partitions each → 5
-    // replicas (5,5,5,5,4).
-    assert_eq!(partition_aware(4500.0, 1000.0, 24), 5);
-    // 12 partitions, 4.5 replicas' worth: 2 partitions each → 6, not 5 (5 would put 3 on one).
-    assert_eq!(partition_aware(4500.0, 1000.0, 12), 6);
-    // More load than all partitions can spread: one partition each, capped at P.
-    assert_eq!(partition_aware(1e9, 1000.0, 12), 12);
-    assert_eq!(partition_aware(0.0, 1000.0, 12), 1);
+fn partition_aware_counts() {
+    // 24 partitions, 4.5 replicas' worth: 5 replicas hold at most 5 partitions each.
+    assert_eq!(partition_aware(4500.0, 1000.0, 1000.0, 24), 5);
+    // 12 partitions, 4.5 replicas' worth: 5 would put 3 on one replica (1125 > 1000) → 6.
+    assert_eq!(partition_aware(4500.0, 1000.0, 1000.0, 12), 6);
+    // With headroom for the busiest replica (1200), 5 is enough.
+    assert_eq!(partition_aware(4500.0, 1000.0, 1200.0, 12), 5);
+    // 64 partitions, 22.9 replicas' worth: 23, not the next even divisor (32).
+    assert_eq!(partition_aware(400_000.0, 17_500.0, 20_000.0, 64), 23);
+    // More load than all partitions can spread: capped at P.
+    assert_eq!(partition_aware(1e9, 1000.0, 1000.0, 12), 12);
+    assert_eq!(partition_aware(0.0, 1000.0, 1000.0, 12), 1);
 }
 
 #[test]

@@ -169,8 +169,14 @@ pub fn compare(arrivals: &[f64], cfg: &ModelConfig) -> Vec<Report> {
         r
     }));
     let peak = arrivals.iter().copied().fold(0.0, f64::max);
-    let fixed =
-        ((peak / (cfg.capacity * 0.8)).ceil() as i32).clamp(cfg.min_replicas, cfg.max_replicas);
+    // Enough for the peak at 80 % on average, with no replica's partitions above its capacity.
+    let fixed = crate::autoscale::decision::partition_aware(
+        peak,
+        cfg.capacity * 0.8,
+        cfg.capacity,
+        cfg.partitions,
+    )
+    .clamp(cfg.min_replicas, cfg.max_replicas);
     out.push(run(
         arrivals,
         cfg,
