@@ -39,7 +39,11 @@ bench-operator: stack-up
 ## bench-autoscaler: the scaling simulator on every built-in scenario (docs/benchmarks.md)
 bench-autoscaler:
 	$(CARGO) build --release --bin operator
-	for s in step spike ramp failover diurnal; do target/release/operator simulate --scenario $$s --json out/sim-$$s.json || exit 1; done
+	mkdir -p out
+	for s in step spike ramp failover diurnal:0 diurnal:1 diurnal:2; do \
+	  n=$$(echo $$s | tr : -); \
+	  target/release/operator simulate --scenario $$s --json out/sim-$$n.json --svg out/sim-$$n.svg || exit 1; \
+	done
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:

@@ -300,6 +300,34 @@ async fn recommend_mode_changes_status_not_the_deployment() {
         Some(1),
         "desiredReplicas is what runs in Recommend mode"
     );
+
+    // The simulator replays this pipeline's real history from Prometheus (once a few points of
+    // it are recorded).
+    let simulate = || {
+        Command::new(impressions_tests::worker::binary("operator"))
+            .args([
+                "simulate",
+                "--prometheus",
+                &stack.prometheus_url,
+                "--pipeline",
+                &format!("{ns}/rec"),
+                "--hours",
+                "0.1",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = eventually(Duration::from_secs(60), "a replayable history", || async {
+        let out = simulate();
+        out.status.success().then_some(out)
+    })
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("history of {ns}/rec")) && text.contains("impressions (u="),
+        "{text}"
+    );
+    println!("{text}");
     std::fs::remove_file(stack.file_sd_dir.join(format!("{ns}-rec.json"))).ok();
     drop(w);
 }

@@ -4,6 +4,7 @@
 //! actions and time to settle. Deterministic.
 
 pub mod model;
+pub mod plot;
 pub mod scalers;
 pub mod traces;
 
@@ -24,6 +25,9 @@ pub struct Report {
     pub load_changes: u32,
     /// Mean seconds from a load change until lag is under the SLO with no action for 2 minutes.
     pub mean_settle_seconds: Option<f64>,
+    /// Wall-clock seconds the simulation of this policy took.
+    #[serde(skip)]
+    pub wall_seconds: f64,
     #[serde(skip)]
     pub ticks: Vec<Tick>,
 }
@@ -36,6 +40,7 @@ pub fn run(
     slo_seconds: f64,
     initial: i32,
 ) -> Report {
+    let started = std::time::Instant::now();
     let mut c = Cluster::new(cfg.clone(), initial);
     let mut ticks = Vec::with_capacity(arrivals.len());
     let mut actions = Vec::new();
@@ -55,7 +60,9 @@ pub fn run(
             }
         }
     }
-    summarize(scaler.name(), ticks, &actions, slo_seconds)
+    let mut r = summarize(scaler.name(), ticks, &actions, slo_seconds);
+    r.wall_seconds = started.elapsed().as_secs_f64();
+    r
 }
 
 fn lag_seconds(t: &Tick) -> f64 {
@@ -87,6 +94,7 @@ fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Rep
         load_changes: changes.len() as u32,
         mean_settle_seconds: (!settles.is_empty())
             .then(|| settles.iter().sum::<f64>() / settles.len() as f64),
+        wall_seconds: 0.0,
         ticks,
     }
 }
@@ -215,11 +223,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_scenario_runs_and_the_project_policy_stays_under_the_slo() {
+        let cfg = ModelConfig::default();
+        for name in ["step", "spike", "ramp", "failover", "diurnal"] {
+            let reports = compare(&traces::scenario(name).unwrap(), &cfg);
+            assert_eq!(reports.len(), 6, "{name}");
+            assert_eq!(reports[0].seconds_over_slo, 0, "{}", table(name, &reports));
+        }
+    }
+
+    #[test]
     fn deterministic_and_the_project_policy_keeps_a_step_under_the_slo() {
         let arrivals = traces::step(6000);
         let cfg = ModelConfig::default();
-        let a = compare(&arrivals, &cfg);
-        let b = compare(&arrivals, &cfg);
+        let mut a = compare(&arrivals, &cfg);
+        let mut b = compare(&arrivals, &cfg);
+        for r in a.iter_mut().chain(b.iter_mut()) {
+            r.wall_seconds = 0.0;
+        }
         assert_eq!(a, b, "the same inputs give the same run");
         let ours = &a[0];
         assert!(ours.policy.starts_with("impressions"));

@@ -117,14 +117,16 @@ pub fn scenario(name: &str) -> Result<Vec<f64>, String> {
         "spike" => spike(3600),
         "ramp" => ramp(3 * 3600),
         "failover" => failover(6000),
-        "diurnal" => diurnal(0, 86_400),
+        "diurnal" | "diurnal:0" => diurnal(0, 86_400),
+        "diurnal:1" => diurnal(1, 86_400),
+        "diurnal:2" => diurnal(2, 86_400),
         other => match other.strip_prefix("csv:") {
             Some(path) => {
                 from_csv(&std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?)?
             }
             None => {
                 return Err(format!(
-                    "unknown scenario {other:?} (step, spike, ramp, failover, diurnal, csv:PATH)"
+                    "unknown scenario {other:?} (step, spike, ramp, failover, diurnal[:0|1|2], csv:PATH)"
                 ));
             }
         },
@@ -149,5 +151,42 @@ mod tests {
         let t = from_csv("timestamp,rate\n0,10\n2,20\n").unwrap();
         assert_eq!(t, vec![10.0, 10.0, 20.0]);
         assert_eq!(load_changes(&step(6000)), vec![1200, 4800]);
+    }
+}
+
+/// Arrival rates per second from a pipeline's recorded history: processed rate plus the growth
+/// of the lag between points, held between points.
+pub fn from_history(points: &[crate::autoscale::prometheus::HistoryPoint]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for w in points.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let span = (b.at - a.at).max(1.0);
+        let arrival = (b.processed_rate + (b.lag - a.lag) / span).max(0.0);
+        out.extend(std::iter::repeat_n(arrival, span as usize));
+    }
+    out
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use crate::autoscale::prometheus::HistoryPoint;
+
+    #[test]
+    fn arrivals_are_processed_plus_lag_growth() {
+        let p = |at: f64, processed: f64, lag: f64| HistoryPoint {
+            at,
+            processed_rate: processed,
+            busy_fraction: 0.5,
+            lag,
+            replicas: 2,
+        };
+        let a = from_history(&[
+            p(0.0, 100.0, 0.0),
+            p(10.0, 100.0, 500.0),
+            p(20.0, 300.0, 0.0),
+        ]);
+        assert_eq!(a.len(), 20);
+        assert_eq!((a[0], a[15]), (150.0, 250.0));
     }
 }
