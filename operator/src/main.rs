@@ -73,6 +73,12 @@ struct SimulateArgs {
     /// Partition skew exponent (0 = uniform).
     #[arg(long, default_value_t = 0.0)]
     skew: f64,
+    /// Relative spread of capacity between replicas.
+    #[arg(long, default_value_t = 0.0)]
+    capacity_noise: f64,
+    /// Total capacity grows as replicas^exponent (1 = linear).
+    #[arg(long, default_value_t = 1.0)]
+    scaling_exponent: f64,
     /// Also write the reports as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -251,6 +257,8 @@ async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         partitions: a.partitions,
         skew: a.skew,
         capacity: a.capacity,
+        capacity_noise: a.capacity_noise,
+        scaling_exponent: a.scaling_exponent,
         startup_seconds: a.startup_seconds,
         metric_delay_seconds: a.metric_delay_seconds,
         cooperative: !a.eager,

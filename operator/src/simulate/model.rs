@@ -13,6 +13,9 @@ pub struct ModelConfig {
     pub capacity: f64,
     /// Relative spread of capacity between replicas (deterministic per replica).
     pub capacity_noise: f64,
+    /// Total capacity grows as replicas^exponent (1 = linear; below 1 models a shared
+    /// bottleneck such as the sink or the broker).
+    pub scaling_exponent: f64,
     pub startup_seconds: f64,
     /// Consumption pause when the group changes size.
     pub rebalance_seconds: f64,
@@ -31,6 +34,7 @@ impl Default for ModelConfig {
             skew: 0.0,
             capacity: 25_000.0,
             capacity_noise: 0.0,
+            scaling_exponent: 1.0,
             startup_seconds: 20.0,
             rebalance_seconds: 5.0,
             cooperative: true,
@@ -163,7 +167,9 @@ impl Cluster {
             let p = self.lag.len();
             for r in 0..n {
                 let noise = self.cfg.capacity_noise * (((r * 7919) % 13) as f64 / 6.0 - 1.0);
-                let cap = self.cfg.capacity * (1.0 + noise);
+                let cap = self.cfg.capacity
+                    * (1.0 + noise)
+                    * (n as f64).powf(self.cfg.scaling_exponent - 1.0);
                 let owned: Vec<usize> = (r..p).step_by(n).collect();
                 if owned.is_empty() {
                     continue;
@@ -223,5 +229,52 @@ impl Cluster {
 
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processed_in_one_second(cfg: ModelConfig, replicas: i32) -> f64 {
+        let mut c = Cluster::new(cfg, replicas);
+        c.step(0.0, 1e9);
+        c.history.last().map_or(0.0, |o| o.processed_rate)
+    }
+
+    #[test]
+    fn capacity_scales_linearly_or_along_the_curve() {
+        let linear = ModelConfig {
+            partitions: 8,
+            ..Default::default()
+        };
+        let one = processed_in_one_second(linear.clone(), 1);
+        let four = processed_in_one_second(linear.clone(), 4);
+        assert!((four / one - 4.0).abs() < 1e-9, "{one} {four}");
+        let curved = ModelConfig {
+            scaling_exponent: 0.5,
+            ..linear
+        };
+        let four = processed_in_one_second(curved, 4);
+        assert!(
+            (four / one - 2.0).abs() < 1e-9,
+            "4 replicas at exponent 0.5 give 2× one: {four}"
+        );
+    }
+
+    #[test]
+    fn eager_rebalances_pause_longer_than_cooperative() {
+        let mut eager = Cluster::new(
+            ModelConfig {
+                cooperative: false,
+                ..Default::default()
+            },
+            2,
+        );
+        let mut coop = Cluster::new(ModelConfig::default(), 2);
+        for c in [&mut eager, &mut coop] {
+            c.scale_to(0.0, 1);
+        }
+        assert!(eager.paused_until > coop.paused_until);
     }
 }
