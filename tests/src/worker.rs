@@ -158,9 +158,7 @@ impl WorkerProcess {
 
     /// The last lines of the worker's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        crate::log_tail(&self.log, 30)
     }
 }
 

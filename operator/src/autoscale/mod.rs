@@ -10,4 +10,4 @@ pub mod rebuild;
 pub mod scaler;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

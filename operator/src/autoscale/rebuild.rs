@@ -43,34 +43,8 @@ pub fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoscale::decision::Step;
 
-    fn policy() -> Policy {
-        Policy {
-            min: 1,
-            max: 20,
-            target_utilization: 0.7,
-            tolerance: 0.1,
-            lag_slo_seconds: 30.0,
-            catch_up_seconds: 60.0,
-            rebalance_cost_seconds: 0.0,
-            up: Step {
-                stabilization_seconds: 0.0,
-                max_percent: 100.0,
-                max_replicas: 4,
-                cooldown_seconds: 30.0,
-            },
-            down: Step {
-                stabilization_seconds: 120.0,
-                max_percent: 50.0,
-                max_replicas: 0,
-                cooldown_seconds: 60.0,
-            },
-            missing_metrics_replicas: None,
-            paused: false,
-            frozen: false,
-        }
-    }
+    use crate::autoscale::tests::policy;
 
     fn point(at: f64, replicas: i32, processed: f64) -> HistoryPoint {
         HistoryPoint {

@@ -5,7 +5,7 @@ use super::{
     history::History,
 };
 
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     Policy {
         min: 1,
         max: 20,
