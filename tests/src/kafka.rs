@@ -124,12 +124,9 @@ pub fn read_topic(stack: &Stack, topic: &str, want: usize, timeout: Duration) ->
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+    for p in partition_ids(&c, topic) {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
     c.assign(&tpl).unwrap();
@@ -141,6 +138,14 @@ pub fn read_topic(stack: &Stack, topic: &str, want: usize, timeout: Duration) ->
         }
     }
     out
+}
+
+/// The partition ids of a topic.
+fn partition_ids(c: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0].partitions().iter().map(|p| p.id()).collect()
 }
 
 /// A header's value as text.
@@ -159,12 +164,9 @@ pub fn committed(stack: &Stack, group: &str, topic: &str) -> HashMap<i32, i64> {
         .set("group.id", group)
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition(topic, p.id());
+    for p in partition_ids(&c, topic) {
+        tpl.add_partition(topic, p);
     }
     let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
     got.elements()
@@ -182,16 +184,12 @@ pub fn high_watermarks(stack: &Stack, topic: &str) -> HashMap<i32, i64> {
         .set("bootstrap.servers", &stack.kafka_bootstrap)
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
+    partition_ids(&c, topic)
+        .into_iter()
         .map(|p| {
             (
-                p.id(),
-                c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                p,
+                c.fetch_watermarks(topic, p, Duration::from_secs(10))
                     .unwrap()
                     .1,
             )

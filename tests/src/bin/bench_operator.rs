@@ -28,41 +28,36 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The metadata of every object of one kind in `ns`.
+async fn metadata<K>(
+    client: &kube::Client,
+    ns: &str,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.meta().clone())
+        .collect()
+}
+
 /// Objects in `ns` that the operator's field manager wrote after `since` (managedFields times).
 async fn operator_writes_since(
     client: &kube::Client,
     ns: &str,
     since: Timestamp,
 ) -> (usize, usize) {
-    let lp = ListParams::default();
-    let mut metas = Vec::new();
-    metas.extend(
-        Api::<ImpressionPipeline>::namespaced(client.clone(), ns)
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|o| o.metadata),
-    );
-    metas.extend(
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|o| o.metadata),
-    );
-    metas.extend(
-        Api::<ConfigMap>::namespaced(client.clone(), ns)
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|o| o.metadata),
-    );
+    let mut metas = metadata::<ImpressionPipeline>(client, ns).await;
+    metas.extend(metadata::<Deployment>(client, ns).await);
+    metas.extend(metadata::<ConfigMap>(client, ns).await);
     let written = metas
         .iter()
         .filter(|m| {
