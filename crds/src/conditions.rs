@@ -8,7 +8,8 @@ pub const READY: &str = "Ready";
 pub const SCALING: &str = "Scaling";
 /// Lag and throughput metrics are fresh enough to scale on.
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
-/// Data quality against the pipeline's thresholds: reason OK, Warning or Critical.
+/// Data quality against the pipeline's thresholds: True with reason OK, False with reason Warning
+/// or Critical, Unknown with reason NoData.
 pub const DATA_QUALITY: &str = "DataQuality";
 /// Something keeps the pipeline from working as specified.
 pub const DEGRADED: &str = "Degraded";
@@ -25,6 +26,32 @@ pub fn set(
     now: Time,
 ) -> bool {
     let status = if status { "True" } else { "False" };
+    set_status(conditions, type_, status, reason, message, generation, now)
+}
+
+/// Like [`set`], with status `Unknown`: the operator cannot tell (e.g. no data to judge by).
+pub fn set_unknown(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> bool {
+    set_status(
+        conditions, type_, "Unknown", reason, message, generation, now,
+    )
+}
+
+fn set_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> bool {
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             let changed = c.status != status
@@ -110,6 +137,33 @@ mod tests {
             (c.status.as_str(), c.last_transition_time.clone()),
             ("False", at(30))
         );
+    }
+
+    #[test]
+    fn unknown_is_a_third_status() {
+        let mut cs = Vec::new();
+        set(&mut cs, DATA_QUALITY, true, "OK", "fine", None, at(1));
+        assert!(set_unknown(
+            &mut cs,
+            DATA_QUALITY,
+            "NoData",
+            "none",
+            None,
+            at(2)
+        ));
+        let c = get(&cs, DATA_QUALITY).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.last_transition_time.clone()),
+            ("Unknown", at(2))
+        );
+        assert!(!set_unknown(
+            &mut cs,
+            DATA_QUALITY,
+            "NoData",
+            "none",
+            None,
+            at(3)
+        ));
     }
 
     #[test]

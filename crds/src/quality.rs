@@ -25,6 +25,12 @@ pub struct QualitySpec {
     /// Share of records whose columns disagree (e.g. entityId vs videoId), corrected or not.
     #[serde(default = "default_mismatch")]
     pub mismatch_ratio: Thresholds,
+
+    /// The window the ratios are computed over, in seconds. Keep it at least four Prometheus
+    /// scrape intervals long.
+    #[serde(default = "default_window")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub window_seconds: u32,
 }
 
 impl Default for QualitySpec {
@@ -34,6 +40,7 @@ impl Default for QualitySpec {
             invalid_ratio: default_invalid(),
             null_ratio: default_null(),
             mismatch_ratio: default_mismatch(),
+            window_seconds: default_window(),
         }
     }
 }
@@ -62,6 +69,42 @@ pub enum Column {
     DeviceType,
     /// The member's country.
     Country,
+}
+
+impl Column {
+    /// Every column, in declaration order.
+    pub const ALL: [Column; 9] = [
+        Column::ProfileId,
+        Column::VideoId,
+        Column::EntityId,
+        Column::ImageId,
+        Column::PageId,
+        Column::RowId,
+        Column::RowIndex,
+        Column::DeviceType,
+        Column::Country,
+    ];
+
+    /// The column's name: its spelling in the spec, in the record and in the workers' `column`
+    /// metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::ProfileId => "profileId",
+            Column::VideoId => "videoId",
+            Column::EntityId => "entityId",
+            Column::ImageId => "imageId",
+            Column::PageId => "pageId",
+            Column::RowId => "rowId",
+            Column::RowIndex => "rowIndex",
+            Column::DeviceType => "deviceType",
+            Column::Country => "country",
+        }
+    }
+
+    /// The column of a name, if it is one.
+    pub fn from_name(name: &str) -> Option<Column> {
+        Column::ALL.into_iter().find(|c| c.name() == name)
+    }
 }
 
 /// A warning and a critical threshold on a ratio in [0, 1].
@@ -102,5 +145,29 @@ fn default_mismatch() -> Thresholds {
     Thresholds {
         warning: 0.01,
         critical: 0.05,
+    }
+}
+fn default_window() -> u32 {
+    300
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_names_are_the_serde_names() {
+        for c in Column::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+            assert_eq!(Column::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Column::from_name("showId"), None);
+    }
+
+    #[test]
+    fn an_empty_quality_section_gets_the_defaults() {
+        let q: QualitySpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(q, QualitySpec::default());
+        assert_eq!(q.window_seconds, 300);
     }
 }
