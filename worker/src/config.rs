@@ -75,15 +75,41 @@ pub struct SinkConfig {
     /// Confluent wire format with this schema id; single-object encoding when absent.
     #[serde(default)]
     pub schema_id: Option<u32>,
+    /// ExactlyOnce: a transaction is committed at least this often (default 100 ms)…
+    #[serde(default)]
+    pub transaction_interval_ms: Option<u64>,
+    /// …or once it holds this many input events (default 50,000).
+    #[serde(default)]
+    pub transaction_max_events: Option<usize>,
+    /// ExactlyOnce: librdkafka's `transaction.timeout.ms` (default 10 s): how long the broker
+    /// keeps a dead instance's open transaction before aborting it.
+    #[serde(default)]
+    pub transaction_timeout_ms: Option<u64>,
+    /// ExactlyOnce: the producer's `transactional.id`. Default `<consumerGroup>-<instance>`,
+    /// the instance being `$POD_NAME`, else `$HOSTNAME`, else the kernel's host name.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum DeliveryGuarantee {
+    /// Offsets are committed after the outputs are acknowledged: duplicates after a crash.
     #[default]
     AtLeastOnce,
+    /// Outputs and input offsets are committed in one Kafka transaction.
     ExactlyOnce,
+}
+
+/// The transaction settings of an ExactlyOnce worker, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSettings {
+    pub interval_ms: u64,
+    pub max_events: usize,
+    pub timeout_ms: u64,
+    /// Set explicitly; otherwise derived from the instance at start.
+    pub transactional_id: Option<String>,
 }
 
 /// Where the title catalog comes from: exactly one of a compacted topic or a JSON-lines file.
@@ -272,6 +298,7 @@ impl WorkerConfig {
         if !(1..=600).contains(&self.drain_timeout_secs) {
             return Err(field("drainTimeoutSecs", "must be within 1..=600"));
         }
+        self.validate_delivery()?;
         if self.limits.max_event_bytes == 0
             || self.limits.max_age_secs <= 0
             || self.limits.max_future_secs < 0
@@ -282,6 +309,149 @@ impl WorkerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The transaction settings: only for ExactlyOnce, checked against every setting that would
+    /// break it (the consumed offsets are committed through the sink producer's transaction, so
+    /// the sink must be the source's cluster; offsets are never committed by the consumer).
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let s = &self.sink;
+        if s.delivery_guarantee == DeliveryGuarantee::AtLeastOnce {
+            for (name, set) in [
+                (
+                    "sink.transactionIntervalMs",
+                    s.transaction_interval_ms.is_some(),
+                ),
+                (
+                    "sink.transactionMaxEvents",
+                    s.transaction_max_events.is_some(),
+                ),
+                (
+                    "sink.transactionTimeoutMs",
+                    s.transaction_timeout_ms.is_some(),
+                ),
+                ("sink.transactionalId", s.transactional_id.is_some()),
+            ] {
+                if set {
+                    return Err(field(
+                        name,
+                        "only applies with sink.deliveryGuarantee: ExactlyOnce",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let t = self.transactions();
+        if !(1_000..=900_000).contains(&t.timeout_ms) {
+            return Err(field(
+                "sink.transactionTimeoutMs",
+                "must be within 1000..=900000 (the broker's default transaction.max.timeout.ms)",
+            ));
+        }
+        if t.interval_ms == 0 || t.interval_ms > t.timeout_ms / 2 {
+            return Err(field(
+                "sink.transactionIntervalMs",
+                format!(
+                    "must be positive and at most half of sink.transactionTimeoutMs ({} ms)",
+                    t.timeout_ms
+                ),
+            ));
+        }
+        if t.max_events == 0 {
+            return Err(field("sink.transactionMaxEvents", "must be positive"));
+        }
+        if let Some(id) = &t.transactional_id
+            && (id.trim().is_empty() || id.len() > 249)
+        {
+            return Err(field(
+                "sink.transactionalId",
+                "must be non-empty and at most 249 characters",
+            ));
+        }
+        if let Some(b) = &s.bootstrap_servers
+            && b.trim() != self.source.bootstrap_servers.trim()
+        {
+            return Err(field(
+                "sink.bootstrapServers",
+                "ExactlyOnce needs the sink on the source's cluster: the consumed offsets are \
+                 committed in the sink producer's transaction",
+            ));
+        }
+        let source = |k: &str| {
+            self.source
+                .kafka
+                .get(k)
+                .map(|v| v.trim().to_ascii_lowercase())
+        };
+        if source("enable.auto.commit").is_some_and(|v| v != "false") {
+            return Err(field(
+                "source.kafka.enable.auto.commit",
+                "must be false with ExactlyOnce: offsets are committed in the transaction",
+            ));
+        }
+        if source("isolation.level").is_some_and(|v| v != "read_committed") {
+            return Err(field(
+                "source.kafka.isolation.level",
+                "must be read_committed with ExactlyOnce: an aborted input must not reach the sink",
+            ));
+        }
+        let (prefix, props) = self.sink_kafka();
+        let sink = |k: &str| props.get(k).map(|v| v.trim().to_ascii_lowercase());
+        for (key, instead) in [
+            ("transactional.id", "sink.transactionalId"),
+            ("transaction.timeout.ms", "sink.transactionTimeoutMs"),
+        ] {
+            if props.contains_key(key) {
+                return Err(field(
+                    &format!("{prefix}.{key}"),
+                    format!("set {instead} instead"),
+                ));
+            }
+        }
+        if sink("enable.idempotence").is_some_and(|v| v != "true") {
+            return Err(field(
+                &format!("{prefix}.enable.idempotence"),
+                "must be true with ExactlyOnce (a transactional producer is idempotent)",
+            ));
+        }
+        if sink("acks").is_some_and(|v| v != "all" && v != "-1") {
+            return Err(field(
+                &format!("{prefix}.acks"),
+                "must be all with ExactlyOnce",
+            ));
+        }
+        if let Some(v) = sink("message.timeout.ms")
+            && v.parse::<u64>().map_or(true, |ms| ms > t.timeout_ms)
+        {
+            return Err(field(
+                &format!("{prefix}.message.timeout.ms"),
+                format!(
+                    "must be a number of ms at most sink.transactionTimeoutMs ({})",
+                    t.timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transaction settings with defaults applied (meaningful for ExactlyOnce).
+    pub fn transactions(&self) -> TransactionSettings {
+        TransactionSettings {
+            interval_ms: self.sink.transaction_interval_ms.unwrap_or(100),
+            max_events: self.sink.transaction_max_events.unwrap_or(50_000),
+            timeout_ms: self.sink.transaction_timeout_ms.unwrap_or(10_000),
+            transactional_id: self.sink.transactional_id.clone(),
+        }
+    }
+
+    /// The librdkafka properties the sink producer gets, and the field they come from: the
+    /// sink's own map, else (same cluster, no sink map) the source's security settings.
+    pub fn sink_kafka(&self) -> (&'static str, &BTreeMap<String, String>) {
+        if self.sink.kafka.is_empty() && self.sink.bootstrap_servers.is_none() {
+            ("source.kafka", &self.source.kafka)
+        } else {
+            ("sink.kafka", &self.sink.kafka)
+        }
     }
 
     /// The per-event limits.
@@ -465,6 +635,111 @@ catalog: {topic: titles}
         assert!(
             err(&format!("{BASE}metrics: {{listen: nowhere}}\n"))
                 .starts_with("config field metrics.listen:")
+        );
+    }
+
+    #[test]
+    fn exactly_once_defaults_and_incompatible_settings_name_the_field() {
+        let eos = BASE.replace(
+            "deadLetterTopic: dlq",
+            "deadLetterTopic: dlq, deliveryGuarantee: ExactlyOnce",
+        );
+        let c = WorkerConfig::from_yaml(&eos, []).unwrap();
+        assert_eq!(c.sink.delivery_guarantee, DeliveryGuarantee::ExactlyOnce);
+        let t = c.transactions();
+        assert_eq!(
+            (t.interval_ms, t.max_events, t.timeout_ms),
+            (100, 50_000, 10_000)
+        );
+        let with = |sink_extra: &str, rest: &str| {
+            err(&format!(
+                "{}{rest}",
+                eos.replace("ExactlyOnce", &format!("ExactlyOnce, {sink_extra}"))
+            ))
+        };
+        for (sink_extra, rest, field) in [
+            (
+                "bootstrapServers: 'other:9092'",
+                "",
+                "sink.bootstrapServers",
+            ),
+            (
+                "transactionIntervalMs: 6000",
+                "",
+                "sink.transactionIntervalMs",
+            ),
+            ("transactionIntervalMs: 0", "", "sink.transactionIntervalMs"),
+            ("transactionTimeoutMs: 500", "", "sink.transactionTimeoutMs"),
+            ("transactionMaxEvents: 0", "", "sink.transactionMaxEvents"),
+            ("transactionalId: ''", "", "sink.transactionalId"),
+            (
+                "kafka: {transactional.id: x}",
+                "",
+                "sink.kafka.transactional.id",
+            ),
+            (
+                "kafka: {enable.idempotence: 'false'}",
+                "",
+                "sink.kafka.enable.idempotence",
+            ),
+            ("kafka: {acks: '1'}", "", "sink.kafka.acks"),
+            (
+                "kafka: {message.timeout.ms: '120000'}",
+                "",
+                "sink.kafka.message.timeout.ms",
+            ),
+        ] {
+            let e = with(sink_extra, rest);
+            assert!(
+                e.starts_with(&format!("config field {field}:")),
+                "{sink_extra}: {e}"
+            );
+        }
+        let with_source = |kafka: &str| {
+            err(&eos.replace(
+                "consumerGroup: demo.impressions}",
+                &format!("consumerGroup: demo.impressions, kafka: {{{kafka}}}}}"),
+            ))
+        };
+        // Without a sink map of its own the sink producer gets the source's map.
+        for (kafka, field) in [
+            (
+                "enable.auto.commit: 'true'",
+                "source.kafka.enable.auto.commit",
+            ),
+            (
+                "isolation.level: read_uncommitted",
+                "source.kafka.isolation.level",
+            ),
+            (
+                "transaction.timeout.ms: '5000'",
+                "source.kafka.transaction.timeout.ms",
+            ),
+        ] {
+            let e = with_source(kafka);
+            assert!(
+                e.starts_with(&format!("config field {field}:")),
+                "{kafka}: {e}"
+            );
+        }
+        // The same cluster, spelled the same, is fine; so are settings that fit.
+        let ok = eos.replace(
+            "ExactlyOnce",
+            "ExactlyOnce, bootstrapServers: 'k:9092', transactionIntervalMs: 250, \
+             transactionalId: w-0, kafka: {message.timeout.ms: '8000', acks: all}",
+        );
+        WorkerConfig::from_yaml(&ok, []).unwrap();
+    }
+
+    #[test]
+    fn transaction_settings_are_refused_without_exactly_once() {
+        let e = err(&BASE.replace(
+            "deadLetterTopic: dlq",
+            "deadLetterTopic: dlq, transactionIntervalMs: 100",
+        ));
+        assert!(
+            e.starts_with("config field sink.transactionIntervalMs: only applies with"),
+            "{e}"
         );
     }
 

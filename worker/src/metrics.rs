@@ -37,6 +37,10 @@ pub struct CorrectionLabel {
     pub correction: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
     pub topic: String,
     pub partition: String,
@@ -64,7 +68,27 @@ pub struct Metrics {
     pub catalog_updates: Counter,
     pub delivery_errors: Counter,
     pub commits: Counter,
+    /// ExactlyOnce: transactions ended, by outcome (`committed`, `aborted`).
+    pub transactions: Family<OutcomeLabel, Counter>,
+    /// ExactlyOnce: input events whose offsets were committed with their outputs.
+    pub events_committed: Counter,
+    pub transaction_commit_seconds: CommitHistogram,
 }
+
+/// Seconds a transaction commit takes (offsets sent, outputs flushed, commit acknowledged).
+#[derive(Debug)]
+pub struct CommitHistogram(pub Histogram);
+
+impl Default for CommitHistogram {
+    fn default() -> Self {
+        CommitHistogram(Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]))
+    }
+}
+
+/// Transaction outcomes (label values).
+pub const TRANSACTION_OUTCOMES: [&str; 2] = ["committed", "aborted"];
 
 /// Seconds from consuming an event to the broker acknowledging its output.
 #[derive(Debug)]
@@ -175,9 +199,27 @@ impl Metrics {
         );
         p.register(
             "offset_commits",
-            "Offset commits made",
+            "Offset commits made (ExactlyOnce: in committed transactions)",
             self.commits.clone(),
         );
+        p.register(
+            "transactions",
+            "ExactlyOnce: transactions ended, by outcome",
+            self.transactions.clone(),
+        );
+        p.register(
+            "events_committed",
+            "ExactlyOnce: input events committed in a transaction with their outputs",
+            self.events_committed.clone(),
+        );
+        p.register(
+            "transaction_commit_seconds",
+            "ExactlyOnce: seconds to commit a transaction (flush, offsets, commit)",
+            self.transaction_commit_seconds.0.clone(),
+        );
+        for outcome in TRANSACTION_OUTCOMES {
+            let _ = self.transactions.get_or_create(&OutcomeLabel { outcome });
+        }
         for reason in Reject::REASONS {
             let _ = self.rejected.get_or_create(&ReasonLabel { reason });
         }

@@ -1,7 +1,8 @@
 //! The worker's main loop: poll a batch, process it (on one or more threads, partitions kept
-//! whole), send outputs, release offsets as outputs are acknowledged. On stop it finishes the
-//! batch in hand, drains in-flight outputs, commits and leaves the group within the drain
-//! timeout.
+//! whole), send outputs, release offsets as outputs are acknowledged (at-least-once) or commit
+//! them with the outputs in a transaction (exactly-once, [`crate::kafka::transactional`]). On
+//! stop it finishes the batch in hand, drains in-flight outputs, commits and leaves the group
+//! within the drain timeout.
 
 use std::{
     collections::BTreeMap,
@@ -21,11 +22,12 @@ use rdkafka::{
 use crate::{
     avro::{self, Encoder, Framing},
     catalog::{Catalog, SharedCatalog},
-    config::WorkerConfig,
+    config::{DeliveryGuarantee, WorkerConfig},
     kafka::{
         context::{DeliveryContext, SinkProducer, SourceContext},
         offsets::Tracker,
         sink::{Origin, Sink},
+        transactional::{self, Transactions},
     },
     metrics::{EventTypeLabel, Metrics, ReasonLabel},
     now_ms,
@@ -78,21 +80,41 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let fatal = Arc::new(AtomicBool::new(false));
     let drain = Duration::from_secs(cfg.drain_timeout_secs);
-    let producer: Arc<SinkProducer> = Arc::new(
-        crate::kafka::client::producer(cfg).create_with_context(DeliveryContext {
+    let exactly_once = cfg.sink.delivery_guarantee == DeliveryGuarantee::ExactlyOnce;
+    let producer_config = if exactly_once {
+        let id = transactional::transactional_id(cfg)?;
+        tracing::info!(transactional_id = %id, "exactly-once: transactional producer");
+        crate::kafka::client::transactional_producer(cfg, &id)
+    } else {
+        crate::kafka::client::producer(cfg)
+    };
+    let producer: Arc<SinkProducer> =
+        Arc::new(producer_config.create_with_context(DeliveryContext {
             metrics: metrics.clone(),
             dead_letter_topic: cfg.sink.dead_letter_topic.clone(),
             fatal: fatal.clone(),
-        })?,
-    );
+            transactional: exactly_once,
+        })?);
     let tracker = Arc::new(Tracker::default());
-    let ctx = SourceContext::new(
+    let txn = if exactly_once {
+        Some(Arc::new(Transactions::start(
+            cfg,
+            producer.clone(),
+            tracker.clone(),
+            metrics.clone(),
+        )?))
+    } else {
+        None
+    };
+    let mut ctx = SourceContext::new(
         metrics.clone(),
         tracker.clone(),
         producer.clone(),
         cfg.source.topic.clone(),
         drain,
     );
+    ctx.transactions = txn.clone();
+    let txn = txn.as_deref();
     let consumer: BaseConsumer<SourceContext> =
         crate::kafka::client::consumer(cfg).create_with_context(ctx)?;
     let sink = Sink::new(
@@ -134,10 +156,13 @@ pub fn run(
     while !stop.load(Ordering::Acquire) && !fatal.load(Ordering::Acquire) {
         health.heartbeat_ms.store(now_ms(), Ordering::Release);
         batch.clear();
-        poll_batch(&consumer, &mut batch, cfg.processing.max_batch)?;
-        consumer.context().store_done(&consumer);
+        poll_batch(&consumer, &mut batch, cfg.processing.max_batch, txn)?;
+        settle(&consumer, txn)?;
         if batch.is_empty() {
             continue;
+        }
+        if let Some(t) = txn {
+            t.begin(&batch)?;
         }
         let started = Instant::now();
         metrics.consumed.inc_by(batch.len() as u64);
@@ -159,14 +184,24 @@ pub fn run(
         );
         fold(&metrics, counts);
         metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
-        consumer.context().store_done(&consumer);
+        settle(&consumer, txn)?;
     }
 
     health.draining.store(true, Ordering::Release);
     health.ready.store(false, Ordering::Release);
     let ctx = consumer.context();
-    let clean = ctx.drain_and_store(&consumer);
-    ctx.commit_now(&consumer);
+    let clean = match txn {
+        None => {
+            let clean = ctx.drain_and_store(&consumer);
+            ctx.commit_now(&consumer);
+            clean
+        }
+        // An aborted last transaction is clean too: its events are re-read by the next owner.
+        Some(t) => {
+            t.commit(&consumer)?;
+            true
+        }
+    };
     consumer.unsubscribe();
     // Serve the revoke callback of leaving the group.
     let _ = consumer.poll(Duration::from_millis(100));
@@ -182,15 +217,37 @@ pub fn run(
     Ok(())
 }
 
-/// Polls up to `max` messages: waits for the first, then takes what is already fetched.
+/// After a poll and after a batch: stores the offsets acknowledged outputs released
+/// (at-least-once), or commits the open transaction when it is due (exactly-once).
+fn settle(
+    consumer: &BaseConsumer<SourceContext>,
+    txn: Option<&Transactions>,
+) -> anyhow::Result<()> {
+    match txn {
+        None => consumer.context().store_done(consumer),
+        Some(t) => {
+            t.check()?;
+            t.commit_if_due(consumer)?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls up to `max` messages: waits for the first, then takes what is already fetched. With
+/// transactions, a rebalance served by a poll may have made earlier messages stale.
 fn poll_batch(
     consumer: &BaseConsumer<SourceContext>,
     batch: &mut Vec<OwnedMessage>,
     max: usize,
+    txn: Option<&Transactions>,
 ) -> anyhow::Result<()> {
     let mut timeout = Duration::from_millis(100);
     while batch.len() < max {
-        match consumer.poll(timeout) {
+        let polled = consumer.poll(timeout);
+        if let Some(t) = txn {
+            t.drop_stale(batch);
+        }
+        match polled {
             None => break,
             Some(Ok(m)) => batch.push(m.detach()),
             Some(Err(e)) => {

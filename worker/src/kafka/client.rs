@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
-use crate::config::{OffsetReset, WorkerConfig};
+use crate::config::{DeliveryGuarantee, OffsetReset, WorkerConfig};
 
 /// The source consumer: cooperative-sticky assignment (a scale change moves only the partitions
 /// that must move), offsets stored only after outputs are acknowledged, committed in the
-/// background and synchronously on revoke and shutdown.
+/// background and synchronously on revoke and shutdown. ExactlyOnce: the consumer commits
+/// nothing itself; offsets go into the sink producer's transactions.
 pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
+    let auto_commit = cfg.sink.delivery_guarantee == DeliveryGuarantee::AtLeastOnce;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.source.bootstrap_servers)
         .set("group.id", &cfg.source.consumer_group)
@@ -19,7 +21,7 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
             format!("impressions-worker-{}", std::process::id()),
         )
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", auto_commit.to_string())
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set(
@@ -60,12 +62,23 @@ pub fn producer(cfg: &WorkerConfig) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "262144")
         .set("message.timeout.ms", "120000");
     // Without a sink secret of its own, the sink shares the source's security settings.
-    let security = if cfg.sink.kafka.is_empty() && cfg.sink.bootstrap_servers.is_none() {
-        &cfg.source.kafka
-    } else {
-        &cfg.sink.kafka
-    };
-    extra(&mut c, security);
+    extra(&mut c, cfg.sink_kafka().1);
+    c
+}
+
+/// The ExactlyOnce sink producer: the same settings plus `transactional.id` and
+/// `transaction.timeout.ms`. librdkafka bounds `message.timeout.ms` and `socket.timeout.ms` by
+/// the transaction timeout itself unless they are set explicitly, so the at-least-once
+/// `message.timeout.ms` is dropped (a pipeline's own value stays: validated to fit).
+pub fn transactional_producer(cfg: &WorkerConfig, transactional_id: &str) -> ClientConfig {
+    let mut c = producer(cfg);
+    c.set("transactional.id", transactional_id).set(
+        "transaction.timeout.ms",
+        cfg.transactions().timeout_ms.to_string(),
+    );
+    if !cfg.sink_kafka().1.contains_key("message.timeout.ms") {
+        c.remove("message.timeout.ms");
+    }
     c
 }
 

@@ -16,7 +16,10 @@ use rdkafka::{
     producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 
-use super::offsets::{Chunk, Tracker};
+use super::{
+    offsets::{Chunk, Tracker},
+    transactional::Transactions,
+};
 use crate::metrics::{Metrics, PartitionLabels};
 
 /// The producer's context: each delivery report acknowledges one output of a chunk.
@@ -25,7 +28,9 @@ pub struct DeliveryContext {
     pub metrics: Arc<Metrics>,
     pub dead_letter_topic: String,
     /// Set on the first output the broker refused; the worker then stops without committing it.
+    /// Not with ExactlyOnce: a refused output fails its transaction's commit, which aborts.
     pub fatal: Arc<AtomicBool>,
+    pub transactional: bool,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -47,6 +52,12 @@ impl ProducerContext for DeliveryContext {
                     .observe(chunk.consumed_at.elapsed().as_secs_f64());
                 chunk.output_acked(true);
             }
+            Err((e, m)) if self.transactional => {
+                // Also every output purged by an abort: the abort is logged once.
+                tracing::debug!(error = %e, topic = m.topic(), "output not acknowledged");
+                self.metrics.delivery_errors.inc();
+                chunk.output_acked(false);
+            }
             Err((e, m)) => {
                 tracing::error!(error = %e, topic = m.topic(), "output not acknowledged; stopping without committing its input");
                 self.metrics.delivery_errors.inc();
@@ -67,6 +78,8 @@ pub struct SourceContext {
     pub producer: Arc<SinkProducer>,
     pub topic: String,
     pub drain_timeout: Duration,
+    /// ExactlyOnce: the transactions that commit the offsets.
+    pub transactions: Option<Arc<Transactions>>,
     /// Partitions whose lag gauge is set, to clear on revoke.
     lag_partitions: Mutex<Vec<i32>>,
 }
@@ -93,6 +106,7 @@ impl SourceContext {
             producer,
             topic,
             drain_timeout,
+            transactions: None,
             lag_partitions: Mutex::new(Vec::new()),
         }
     }
@@ -164,16 +178,21 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(
-                ?revoked,
-                "partitions revoked: draining in-flight outputs and committing"
-            );
-            if !self.drain_and_store(consumer) {
-                tracing::warn!(
-                    "drain before revoke incomplete; uncommitted events will be re-read by the new owner"
+            if let Some(t) = &self.transactions {
+                tracing::info!(?revoked, "partitions revoked: ending the open transaction");
+                t.on_revoke(consumer, &revoked);
+            } else {
+                tracing::info!(
+                    ?revoked,
+                    "partitions revoked: draining in-flight outputs and committing"
                 );
+                if !self.drain_and_store(consumer) {
+                    tracing::warn!(
+                        "drain before revoke incomplete; uncommitted events will be re-read by the new owner"
+                    );
+                }
+                self.commit_now(consumer);
             }
-            self.commit_now(consumer);
             self.tracker.forget(&revoked);
             for p in revoked {
                 self.metrics.consumer_lag.remove(&PartitionLabels {

@@ -109,6 +109,11 @@ impl Tracker {
             .sum()
     }
 
+    /// Drops every chunk (ExactlyOnce: after a transaction ended, its chunks are settled).
+    pub fn clear(&self) {
+        self.chunks.lock().expect("tracker lock").clear();
+    }
+
     /// Drops the state of partitions no longer assigned.
     pub fn forget(&self, partitions: &[i32]) {
         let mut map = self.chunks.lock().expect("tracker lock");
