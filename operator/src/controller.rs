@@ -26,7 +26,7 @@ use kube::{
 
 use crate::{
     autoscale::scaler::Scaler, build::BuildOptions, error::Error, labels, metrics::Metrics,
-    reconcile::reconcile,
+    quality::monitor::QualityMonitor, reconcile::reconcile,
 };
 
 /// The operator's settings that reconciles need.
@@ -52,6 +52,7 @@ pub struct Context {
     pub policies: Store<ScalingPolicy>,
     pub opts: OperatorOptions,
     pub scaler: Arc<Scaler>,
+    pub quality: Arc<QualityMonitor>,
     failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
     states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, &'static str>>,
 }
@@ -120,6 +121,13 @@ fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(Error::backoff(ctx.next_attempt(&p)))
 }
 
+/// The loops that evaluate pipelines apart from reconciles.
+#[derive(Debug, Clone)]
+pub struct Loops {
+    pub scaler: Arc<Scaler>,
+    pub quality: Arc<QualityMonitor>,
+}
+
 /// Runs the controller for `namespaces` (all when empty) until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -127,7 +135,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     namespaces: Vec<String>,
     identity: String,
-    scaler: Arc<Scaler>,
+    Loops { scaler, quality }: Loops,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reporter = Reporter {
@@ -153,13 +161,16 @@ pub async fn run(
         policies,
         opts,
         scaler: scaler.clone(),
+        quality: quality.clone(),
         failures: Mutex::default(),
         states: Mutex::default(),
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    // Evaluations trigger reconciles (Kafka and Prometheus have no watch).
+    // Evaluations (scaling, data quality) trigger reconciles (Kafka and Prometheus have no
+    // watch).
     let (evaluated, _) = tokio::sync::broadcast::channel::<ObjectRef<ImpressionPipeline>>(1024);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(quality.run(tx.clone()));
     tokio::spawn(scaler.run(tx));
     let fanout = evaluated.clone();
     tokio::spawn(async move {

@@ -1,8 +1,9 @@
 //! The impressions operator: reconciles ImpressionPipelines of its region into worker fleets
 //! (Deployment, ConfigMap, Service, PodDisruptionBudget) and keeps their status.
 //!
-//! Decisions are pure ([`build`], [`bounds`], [`status`], [`resolve::pick_policy`]); IO lives in
-//! [`reconcile`] (the apply layer), [`resolve::resolve`] and [`leader`].
+//! Decisions are pure ([`build`], [`bounds`], [`status`], [`resolve::pick_policy`],
+//! [`quality::assess`]); IO lives in [`reconcile`] (the apply layer), [`resolve::resolve`],
+//! [`leader`] and the adapters of the evaluation loops ([`autoscale`], [`quality::source`]).
 
 pub mod autoscale;
 pub mod bounds;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod quality;
 pub mod reconcile;
 pub mod resolve;
 pub mod simulate;

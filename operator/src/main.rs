@@ -13,10 +13,14 @@ use clap::{Parser, Subcommand};
 use impressions_operator::{
     autoscale::{kafka_lag::KafkaLag, prometheus::PrometheusThroughput, scaler::Scaler},
     build::BuildOptions,
-    controller::{self, OperatorOptions},
+    controller::{self, Loops, OperatorOptions},
     http,
     leader::{Elector, LeaseConfig},
     metrics::Metrics,
+    quality::{
+        monitor::QualityMonitor,
+        source::{PrometheusQuality, QualitySource},
+    },
 };
 use prometheus_client::registry::Registry;
 
@@ -118,8 +122,9 @@ struct RunArgs {
     /// This replica's identity in the Lease (defaults to the host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Prometheus base URL for worker throughput (processed rate, busy fraction). Without it,
-    /// metrics count as missing and Auto pipelines hold their replicas.
+    /// Prometheus base URL for worker throughput (processed rate, busy fraction) and data
+    /// quality. Without it, metrics count as missing, Auto pipelines hold their replicas and
+    /// DataQuality is Unknown.
     #[arg(long, env = "IMPRESSIONS_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
     /// Seconds a lease is valid without renewal (failover time).
@@ -202,14 +207,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let scaler = Arc::new(Scaler::new(Arc::new(KafkaLag::default()), prometheus));
+    let quality_source = match &args.prometheus_url {
+        Some(url) => Some(Arc::new(
+            PrometheusQuality::new(url)
+                .map_err(|e| anyhow::anyhow!("--prometheus-url {url}: {e}"))?,
+        ) as Arc<dyn QualitySource>),
+        None => None,
+    };
+    let loops = Loops {
+        scaler: Arc::new(Scaler::new(Arc::new(KafkaLag::default()), prometheus)),
+        quality: Arc::new(QualityMonitor::new(quality_source)),
+    };
     let controller = controller::run(
         client,
         opts,
         metrics,
         args.namespaces,
         identity,
-        scaler,
+        loops,
         stop.clone(),
     );
     tokio::select! {

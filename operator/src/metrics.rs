@@ -36,6 +36,7 @@ pub struct Metrics {
     pub input_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
+    pub data_quality: Family<PipelineLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +60,7 @@ impl Default for Metrics {
             input_rate: Family::default(),
             processed_rate: Family::default(),
             scaling_decisions: Family::default(),
+            data_quality: Family::default(),
         }
     }
 }
@@ -127,6 +129,11 @@ impl Metrics {
             "scaling_decisions",
             "Scaling decisions that changed a pipeline's last decision, by reason",
             self.scaling_decisions.clone(),
+        );
+        p.register(
+            "pipeline_data_quality",
+            "Data quality per pipeline: 0 OK, 1 Warning, 2 Critical (absent without data)",
+            self.data_quality.clone(),
         );
         for state in STATES {
             let _ = self.pipelines.get_or_create(&StateLabel { state });

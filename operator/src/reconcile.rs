@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use impressions_crds::{
     ImpressionPipeline,
-    conditions::{DEGRADED, READY},
+    conditions::{self, DATA_QUALITY, DEGRADED, READY},
     scaling::ScalingMode,
 };
 use k8s_openapi::{
@@ -31,6 +31,10 @@ use crate::{
     bounds, build,
     controller::Context,
     error::Error,
+    quality::{
+        assess::{Reading, event},
+        monitor::QualityRegistration,
+    },
     resolve,
     status::{self, Observed},
 };
@@ -111,8 +115,13 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
     if let Some(e) = &evaluation {
         status::with_evaluation(&mut next, p.metadata.generation, e, &now);
     }
+    let quality = ctx.quality.latest(&key);
+    if let Some(r) = &quality {
+        status::with_quality(&mut next, p.metadata.generation, r, &now);
+    }
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
-    observe(ctx, p, &ns, &next, evaluation.as_ref());
+    register_for_quality(ctx, p, &ns, &resolved);
+    observe(ctx, p, &ns, &next, evaluation.as_ref(), quality.as_ref());
     let was_ready = status::is_true(p.status.as_ref(), READY);
     let was_degraded = status::is_true(p.status.as_ref(), DEGRADED);
     let degraded = status::is_true(Some(&next), DEGRADED) == Some(true);
@@ -154,6 +163,22 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
         )
         .await;
     }
+    if let Some(r) = &quality {
+        let text = r.condition();
+        let previous = p
+            .status
+            .as_ref()
+            .and_then(|s| conditions::get(&s.conditions, DATA_QUALITY))
+            .map(|c| c.reason.as_str());
+        if let Some(ev) = event(previous, &text) {
+            let type_ = if ev.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(ctx, p, type_, ev.reason, "DataQuality", text.message).await;
+        }
+    }
     if degraded && was_degraded != Some(true) {
         publish(
             ctx,
@@ -170,13 +195,15 @@ async fn apply_pipeline(p: &ImpressionPipeline, ctx: &Context) -> Result<Action,
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// Per-pipeline gauges: desired vs current replicas, lag and rates; a counter of new decisions.
+/// Per-pipeline gauges: desired vs current replicas, lag, rates and data quality; a counter of
+/// new decisions.
 fn observe(
     ctx: &Context,
     p: &ImpressionPipeline,
     ns: &str,
     next: &impressions_crds::ImpressionPipelineStatus,
     e: Option<&crate::autoscale::scaler::Evaluation>,
+    quality: Option<&Reading>,
 ) {
     use crate::metrics::{DecisionLabels, PipelineLabels};
     let l = PipelineLabels {
@@ -198,6 +225,14 @@ fn observe(
         m.processed_rate
             .get_or_create(&l)
             .set(t.processed_per_second);
+    }
+    match quality.and_then(Reading::level) {
+        Some(level) => {
+            m.data_quality.get_or_create(&l).set(level.gauge());
+        }
+        None => {
+            m.data_quality.remove(&l);
+        }
     }
     let new_decision = next
         .last_decision
@@ -247,6 +282,26 @@ fn register_for_scaling(
             policy: effective(&p.spec, policy, b, minute),
             interval: Duration::from_secs(u64::from(policy.evaluation_interval_seconds)),
             replicas,
+        }),
+    );
+}
+
+/// Tells the data-quality loop what it needs for this pipeline (every mode), evaluated every
+/// policy interval.
+fn register_for_quality(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    ns: &str,
+    resolved: &resolve::Resolved,
+) {
+    let interval = resolved.policy.spec.evaluation_interval_seconds;
+    ctx.quality.register(
+        ObjectRef::from_obj(p),
+        Some(QualityRegistration {
+            namespace: ns.to_owned(),
+            name: p.name_any(),
+            spec: p.spec.quality.clone(),
+            interval: Duration::from_secs(u64::from(interval)),
         }),
     );
 }

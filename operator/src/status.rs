@@ -8,7 +8,7 @@ use impressions_crds::{
 use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
 use kube::ResourceExt;
 
-use crate::{bounds::Bounds, error::Error, labels};
+use crate::{bounds::Bounds, error::Error, labels, quality::assess::Reading};
 
 /// What one reconcile found.
 #[derive(Debug)]
@@ -179,6 +179,37 @@ pub fn with_evaluation(
     }
 }
 
+/// Folds a data-quality reading into the DataQuality condition: True/OK, False/Warning or
+/// Critical, Unknown/NoData.
+pub fn with_quality(
+    s: &mut ImpressionPipelineStatus,
+    generation: Option<i64>,
+    r: &Reading,
+    now: &Time,
+) {
+    let c = r.condition();
+    let t = conditions::DATA_QUALITY;
+    match c.status {
+        Some(ok) => conditions::set(
+            &mut s.conditions,
+            t,
+            ok,
+            c.reason,
+            &c.message,
+            generation,
+            now.clone(),
+        ),
+        None => conditions::set_unknown(
+            &mut s.conditions,
+            t,
+            c.reason,
+            &c.message,
+            generation,
+            now.clone(),
+        ),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +289,42 @@ mod tests {
         );
         assert!(c.message.contains("gold"));
         assert_eq!(is_true(Some(&s), DEGRADED), Some(true));
+    }
+
+    #[test]
+    fn quality_readings_set_the_data_quality_condition() {
+        use crate::quality::assess::{NoData, WindowCounts};
+        let spec = impressions_crds::quality::QualitySpec::default();
+        let mut s = ImpressionPipelineStatus::default();
+        let dq = |s: &ImpressionPipelineStatus| {
+            let c = conditions::get(&s.conditions, conditions::DATA_QUALITY).unwrap();
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        let no_data = Reading {
+            window_seconds: 300,
+            outcome: Err(NoData::NoSeries),
+        };
+        with_quality(&mut s, Some(1), &no_data, &t(1));
+        assert_eq!(
+            dq(&s),
+            (
+                "Unknown".into(),
+                "NoData".into(),
+                "Prometheus has no worker series for the pipeline".into()
+            )
+        );
+        let bad = WindowCounts {
+            processed: 100.0,
+            rejected: [("oversize".to_owned(), 10.0)].into(),
+            ..WindowCounts::default()
+        };
+        with_quality(&mut s, Some(1), &Reading::of(&spec, Some(&bad)), &t(2));
+        let (status, reason, msg) = dq(&s);
+        assert_eq!((status.as_str(), reason.as_str()), ("False", "Critical"));
+        assert!(
+            msg.starts_with("10% of impression events dead-lettered (most often oversize)"),
+            "{msg}"
+        );
     }
 
     #[test]
