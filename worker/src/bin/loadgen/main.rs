@@ -46,6 +46,18 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         titles: u32,
     },
+    /// Create topics (existing ones are left as they are).
+    Topics {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Topics created compacted (the catalog).
+        #[arg(long)]
+        compacted: Vec<String>,
+        /// Topics created with the default cleanup policy.
+        topics: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,6 +144,12 @@ fn producer(bootstrap: &str) -> anyhow::Result<(ThreadedProducer<AckContext>, Ar
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Produce(a) => produce(a),
+        Command::Topics {
+            bootstrap,
+            partitions,
+            compacted,
+            topics,
+        } => create_topics(&bootstrap, partitions, &compacted, &topics),
         Command::Catalog {
             bootstrap,
             topic,
@@ -159,6 +177,47 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn create_topics(
+    bootstrap: &str,
+    partitions: i32,
+    compacted: &[String],
+    topics: &[String],
+) -> anyhow::Result<()> {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        types::RDKafkaErrorCode,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    fn new(name: &str, partitions: i32, compact: bool) -> NewTopic<'_> {
+        let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        if compact {
+            t.set("cleanup.policy", "compact")
+        } else {
+            t
+        }
+    }
+    let all: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| new(t, partitions, false))
+        .chain(compacted.iter().map(|t| new(t, partitions, true)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in rt.block_on(admin.create_topics(&all, &opts))? {
+        match r {
+            Ok(t) => println!("created {t}"),
+            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => println!("exists {t}"),
+            Err((t, e)) => anyhow::bail!("creating topic {t}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 fn send(p: &ThreadedProducer<AckContext>, mut rec: BaseRecord<'_, [u8], [u8]>) {

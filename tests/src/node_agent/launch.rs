@@ -1,0 +1,493 @@
+//! From a Pod to the process the agent starts (pure): program, arguments, environment, files,
+//! the port the pod serves and its readiness probe.
+//!
+//! Two things a container runtime would give each pod are stood in for here:
+//! - the mount namespace: every volume is placed under the pod's own folder, and absolute mount
+//!   paths are rewritten to it in the arguments, environment values and mounted files;
+//! - the network namespace: each pod gets its own loopback address (its pod IP), and the
+//!   variable named by `listen_env` is set to `podIP:port` so the process listens there.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+
+/// ConfigMap and Secret data the pod refers to, by name (Secret values decoded).
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Where a pod runs on this node.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub node_name: String,
+    pub pod_ip: Ipv4Addr,
+    /// The pod's own folder (its stand-in root for mounts).
+    pub pod_dir: PathBuf,
+    /// Where the programs named by `command[0]` are found (images are not pulled).
+    pub bin_dir: PathBuf,
+    /// The variable that tells the process where to listen (`podIP:port`).
+    pub listen_env: Option<String>,
+}
+
+/// An HTTP probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpProbe {
+    pub path: String,
+    pub port: u16,
+    pub period: Duration,
+}
+
+/// What to start for a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub files: Vec<(PathBuf, String)>,
+    /// Mount folders (created even when empty).
+    pub dirs: Vec<PathBuf>,
+    /// The first container port (the one Prometheus scrapes when it is named `metrics`).
+    pub port: Option<(String, u16)>,
+    pub readiness: Option<HttpProbe>,
+}
+
+/// Why a pod cannot be started (shown as the container's waiting reason).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LaunchError {
+    #[error("the pod has no container")]
+    NoContainer,
+    #[error("container has no command (images are not run, only programs in the bin folder)")]
+    NoCommand,
+    #[error("ConfigMap {0:?} not found")]
+    ConfigMap(String),
+    #[error("Secret {0:?} not found")]
+    Secret(String),
+    #[error("key {key:?} not found in {source_name}")]
+    Key { source_name: String, key: String },
+    #[error("env {0}: only value, fieldRef, secretKeyRef and configMapKeyRef are supported")]
+    EnvSource(String),
+    #[error("volume {0}: only configMap, secret and emptyDir volumes are supported")]
+    Volume(String),
+    #[error("probe port {0:?} is not a port of the container")]
+    ProbePort(String),
+}
+
+/// The launch plan of a pod's first container.
+pub fn plan(pod: &Pod, place: &Placement, src: &Sources) -> Result<Launch, LaunchError> {
+    let spec = pod.spec.as_ref().ok_or(LaunchError::NoContainer)?;
+    let c = spec.containers.first().ok_or(LaunchError::NoContainer)?;
+    let mut command = c.command.clone().unwrap_or_default();
+    if command.is_empty() {
+        return Err(LaunchError::NoCommand);
+    }
+    let program = place.bin_dir.join(command.remove(0));
+    let (dirs, files) = volume_files(pod, c, place, src)?;
+    let roots = mount_roots(c);
+    let re = |s: &str| rewrite(s, &roots, &place.pod_dir);
+
+    let env = environment(pod, c, place, src)?;
+    let expand = |s: &str| expand_vars(s, &env);
+    let args = command
+        .iter()
+        .chain(c.args.iter().flatten())
+        .map(|a| re(&expand(a)))
+        .collect();
+    let env = env.iter().map(|(k, v)| (k.clone(), re(v))).collect();
+    let files = files.into_iter().map(|(p, text)| (p, re(&text))).collect();
+
+    let ports: Vec<(String, u16)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            (
+                p.name.clone().unwrap_or_default(),
+                u16::try_from(p.container_port).unwrap_or(0),
+            )
+        })
+        .collect();
+    let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| -> Result<_, LaunchError> {
+        let Some(p) = p else { return Ok(None) };
+        let Some(get) = &p.http_get else {
+            return Ok(None);
+        };
+        let port = match &get.port {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                u16::try_from(*n).map_err(|_| LaunchError::ProbePort(n.to_string()))?
+            }
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => ports
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| LaunchError::ProbePort(name.clone()))?,
+        };
+        Ok(Some(HttpProbe {
+            path: get.path.clone().unwrap_or_else(|| "/".into()),
+            port,
+            period: Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64),
+        }))
+    };
+    Ok(Launch {
+        program,
+        args,
+        env,
+        files,
+        dirs,
+        port: ports.first().cloned(),
+        readiness: probe(&c.readiness_probe)?,
+    })
+}
+
+/// The environment in the runtime's order: `HOSTNAME`, `envFrom`, then `env` (later wins; `$(VAR)`
+/// refers to variables defined before), then the listen address.
+fn environment(
+    pod: &Pod,
+    c: &Container,
+    place: &Placement,
+    src: &Sources,
+) -> Result<Vec<(String, String)>, LaunchError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut env: Vec<(String, String)> = vec![("HOSTNAME".into(), name)];
+    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
+        env.retain(|(n, _)| *n != k);
+        env.push((k, v));
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let data = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => lookup(
+                &src.config_maps,
+                &r.name,
+                r.optional,
+                LaunchError::ConfigMap,
+            )?,
+            (_, Some(r)) => lookup(&src.secrets, &r.name, r.optional, LaunchError::Secret)?,
+            _ => continue,
+        };
+        for (k, v) in data {
+            set(&mut env, format!("{prefix}{k}"), v);
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let v = env_value(e, pod, place, src)?;
+        let v = expand_vars(&v, &env);
+        set(&mut env, e.name.clone(), v);
+    }
+    if let (Some(var), Some(port)) = (&place.listen_env, c.ports.iter().flatten().next()) {
+        set(
+            &mut env,
+            var.clone(),
+            format!("{}:{}", place.pod_ip, port.container_port),
+        );
+    }
+    Ok(env)
+}
+
+fn lookup(
+    all: &BTreeMap<String, BTreeMap<String, String>>,
+    name: &str,
+    optional: Option<bool>,
+    missing: fn(String) -> LaunchError,
+) -> Result<BTreeMap<String, String>, LaunchError> {
+    match all.get(name) {
+        Some(d) => Ok(d.clone()),
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(missing(name.to_owned())),
+    }
+}
+
+fn env_value(
+    e: &EnvVar,
+    pod: &Pod,
+    place: &Placement,
+    src: &Sources,
+) -> Result<String, LaunchError> {
+    let Some(from) = &e.value_from else {
+        return Ok(e.value.clone().unwrap_or_default());
+    };
+    let key = |all: &BTreeMap<String, BTreeMap<String, String>>,
+               name: &str,
+               key: &str,
+               missing: fn(String) -> LaunchError| {
+        let data = lookup(all, name, None, missing)?;
+        data.get(key).cloned().ok_or_else(|| LaunchError::Key {
+            source_name: name.to_owned(),
+            key: key.to_owned(),
+        })
+    };
+    if let Some(f) = &from.field_ref {
+        let m = &pod.metadata;
+        return Ok(match f.field_path.as_str() {
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+            "metadata.uid" => m.uid.clone().unwrap_or_default(),
+            "spec.nodeName" => place.node_name.clone(),
+            "status.podIP" | "status.hostIP" => place.pod_ip.to_string(),
+            _ => return Err(LaunchError::EnvSource(e.name.clone())),
+        });
+    }
+    if let Some(r) = &from.secret_key_ref {
+        return key(&src.secrets, &r.name, &r.key, LaunchError::Secret);
+    }
+    if let Some(r) = &from.config_map_key_ref {
+        return key(&src.config_maps, &r.name, &r.key, LaunchError::ConfigMap);
+    }
+    Err(LaunchError::EnvSource(e.name.clone()))
+}
+
+/// Replaces `$(NAME)` with an earlier variable's value; unknown references stay as written.
+fn expand_vars(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("$(") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find(')') {
+            Some(j) => {
+                let name = &after[..j];
+                match env.iter().rev().find(|(k, _)| k == name) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.push_str(&rest[i..i + 3 + j]),
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The mount folders and the files of the container's ConfigMap and Secret mounts, under the
+/// pod folder.
+fn volume_files(
+    pod: &Pod,
+    c: &Container,
+    place: &Placement,
+    src: &Sources,
+) -> Result<(Vec<PathBuf>, Vec<(PathBuf, String)>), LaunchError> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(v) = volumes.iter().find(|v| v.name == m.name) else {
+            return Err(LaunchError::Volume(m.name.clone()));
+        };
+        let dir = place.pod_dir.join(m.mount_path.trim_start_matches('/'));
+        let data = if let Some(cm) = &v.config_map {
+            lookup(
+                &src.config_maps,
+                &cm.name,
+                cm.optional,
+                LaunchError::ConfigMap,
+            )?
+        } else if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            lookup(&src.secrets, &name, s.optional, LaunchError::Secret)?
+        } else if v.empty_dir.is_some() {
+            BTreeMap::new()
+        } else {
+            return Err(LaunchError::Volume(m.name.clone()));
+        };
+        files.extend(data.into_iter().map(|(k, text)| (dir.join(k), text)));
+        dirs.push(dir);
+    }
+    Ok((dirs, files))
+}
+
+/// Mount paths not nested in another mount (rewriting those covers the nested ones).
+fn mount_roots(c: &Container) -> Vec<String> {
+    let paths: Vec<String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.trim_end_matches('/').to_owned())
+        .collect();
+    paths
+        .iter()
+        .filter(|p| {
+            !paths
+                .iter()
+                .any(|q| q != *p && p.starts_with(&format!("{q}/")))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Rewrites each absolute mount path in `s` to its place under `pod_dir`, in one pass.
+fn rewrite(s: &str, roots: &[String], pod_dir: &std::path::Path) -> String {
+    let is_path_char = |c: char| c.is_alphanumeric() || "/._-".contains(c);
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let at_start = s[..i].chars().next_back().is_none_or(|c| !is_path_char(c));
+        let hit = roots.iter().find(|r| {
+            at_start
+                && s[i..].starts_with(r.as_str())
+                && s[i + r.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == '/' || !is_path_char(c))
+        });
+        if let Some(r) = hit {
+            out.push_str(&pod_dir.join(r.trim_start_matches('/')).to_string_lossy());
+            i += r.len();
+        } else {
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p-1", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "containers": [{
+                    "name": "worker", "command": ["worker"],
+                    "args": ["run", "--config", "/etc/impressions/worker.yaml", "--pod=$(POD)"],
+                    "env": [
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "kafka", "key": "password"}}},
+                        {"name": "WORKER__SOURCE__KAFKA__x", "value": "env-wins"},
+                    ],
+                    "envFrom": [{"prefix": "WORKER__SOURCE__KAFKA__", "secretRef": {"name": "kafka"}}],
+                    "ports": [{"name": "metrics", "containerPort": 9464}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/impressions"},
+                        {"name": "catalog", "mountPath": "/etc/impressions/catalog"},
+                    ],
+                }],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "cfg"}},
+                    {"name": "catalog", "configMap": {"name": "titles"}},
+                ],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn place() -> Placement {
+        Placement {
+            node_name: "n".into(),
+            pod_ip: Ipv4Addr::new(127, 70, 0, 2),
+            pod_dir: "/tmp/pods/ns_p-1".into(),
+            bin_dir: "/bin-dir".into(),
+            listen_env: Some("WORKER__METRICS__LISTEN".into()),
+        }
+    }
+
+    fn sources() -> Sources {
+        let map = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Sources {
+            config_maps: BTreeMap::from([
+                (
+                    "cfg".into(),
+                    map(&[("worker.yaml", "catalog: /etc/impressions/catalog/t.json")]),
+                ),
+                ("titles".into(), map(&[("t.json", "[]")])),
+            ]),
+            secrets: BTreeMap::from([(
+                "kafka".into(),
+                map(&[("password", "s3cret"), ("x", "from-secret")]),
+            )]),
+        }
+    }
+
+    #[test]
+    fn plan_maps_command_env_mounts_ports_and_probe() {
+        let l = plan(&pod(), &place(), &sources()).unwrap();
+        assert_eq!(l.program, PathBuf::from("/bin-dir/worker"));
+        assert_eq!(
+            l.args,
+            [
+                "run",
+                "--config",
+                "/tmp/pods/ns_p-1/etc/impressions/worker.yaml",
+                "--pod=p-1"
+            ]
+        );
+        let env: BTreeMap<_, _> = l.env.iter().cloned().collect();
+        assert_eq!(env["HOSTNAME"], "p-1");
+        assert_eq!(env["PASS"], "s3cret");
+        assert_eq!(env["WORKER__SOURCE__KAFKA__password"], "s3cret");
+        assert_eq!(env["WORKER__SOURCE__KAFKA__x"], "env-wins");
+        assert_eq!(env["WORKER__METRICS__LISTEN"], "127.70.0.2:9464");
+        let file = |p: &str| {
+            l.files
+                .iter()
+                .find(|(f, _)| f == &PathBuf::from(p))
+                .map(|x| x.1.clone())
+        };
+        assert_eq!(
+            file("/tmp/pods/ns_p-1/etc/impressions/worker.yaml").unwrap(),
+            "catalog: /tmp/pods/ns_p-1/etc/impressions/catalog/t.json"
+        );
+        assert_eq!(
+            file("/tmp/pods/ns_p-1/etc/impressions/catalog/t.json").unwrap(),
+            "[]"
+        );
+        assert_eq!(l.port, Some(("metrics".into(), 9464)));
+        assert_eq!(
+            l.readiness,
+            Some(HttpProbe {
+                path: "/readyz".into(),
+                port: 9464,
+                period: Duration::from_secs(5)
+            })
+        );
+    }
+
+    #[test]
+    fn missing_sources_are_named() {
+        let mut s = sources();
+        s.secrets.clear();
+        assert_eq!(
+            plan(&pod(), &place(), &s),
+            Err(LaunchError::Secret("kafka".into()))
+        );
+        let mut s = sources();
+        s.config_maps.remove("titles");
+        assert_eq!(
+            plan(&pod(), &place(), &s),
+            Err(LaunchError::ConfigMap("titles".into()))
+        );
+    }
+
+    #[test]
+    fn rewrite_matches_whole_paths_only_once() {
+        let roots = vec!["/etc/a".to_owned(), "/data".to_owned()];
+        let dir = std::path::Path::new("/x/data");
+        assert_eq!(
+            rewrite("/etc/a/f /etc/ab /data", &roots, dir),
+            "/x/data/etc/a/f /etc/ab /x/data/data"
+        );
+        assert_eq!(rewrite("file=/data/q", &roots, dir), "file=/x/data/data/q");
+    }
+
+    #[test]
+    fn unknown_references_stay_as_written() {
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        assert_eq!(expand_vars("$(A)-$(B)-$(", &env), "1-$(B)-$(");
+    }
+}

@@ -1,0 +1,392 @@
+//! One pod's life on the node: fetch what it refers to, start its process, probe it, report its
+//! status, restart it with back-off when it exits, and on deletion send SIGTERM, wait the grace
+//! period, SIGKILL, and remove the pod as a kubelet does.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
+};
+use serde_json::Value;
+use tokio::{process::Child, sync::watch};
+
+use super::{
+    Agent, file_sd,
+    launch::{self, HttpProbe, Launch, Placement, Sources},
+    pod_status::{self, ContainerState},
+};
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn deleting(p: &Option<Pod>) -> bool {
+    p.as_ref()
+        .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+}
+
+/// Sends the pod's status when it changed.
+struct Reporter {
+    api: Api<Pod>,
+    name: String,
+    ip: String,
+    start_time: String,
+    last: Value,
+}
+
+impl Reporter {
+    async fn push(&mut self, c: &ContainerState) {
+        let s = pod_status::status(c, &self.ip, &self.start_time, &now());
+        if !pod_status::differs(&s, &self.last) {
+            return;
+        }
+        let patch = serde_json::json!({ "status": s });
+        match self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => self.last = s,
+            Err(e) => tracing::debug!(pod = %self.name, error = %e, "status not sent"),
+        }
+    }
+}
+
+/// Runs the pod until it is deleted or the agent stops (`None`).
+pub async fn run(agent: Arc<Agent>, ip: Ipv4Addr, rx: watch::Receiver<Option<Pod>>) {
+    use tracing::Instrument;
+    let Some(pod) = rx.borrow().clone() else {
+        return;
+    };
+    let span = tracing::info_span!("pod", ns = %pod.namespace().unwrap_or_default(), name = %pod.name_any(), %ip);
+    lifecycle(agent, ip, pod, rx).instrument(span).await;
+}
+
+async fn lifecycle(
+    agent: Arc<Agent>,
+    ip: Ipv4Addr,
+    pod: Pod,
+    mut rx: watch::Receiver<Option<Pod>>,
+) {
+    let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let api: Api<Pod> = Api::namespaced(agent.client.clone(), &ns);
+    let pod_dir = pod_dir(&agent.state_dir, &ns, &name);
+    let place = Placement {
+        node_name: agent.node.clone(),
+        pod_ip: ip,
+        pod_dir: pod_dir.clone(),
+        bin_dir: agent.bin_dir.clone(),
+        listen_env: agent.listen_env.clone(),
+    };
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let mut c = ContainerState {
+        name: container,
+        ..Default::default()
+    };
+    let mut reporter = Reporter {
+        api: api.clone(),
+        name: name.clone(),
+        ip: ip.to_string(),
+        start_time: now(),
+        last: Value::Null,
+    };
+    let pipeline = pod.labels().get(file_sd::PIPELINE_LABEL).cloned();
+
+    // Resolve the launch plan; a missing ConfigMap or Secret is retried, as a kubelet does.
+    let plan = loop {
+        if deleting(&rx.borrow()) {
+            {
+                let p = rx.borrow().clone();
+                return finish(&api, &p, &pod_dir).await;
+            }
+        }
+        let result = match sources(&agent, &ns, &pod).await {
+            Ok(src) => launch::plan(&pod, &place, &src).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(plan) => break plan,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start");
+                c.waiting = Some(("CreateContainerConfigError".into(), e));
+                reporter.push(&c).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = rx.changed() => {}
+                }
+            }
+        }
+    };
+    if let Err(e) = write_files(&plan, &pod_dir) {
+        tracing::error!(error = %e, "cannot write the pod's files");
+    }
+
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        match spawn(&plan, &pod_dir) {
+            Ok(mut child) => {
+                c.running_since = Some(now());
+                c.waiting = None;
+                c.ready = false;
+                reporter.push(&c).await;
+                if let (Some(dir), Some(("metrics", port))) = (
+                    &agent.file_sd_dir,
+                    plan.port.as_ref().map(|(n, p)| (n.as_str(), *p)),
+                ) {
+                    file_sd::write(
+                        dir,
+                        &ns,
+                        &name,
+                        pipeline.as_deref(),
+                        &format!("{ip}:{port}"),
+                    );
+                }
+                let exit = supervise(&mut child, &plan, ip, &mut c, &mut reporter, &mut rx).await;
+                if let Some(dir) = &agent.file_sd_dir {
+                    file_sd::remove(dir, &ns, &name);
+                }
+                let Some(code) = exit else {
+                    {
+                        let p = rx.borrow().clone();
+                        return finish(&api, &p, &pod_dir).await;
+                    }
+                };
+                tracing::warn!(code, "process exited; restarting after back-off");
+                c.last_exit = Some((code, now()));
+                c.restarts += 1;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, program = %plan.program.display(), "cannot start");
+                c.last_exit = None;
+                c.waiting = Some(("RunContainerError".into(), e.to_string()));
+            }
+        }
+        c.running_since = None;
+        c.ready = false;
+        backoff = if started.elapsed() > Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            (backoff * 2).min(Duration::from_secs(30))
+        };
+        if c.waiting.is_none() {
+            c.waiting = Some((
+                "CrashLoopBackOff".into(),
+                format!("back-off {}s restarting the process", backoff.as_secs()),
+            ));
+        }
+        reporter.push(&c).await;
+        let until = tokio::time::Instant::now() + backoff;
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = rx.changed() => {}
+            }
+            if deleting(&rx.borrow()) {
+                {
+                    let p = rx.borrow().clone();
+                    return finish(&api, &p, &pod_dir).await;
+                }
+            }
+        }
+    }
+}
+
+/// Watches the running process: probes readiness, and stops it when the pod is deleted.
+/// Returns the exit code when it exited by itself, `None` when it was stopped.
+async fn supervise(
+    child: &mut Child,
+    plan: &Launch,
+    ip: Ipv4Addr,
+    c: &mut ContainerState,
+    reporter: &mut Reporter,
+    rx: &mut watch::Receiver<Option<Pod>>,
+) -> Option<i32> {
+    let period = plan.readiness.as_ref().map_or(Duration::from_secs(1), |p| {
+        p.period.min(Duration::from_secs(1))
+    });
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                return Some(status.map_or(-1, exit_code));
+            }
+            _ = tick.tick() => {
+                c.ready = match &plan.readiness {
+                    Some(p) => probe(ip, p).await,
+                    None => true,
+                };
+                reporter.push(c).await;
+            }
+            _ = rx.changed() => {
+                if deleting(&rx.borrow()) {
+                    let grace = rx.borrow().as_ref()
+                        .and_then(|p| p.metadata.deletion_grace_period_seconds)
+                        .unwrap_or(30);
+                    stop(child, Duration::from_secs(grace.max(0) as u64)).await;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn exit_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+pub async fn stop(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "process did not stop within the grace period; SIGKILL"
+        );
+        let _ = child.kill().await;
+    }
+}
+
+/// After the process stopped: a deleted pod is removed (grace 0, as a kubelet confirms it).
+async fn finish(api: &Api<Pod>, pod: &Option<Pod>, pod_dir: &Path) {
+    let _ = std::fs::remove_dir_all(pod_dir);
+    let Some(pod) = pod else { return };
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    if let Err(e) = api.delete(&pod.name_any(), &dp).await {
+        tracing::debug!(error = %e, "pod already gone");
+    }
+}
+
+/// The ConfigMaps and Secrets the pod refers to (those that exist).
+async fn sources(agent: &Agent, ns: &str, pod: &Pod) -> kube::Result<Sources> {
+    let mut src = Sources::default();
+    let Some(spec) = &pod.spec else {
+        return Ok(src);
+    };
+    let (mut cms, mut secrets) = (Vec::new(), Vec::new());
+    for v in spec.volumes.iter().flatten() {
+        cms.extend(v.config_map.as_ref().map(|c| c.name.clone()));
+        secrets.extend(v.secret.as_ref().and_then(|s| s.secret_name.clone()));
+    }
+    for c in &spec.containers {
+        for f in c.env_from.iter().flatten() {
+            cms.extend(f.config_map_ref.as_ref().map(|r| r.name.clone()));
+            secrets.extend(f.secret_ref.as_ref().map(|r| r.name.clone()));
+        }
+        for e in c.env.iter().flatten() {
+            let from = e.value_from.as_ref();
+            cms.extend(
+                from.and_then(|f| f.config_map_key_ref.as_ref())
+                    .map(|r| r.name.clone()),
+            );
+            secrets.extend(
+                from.and_then(|f| f.secret_key_ref.as_ref())
+                    .map(|r| r.name.clone()),
+            );
+        }
+    }
+    let cm_api: Api<ConfigMap> = Api::namespaced(agent.client.clone(), ns);
+    for name in cms {
+        if let Some(cm) = cm_api.get_opt(&name).await? {
+            src.config_maps
+                .insert(name, cm.data.unwrap_or_default().into_iter().collect());
+        }
+    }
+    let secret_api: Api<Secret> = Api::namespaced(agent.client.clone(), ns);
+    for name in secrets {
+        if let Some(s) = secret_api.get_opt(&name).await? {
+            let data = s.data.unwrap_or_default().into_iter();
+            let data = data.map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
+            src.secrets.insert(name, data.collect());
+        }
+    }
+    Ok(src)
+}
+
+fn write_files(plan: &Launch, pod_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(pod_dir)?;
+    for dir in &plan.dirs {
+        std::fs::create_dir_all(dir)?;
+    }
+    for (path, text) in &plan.files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+fn spawn(plan: &Launch, pod_dir: &Path) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(pod_dir.join("container.log"))?;
+    // setpriv sets the parent-death signal, then execs the program: the process dies with the
+    // agent even when the agent is killed.
+    let mut cmd = tokio::process::Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--"])
+        .arg(&plan.program)
+        .args(&plan.args)
+        .env_clear()
+        .envs(plan.env.iter().cloned())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(pod_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// One HTTP GET; 2xx and 3xx are success, as for a kubelet.
+async fn probe(ip: Ipv4Addr, p: &HttpProbe) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect((ip, p.port)).await.ok()?;
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n",
+            p.path
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let n = s.read(&mut head).await.ok()?;
+        let line = std::str::from_utf8(&head[..n]).ok()?;
+        line.split_whitespace().nth(1)?.parse::<u16>().ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), get).await,
+        Ok(Some(200..=399))
+    )
+}
+
+/// The pod folder of a pod (its files and `container.log`).
+pub fn pod_dir(state_dir: &Path, ns: &str, name: &str) -> PathBuf {
+    state_dir.join("pods").join(format!("{ns}_{name}"))
+}
