@@ -5,7 +5,9 @@
 //! - arrival rate = input rate from the topic's watermarks (else processed rate + d(lag)/dt);
 //! - capacity per replica = processed rate / busy fraction / replicas (true capacity, not the
 //!   observed rate of a half-idle worker);
-//! - target rate = arrival × (1 + rebalance cost / catch-up) + backlog / catch-up;
+//! - two demands: the steady rate, arrival × (1 + rebalance cost / catch-up), kept under the
+//!   target utilization, and the catch-up rate, arrival + backlog / catch-up, which may use the
+//!   headroom (full capacity), so a backlog left by a rebalance does not read as lasting demand;
 //! - replicas are partition-aware: a replica holding m of P partitions carries m/P of the load,
 //!   so the count keeps the average under the target utilization and the busiest replica under
 //!   target + tolerance, choosing the smallest count for a given busiest share.
@@ -155,14 +157,20 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
         return d;
     };
 
-    let target =
-        arrival * (1.0 + p.rebalance_cost_seconds / p.catch_up_seconds) + lag / p.catch_up_seconds;
+    // Two demands. The steady one (arrival, plus the rebalance a change costs) is served at the
+    // target utilization: that headroom absorbs bursts. Working off the backlog within the
+    // catch-up time may use the headroom, so it is served at full capacity; otherwise the backlog
+    // a scale-down's own rebalance leaves would read as demand and scale back up (flapping).
+    let steady = arrival * (1.0 + p.rebalance_cost_seconds / p.catch_up_seconds);
+    let catch_up = arrival + lag / p.catch_up_seconds;
+    let target = steady.max(catch_up);
     let recommended = partition_aware(
-        target,
+        steady,
         cap * p.target_utilization,
         cap * (p.target_utilization + p.tolerance).min(1.0),
         s.partitions,
     )
+    .max(partition_aware(catch_up, cap, cap, s.partitions))
     .clamp(p.min, p.max.min(s.partitions.max(1)).max(p.min));
     let util = arrival / (running * cap);
     let over_slo = backlog_s > p.lag_slo_seconds;

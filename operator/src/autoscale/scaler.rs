@@ -181,7 +181,7 @@ impl Scaler {
             st.last_end = Some((now, l.end_offsets));
         }
         st.last_eval = Some(Instant::now());
-        tracing::debug!(pipeline = %key, reason = decision.reason, replicas = decision.replicas, "evaluated");
+        tracing::debug!(pipeline = %key, reason = decision.reason, replicas = decision.replicas, message = %decision.message, "evaluated");
         st.latest = Some(Evaluation {
             from: reg.replicas,
             decision,
