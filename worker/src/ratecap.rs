@@ -1,37 +1,26 @@
-//! An optional cap on the processing rate (events/s) that emulates a pod's CPU limit: a worker at
-//! its cap waits, and the wait counts as busy time, as CPU throttling would.
+//! An optional cap on the processing rate (events/s) that emulates a pod's CPU limit: each event
+//! costs `1 / rate` seconds of the worker's time, so a worker at half its cap is half busy and a
+//! worker at its cap is fully busy, as a CPU-bound process under a CPU limit would be. The time a
+//! batch is held to its cost counts as busy time, as CPU throttling would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A token bucket refilled at `rate` per second, holding at most a tenth of a second of tokens.
-#[derive(Debug)]
+/// What `rate` events per second of capacity means for a batch.
+#[derive(Debug, Clone, Copy)]
 pub struct RateCap {
     rate: f64,
-    tokens: f64,
-    last: Instant,
 }
 
 impl RateCap {
     pub fn new(rate: u64) -> Self {
         RateCap {
-            rate: rate as f64,
-            tokens: 0.0,
-            last: Instant::now(),
+            rate: (rate as f64).max(1.0),
         }
     }
 
-    /// How long to wait before `n` more events may be processed (and takes them).
-    pub fn take(&mut self, n: usize, now: Instant) -> Duration {
-        let burst = (self.rate / 10.0).max(1.0);
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
-        self.last = now;
-        self.tokens -= n as f64;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
+    /// How much longer a batch of `n` events must take after `spent` of real work.
+    pub fn hold(&self, n: usize, spent: Duration) -> Duration {
+        Duration::from_secs_f64(n as f64 / self.rate).saturating_sub(spent)
     }
 }
 
@@ -40,15 +29,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn holds_the_rate() {
-        let t0 = Instant::now();
-        let mut cap = RateCap::new(1000);
-        cap.last = t0;
-        // 500 events at once: half a second of debt.
-        let wait = cap.take(500, t0);
-        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
-        // After paying the debt, 100 more events 0.1 s later cost nothing extra.
-        let later = t0 + Duration::from_millis(600);
-        assert_eq!(cap.take(100, later), Duration::ZERO);
+    fn a_batch_costs_its_events_over_the_rate() {
+        let cap = RateCap::new(1000);
+        let hold = cap.hold(500, Duration::from_millis(100));
+        assert!((hold.as_secs_f64() - 0.4).abs() < 1e-9, "{hold:?}");
+        // Work slower than the cap is not held further.
+        assert_eq!(cap.hold(10, Duration::from_secs(1)), Duration::ZERO);
     }
 }

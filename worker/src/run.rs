@@ -138,7 +138,7 @@ pub fn run(
             )
         })
         .collect();
-    let mut cap = cfg.processing.max_events_per_second.map(RateCap::new);
+    let cap = cfg.processing.max_events_per_second.map(RateCap::new);
 
     // Not subscribed before the catalog is loaded: an unknown title would be dead-lettered.
     while !catalog_loaded.load(Ordering::Acquire) {
@@ -166,13 +166,6 @@ pub fn run(
         }
         let started = Instant::now();
         metrics.consumed.inc_by(batch.len() as u64);
-        if let Some(cap) = cap.as_mut() {
-            let wait = cap.take(batch.len(), started);
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
-                metrics.rate_cap_wait_seconds.inc_by(wait.as_secs_f64());
-            }
-        }
         let counts = process_batch(
             &batch,
             &mut processors,
@@ -183,6 +176,13 @@ pub fn run(
             started,
         );
         fold(&metrics, counts);
+        if let Some(cap) = &cap {
+            let hold = cap.hold(batch.len(), started.elapsed());
+            if !hold.is_zero() {
+                std::thread::sleep(hold);
+                metrics.rate_cap_wait_seconds.inc_by(hold.as_secs_f64());
+            }
+        }
         metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
         settle(&consumer, txn)?;
     }
