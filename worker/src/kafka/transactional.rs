@@ -10,10 +10,11 @@
 //! - A transaction is committed every `sink.transactionIntervalMs` or `transactionMaxEvents`
 //!   input events, before partitions are revoked, and on stop. The per-event path is the
 //!   at-least-once one, unchanged; only when offsets are committed differs.
-//! - An abortable error aborts the transaction and rewinds the consumer to where the transaction
-//!   started (its first offset per partition: what the previous transaction committed); messages
-//!   polled before a rewind or a revoke are dropped. A fatal error (fenced, unrecoverable) stops
-//!   the worker with an error so that it restarts.
+//! - An abortable error, or an output not acknowledged, aborts the transaction and rewinds the
+//!   consumer to where the transaction started (its first offset per partition: what the
+//!   previous transaction committed); messages polled before a rewind or a revoke are dropped.
+//!   A fatal error (fenced, unrecoverable) or five aborts in a row stop the worker with an error
+//!   so that it restarts.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -147,6 +148,7 @@ struct State {
     stale: BTreeSet<i32>,
     /// A fatal error met in the rebalance callback, for the main loop to stop on.
     fatal: Option<String>,
+    aborts_in_a_row: u32,
 }
 
 /// The instance's transactions.
@@ -172,6 +174,9 @@ impl std::fmt::Debug for Transactions {
 
 /// Attempts of a call that failed with a retriable error.
 const ATTEMPTS: usize = 3;
+
+/// Aborts without a commit in between after which the worker stops.
+const MAX_ABORTS_IN_A_ROW: u32 = 5;
 
 fn retrying<T>(mut call: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
     let mut attempt = 1;
@@ -259,6 +264,7 @@ impl Transactions {
                 self.producer
                     .begin_transaction()
                     .map_err(|e| Fatal(format!("begin_transaction: {e}")))?;
+                tracing::trace!("transaction begun");
                 st.open.insert(OpenTxn::new(Instant::now()))
             }
         };
@@ -268,16 +274,16 @@ impl Transactions {
         Ok(())
     }
 
-    /// Commits the open transaction if it is old or large enough.
+    /// Commits the open transaction if it is old or large enough, or ends it at once when an
+    /// output failed (it can only abort; the sooner, the less work is redone).
     pub fn commit_if_due<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
     ) -> Result<Ended, Fatal> {
         let mut st = self.lock();
-        let due = st
-            .open
-            .as_ref()
-            .is_some_and(|o| o.due(Instant::now(), self.interval, self.max_events));
+        let due = st.open.as_ref().is_some_and(|o| {
+            o.due(Instant::now(), self.interval, self.max_events) || self.tracker.any_failed()
+        });
         if !due {
             return Ok(Ended::Nothing);
         }
@@ -330,6 +336,16 @@ impl Transactions {
             .group_metadata()
             .ok_or_else(|| Fatal("the consumer has no group metadata".into()))?;
         let offsets = open.offsets(&self.topic);
+        self.await_outputs(t0 + self.timeout);
+        if self.tracker.any_failed() {
+            // An output the producer refused at once (not a transaction error) or whose
+            // delivery failed: committing would commit its input without it.
+            tracing::warn!(
+                events = open.events,
+                "an output was not acknowledged: aborting the transaction and rewinding"
+            );
+            return self.abort(consumer, st, &open, revoked);
+        }
         let result = retrying(|| {
             self.producer
                 .send_offsets_to_transaction(&offsets, &meta, self.timeout)
@@ -337,6 +353,13 @@ impl Transactions {
         .and_then(|()| retrying(|| self.producer.commit_transaction(self.timeout)));
         match result {
             Ok(()) => {
+                st.aborts_in_a_row = 0;
+                tracing::debug!(
+                    events = open.events,
+                    open_ms = open.started.elapsed().as_millis() as u64,
+                    commit_ms = t0.elapsed().as_millis() as u64,
+                    "transaction committed"
+                );
                 self.tracker.clear();
                 let m = &self.metrics;
                 m.transactions
@@ -359,6 +382,18 @@ impl Transactions {
         }
     }
 
+    /// Waits until every output sent is acknowledged (or `deadline`). `commit_transaction`
+    /// flushes too, but rdkafka's flush waits in 100 ms polls whose events the threaded
+    /// producer's own thread takes, so it would sleep ~100 ms per commit; here the wait ends
+    /// within a millisecond of the last acknowledgement.
+    fn await_outputs(&self, deadline: Instant) {
+        // A zero-timeout flush only tells librdkafka to send what lingers now.
+        let _ = self.producer.flush(Duration::ZERO);
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
     /// Aborts and seeks the still-assigned partitions back to where the transaction started.
     fn abort<C: ConsumerContext>(
         &self,
@@ -374,6 +409,15 @@ impl Transactions {
             .transactions
             .get_or_create(&OutcomeLabel { outcome: "aborted" })
             .inc();
+        st.aborts_in_a_row += 1;
+        if st.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
+            // The same input fails again and again (e.g. an output the sink refuses): stop, so
+            // that the restarts show, rather than loop.
+            return Err(Fatal(format!(
+                "{} transactions in a row aborted; the input is not committed",
+                st.aborts_in_a_row
+            )));
+        }
         let rewind = open.rewind(&self.topic, revoked);
         if rewind.count() == 0 {
             return Ok(Ended::Aborted);
