@@ -24,9 +24,24 @@ fn admin(stack: &Stack) -> AdminClient<DefaultClientContext> {
 
 /// Creates a topic (compacted if asked); fails on any error but "already exists".
 pub async fn create_topic(stack: &Stack, name: &str, partitions: i32, compacted: bool) {
+    let config: &[(&str, &str)] = if compacted {
+        &[("cleanup.policy", "compact")]
+    } else {
+        &[]
+    };
+    create_topic_with(stack, name, partitions, config).await;
+}
+
+/// Creates a topic with topic configs; fails on any error but "already exists".
+pub async fn create_topic_with(
+    stack: &Stack,
+    name: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) {
     let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    if compacted {
-        t = t.set("cleanup.policy", "compact");
+    for (k, v) in config {
+        t = t.set(k, v);
     }
     let res = admin(stack)
         .create_topics(&[t], &AdminOptions::new())
@@ -135,6 +150,63 @@ pub fn read_topic(stack: &Stack, topic: &str, want: usize, timeout: Duration) ->
     while out.len() < want && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
             out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// How a reader sees transactional records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed transactions' records (what downstream consumers of the sink use).
+    ReadCommitted,
+    /// Every record written, aborted transactions' too.
+    ReadUncommitted,
+}
+
+/// Reads a whole topic, from the beginning to the end of every partition as of now (the last
+/// stable offset for read_committed), as `isolation` sees it. Panics after `timeout`.
+pub fn read_to_end(
+    stack: &Stack,
+    topic: &str,
+    isolation: Isolation,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set(
+            "isolation.level",
+            match isolation {
+                Isolation::ReadCommitted => "read_committed",
+                Isolation::ReadUncommitted => "read_uncommitted",
+            },
+        )
+        .create()
+        .unwrap();
+    let mut remaining: std::collections::HashSet<i32> =
+        partition_ids(&c, topic).into_iter().collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in &remaining {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !remaining.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: partitions {remaining:?} not read to their end within {timeout:?}"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                remaining.remove(&p);
+            }
+            _ => {}
         }
     }
     out

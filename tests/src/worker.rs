@@ -1,11 +1,130 @@
-//! Running the real `worker` binary as a process in tests.
+//! Running the real `worker` binary as a process in tests, with its topics and config, and
+//! reading its outputs back.
 
 use std::{
+    collections::{HashMap, HashSet},
     io::Write,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use apache_avro::{Schema, types::Value};
+use rdkafka::{Message, message::OwnedMessage};
+
+use crate::{
+    Stack,
+    kafka::{self, Sent},
+    unique,
+};
+
+/// The topics and consumer group of one worker test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub raw: String,
+    pub out: String,
+    pub dlq: String,
+    pub titles: String,
+    pub group: String,
+}
+
+/// Creates a test's topics (`partitions` raw partitions, 3 output, 1 dead-letter) and fills its
+/// catalog with `titles` titles.
+pub async fn topics(stack: &Stack, prefix: &str, partitions: i32, titles: u32) -> Topics {
+    let id = unique(prefix);
+    let t = Topics {
+        raw: format!("{id}-raw"),
+        out: format!("{id}-out"),
+        dlq: format!("{id}-dlq"),
+        titles: format!("{id}-titles"),
+        group: format!("{id}-group"),
+    };
+    kafka::create_topic(stack, &t.raw, partitions, false).await;
+    kafka::create_topic(stack, &t.out, 3, false).await;
+    kafka::create_topic(stack, &t.dlq, 1, false).await;
+    kafka::create_topic(stack, &t.titles, 2, true).await;
+    kafka::fill_catalog(stack, &t.titles, titles).await;
+    t
+}
+
+/// A worker config on these topics; `extra` is appended (top-level YAML).
+pub fn config(stack: &Stack, t: &Topics, extra: &str) -> String {
+    config_with_sink(stack, t, "", extra)
+}
+
+/// [`config`] with more `sink` fields (`sink_extra`, e.g. `deliveryGuarantee: ExactlyOnce`).
+pub fn config_with_sink(stack: &Stack, t: &Topics, sink_extra: &str, extra: &str) -> String {
+    let sink_extra = if sink_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {sink_extra}")
+    };
+    format!(
+        "pipeline: {{namespace: tests, name: {group}}}
+source: {{bootstrapServers: '{b}', topic: {raw}, consumerGroup: {group}, offsetReset: earliest}}
+sink: {{topic: {out}, deadLetterTopic: {dlq}{sink_extra}}}
+catalog: {{topic: {titles}}}
+locations: {{pages: {{'1': Home, '2': Search}}, rows: {{trending: Trending Now}}}}
+drainTimeoutSecs: 20
+{extra}",
+        b = stack.kafka_bootstrap,
+        raw = t.raw,
+        group = t.group,
+        out = t.out,
+        dlq = t.dlq,
+        titles = t.titles,
+    )
+}
+
+/// Decodes a single-object-encoded record with apache-avro (independent of the encoder).
+pub fn decode(bytes: &[u8]) -> HashMap<String, Value> {
+    assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");
+    let schema = Schema::parse_str(impressions_worker::avro::IMPRESSION_SCHEMA).unwrap();
+    let mut body = &bytes[10..];
+    match apache_avro::from_avro_datum(&schema, &mut body, None).unwrap() {
+        Value::Record(f) => f.into_iter().collect(),
+        o => panic!("not a record: {o:?}"),
+    }
+}
+
+/// The event id of an output record.
+pub fn event_id(m: &OwnedMessage) -> String {
+    match &decode(m.payload().unwrap())["eventId"] {
+        Value::String(s) => s.clone(),
+        o => panic!("{o:?}"),
+    }
+}
+
+/// What the worker should make of `sent`: the event ids of records, and of dead letters with
+/// their reason.
+pub fn expected(sent: &[Sent]) -> (HashSet<String>, HashMap<String, &'static str>) {
+    let records = sent
+        .iter()
+        .filter(|s| s.kind.is_record())
+        .map(|s| s.event_id.clone())
+        .collect();
+    let dead = sent
+        .iter()
+        .filter_map(|s| s.kind.reject_reason().map(|r| (s.event_id.clone(), r)))
+        .collect();
+    (records, dead)
+}
+
+/// Waits until the group committed every raw partition's high watermark (or `timeout`
+/// passed); returns the committed offsets.
+pub async fn wait_committed(stack: &Stack, t: &Topics, timeout: Duration) -> HashMap<i32, i64> {
+    let high = kafka::high_watermarks(stack, &t.raw);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let c = kafka::committed(stack, &t.group, &t.raw);
+        if high.iter().all(|(p, h)| *h == 0 || c.get(p) == Some(h))
+            || std::time::Instant::now() > deadline
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
 
 /// A built binary of the workspace (`cargo build --bins` first; `make test` does).
 pub fn binary(name: &str) -> PathBuf {

@@ -8,106 +8,17 @@ use std::{
     time::Duration,
 };
 
-use apache_avro::{Schema, types::Value};
+use apache_avro::types::Value;
 use impressions_tests::{
     Stack,
     kafka::{self, Sent},
-    unique,
-    worker::WorkerProcess,
+    worker::{WorkerProcess, config, decode, event_id, expected, topics, wait_committed},
 };
 use impressions_worker::{
     kafka::sink::headers,
     loadgen::{Kind, Mix},
 };
-use rdkafka::{Message, message::OwnedMessage};
-
-struct Topics {
-    raw: String,
-    out: String,
-    dlq: String,
-    titles: String,
-    group: String,
-}
-
-async fn topics(stack: &Stack, prefix: &str, partitions: i32, titles: u32) -> Topics {
-    let id = unique(prefix);
-    let t = Topics {
-        raw: format!("{id}-raw"),
-        out: format!("{id}-out"),
-        dlq: format!("{id}-dlq"),
-        titles: format!("{id}-titles"),
-        group: format!("{id}-group"),
-    };
-    kafka::create_topic(stack, &t.raw, partitions, false).await;
-    kafka::create_topic(stack, &t.out, 3, false).await;
-    kafka::create_topic(stack, &t.dlq, 1, false).await;
-    kafka::create_topic(stack, &t.titles, 2, true).await;
-    kafka::fill_catalog(stack, &t.titles, titles).await;
-    t
-}
-
-fn config(stack: &Stack, t: &Topics, extra: &str) -> String {
-    format!(
-        "pipeline: {{namespace: tests, name: {group}}}
-source: {{bootstrapServers: '{b}', topic: {raw}, consumerGroup: {group}, offsetReset: earliest}}
-sink: {{topic: {out}, deadLetterTopic: {dlq}}}
-catalog: {{topic: {titles}}}
-locations: {{pages: {{'1': Home, '2': Search}}, rows: {{trending: Trending Now}}}}
-drainTimeoutSecs: 20
-{extra}",
-        b = stack.kafka_bootstrap,
-        raw = t.raw,
-        group = t.group,
-        out = t.out,
-        dlq = t.dlq,
-        titles = t.titles,
-    )
-}
-
-/// Decodes a single-object-encoded record with apache-avro (independent of the encoder).
-fn decode(bytes: &[u8]) -> HashMap<String, Value> {
-    assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");
-    let schema = Schema::parse_str(impressions_worker::avro::IMPRESSION_SCHEMA).unwrap();
-    let mut body = &bytes[10..];
-    match apache_avro::from_avro_datum(&schema, &mut body, None).unwrap() {
-        Value::Record(f) => f.into_iter().collect(),
-        o => panic!("not a record: {o:?}"),
-    }
-}
-
-fn event_id(m: &OwnedMessage) -> String {
-    match &decode(m.payload().unwrap())["eventId"] {
-        Value::String(s) => s.clone(),
-        o => panic!("{o:?}"),
-    }
-}
-
-fn expected(sent: &[Sent]) -> (HashSet<String>, HashMap<String, &'static str>) {
-    let records = sent
-        .iter()
-        .filter(|s| s.kind.is_record())
-        .map(|s| s.event_id.clone())
-        .collect();
-    let dead = sent
-        .iter()
-        .filter_map(|s| s.kind.reject_reason().map(|r| (s.event_id.clone(), r)))
-        .collect();
-    (records, dead)
-}
-
-async fn wait_committed(stack: &Stack, t: &Topics, timeout: Duration) -> HashMap<i32, i64> {
-    let high = kafka::high_watermarks(stack, &t.raw);
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let c = kafka::committed(stack, &t.group, &t.raw);
-        if high.iter().all(|(p, h)| *h == 0 || c.get(p) == Some(h))
-            || std::time::Instant::now() > deadline
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
+use rdkafka::Message;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_events_out_invalid_dead_lettered_offsets_committed_metrics_match() {
