@@ -1,8 +1,10 @@
 //! The worker in ExactlyOnce mode against the real Kafka broker, its outputs read back as a
 //! downstream `read_committed` consumer reads them: every input has exactly its output (a record
 //! or a dead letter), with 0 duplicates, also after one of two workers is killed with -9
-//! mid-run and restarted; a `read_uncommitted` reader sees the aborted records that
-//! `read_committed` hides.
+//! mid-run and restarted (a `read_uncommitted` reader sees the aborted records that
+//! `read_committed` hides), and after a worker paused past its session comes back as a zombie
+//! (its offsets are refused: KIP-447 fencing). An output the sink refuses is never committed
+//! and stops the worker.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -319,4 +321,74 @@ async fn an_output_the_sink_refuses_is_never_committed_and_stops_the_worker() {
         Duration::from_secs(20),
     );
     assert!(dlq.is_empty(), "the refused dead letter is not committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice() {
+    let stack = Stack::get();
+    let t = topics(stack, "eos-zombie", 4, 100).await;
+    let sent = kafka::produce_generated(stack, &t.raw, 31, 16_000, 100, Mix::default()).await;
+    let cfg = |instance: &str| {
+        eos_config(
+            stack,
+            &t,
+            instance,
+            "",
+            "processing: {threads: 1, maxBatch: 200, maxEventsPerSecond: 1500}",
+        )
+    };
+    let mut a = WorkerProcess::start("eos-zombie-a", &cfg("a"));
+    a.wait_ready(Duration::from_secs(30));
+    let mut b = WorkerProcess::start("eos-zombie-b", &cfg("b"));
+    b.wait_ready(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.metric("impressions_worker_assigned_partitions") == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "B got no partitions:\n{}",
+            b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A stops mid-transaction for longer than its session (10 s) and its transaction timeout
+    // (10 s): the group gives its partitions to B, the broker aborts its transaction. When A
+    // wakes up it must not commit what B now owns.
+    let signal = |sig: &str, w: &WorkerProcess| {
+        std::process::Command::new("kill")
+            .args([sig, &w.child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    signal("-STOP", &a);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.metric("impressions_worker_assigned_partitions") < 4.0 {
+        assert!(
+            Instant::now() < deadline,
+            "B did not take over:\n{}",
+            b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal("-CONT", &a);
+    // A either rejoins or stops with an error (fenced); restarted like a pod if it stopped.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let a_exit = a.child.try_wait().unwrap();
+    if a_exit.is_some() {
+        a.restart("eos-zombie-a");
+    }
+
+    let high = kafka::high_watermarks(stack, &t.raw);
+    let committed = wait_committed(stack, &t, Duration::from_secs(40)).await;
+    let logs = format!("A:\n{}\nB:\n{}", a.log_tail(), b.log_tail());
+    assert_eq!(
+        committed,
+        high.into_iter()
+            .filter(|(_, h)| *h > 0)
+            .collect::<HashMap<_, _>>(),
+        "every input committed:\n{logs}"
+    );
+    let records = assert_exactly_once(stack, &t, &sent, &logs);
+    println!("zombie: A after waking up: {a_exit:?}; {records} records, 0 duplicates");
 }
