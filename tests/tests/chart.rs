@@ -111,30 +111,38 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
-#[test]
-fn chart_crds_are_the_generated_crds() {
+/// `dir` of the chart holds exactly the files of `source` of the repository, byte for byte.
+fn assert_same_files(source: &str, dir: &str) {
     let names = |dir: &Path| -> BTreeSet<String> {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
     };
-    let generated = repo_root().join("crds/yaml");
-    let shipped = chart().join("crds");
+    let (a, b) = (repo_root().join(source), chart().join(dir));
     assert_eq!(
-        names(&generated),
-        names(&shipped),
-        "charts/impressions-operator/crds must hold exactly the files of crds/yaml"
+        names(&a),
+        names(&b),
+        "charts/impressions-operator/{dir} must hold exactly the files of {source}"
     );
-    for name in names(&generated) {
-        let a = std::fs::read(generated.join(&name)).unwrap();
-        let b = std::fs::read(shipped.join(&name)).unwrap();
+    for name in names(&a) {
         assert!(
-            a == b,
-            "charts/impressions-operator/crds/{name} differs from crds/yaml/{name}: \
-             run `cp crds/yaml/*.yaml charts/impressions-operator/crds/`"
+            std::fs::read(a.join(&name)).unwrap() == std::fs::read(b.join(&name)).unwrap(),
+            "charts/impressions-operator/{dir}/{name} differs from {source}/{name}: \
+             run `cp {source}/*.yaml charts/impressions-operator/{dir}/`"
         );
     }
+}
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    assert_same_files("crds/yaml", "crds");
+}
+
+/// The chart's examples are the repository's, which tests/tests/api.rs applies as they are.
+#[test]
+fn chart_examples_are_the_repository_examples() {
+    assert_same_files("examples", "examples");
 }
 
 /// Metric names the workspace defines: every `register("name", …)` of the worker's and the
