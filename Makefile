@@ -24,12 +24,15 @@ test-integration:
 	$(CARGO) test -p impressions-tests -- --test-threads=4
 
 ## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
-## end-to-end bench against a passthrough on the local Kafka (docs/benchmarks.md)
+## end-to-end bench against a passthrough on the local Kafka, at-least-once and exactly-once
+## (docs/benchmarks.md)
 bench-worker: stack-up
 	$(CARGO) bench -p impressions-worker --bench pipeline
 	$(CARGO) build --release --bin worker --bin bench_e2e
 	target/release/bench_e2e 500000 1
 	target/release/bench_e2e 500000 2
+	target/release/bench_e2e 500000 1 ExactlyOnce
+	target/release/bench_e2e 500000 2 ExactlyOnce
 
 ## bench-operator: 1,000 pipelines: time to reconcile, peak RSS, idle writes (docs/benchmarks.md)
 bench-operator: stack-up

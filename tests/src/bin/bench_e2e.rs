@@ -2,8 +2,11 @@
 //! consume→produce passthrough built from the worker's own client settings, in the same run, on
 //! the same pre-produced data. Prints a JSON line per contender and the ratio.
 //!
-//! `cargo run --release -p impressions-tests --bin bench_e2e -- [EVENTS]` with the stack up
-//! (`make bench-worker` does both).
+//! `cargo run --release -p impressions-tests --bin bench_e2e -- [EVENTS [THREADS [GUARANTEE]]]`
+//! with the stack up (`make bench-worker` does both). GUARANTEE is `AtLeastOnce` (default) or
+//! `ExactlyOnce[:INTERVAL_MS]` (transactions every INTERVAL_MS, default the worker's 100 ms);
+//! an exactly-once worker is done when every event is committed in a transaction (its outputs
+//! visible to read_committed readers), an at-least-once one when every output is acknowledged.
 
 use std::{
     sync::Arc,
@@ -28,6 +31,15 @@ async fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
+    let guarantee = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "AtLeastOnce".into());
+    let exactly_once = match guarantee.split_once(':') {
+        None if guarantee == "AtLeastOnce" => None,
+        None if guarantee == "ExactlyOnce" => Some(100),
+        Some(("ExactlyOnce", ms)) => Some(ms.parse::<u64>().expect("ExactlyOnce:INTERVAL_MS")),
+        _ => panic!("GUARANTEE is AtLeastOnce, ExactlyOnce or ExactlyOnce:INTERVAL_MS"),
+    };
     let stack = Stack::get();
     let id = unique("bench");
     let (raw, out, dlq, titles) = (
@@ -55,15 +67,15 @@ async fn main() {
         .count();
     drop(sent);
 
-    let yaml = |group: &str| {
+    let yaml = |group: &str, sink_extra: &str| {
         format!(
-            "pipeline: {{namespace: bench, name: {group}}}\nsource: {{bootstrapServers: '{b}', topic: {raw}, consumerGroup: {group}, offsetReset: earliest}}\nsink: {{topic: {out}, deadLetterTopic: {dlq}}}\ncatalog: {{topic: {titles}}}\nprocessing: {{threads: {threads}, maxBatch: 2000}}\n",
+            "pipeline: {{namespace: bench, name: {group}}}\nsource: {{bootstrapServers: '{b}', topic: {raw}, consumerGroup: {group}, offsetReset: earliest}}\nsink: {{topic: {out}, deadLetterTopic: {dlq}{sink_extra}}}\ncatalog: {{topic: {titles}}}\nprocessing: {{threads: {threads}, maxBatch: 2000}}\n",
             b = stack.kafka_bootstrap,
         )
     };
 
-    // Passthrough: the worker's consumer and producer settings, no processing.
-    let cfg = WorkerConfig::from_yaml(&yaml(&format!("{id}-pass")), []).unwrap();
+    // Passthrough: the worker's (at-least-once) consumer and producer settings, no processing.
+    let cfg = WorkerConfig::from_yaml(&yaml(&format!("{id}-pass"), ""), []).unwrap();
     let pass_secs = passthrough(&cfg, n, &pass_out);
     let pass_rate = n as f64 / pass_secs;
     println!(
@@ -73,18 +85,29 @@ async fn main() {
 
     // The worker binary, timed from its first consumed event (start-up and group join excluded,
     // as for the passthrough).
-    let mut w = WorkerProcess::start(&format!("{id}-worker"), &yaml(&format!("{id}-worker")));
+    let group = format!("{id}-worker");
+    let sink_extra = match exactly_once {
+        None => String::new(),
+        Some(ms) => format!(
+            ", deliveryGuarantee: ExactlyOnce, transactionIntervalMs: {ms}, transactionalId: {group}-0"
+        ),
+    };
+    let mut w = WorkerProcess::start(&group, &yaml(&group, &sink_extra));
     w.wait_ready(Duration::from_secs(60));
     while w.metric("impressions_worker_events_consumed_total") == 0.0 {
         std::thread::sleep(Duration::from_millis(5));
     }
     let t0 = Instant::now();
     loop {
-        let done = w.metric("impressions_worker_records_produced_total")
-            + w.metric("impressions_worker_dead_letters_produced_total");
-        if done as usize >= outputs
-            && w.metric("impressions_worker_events_processed_total") as usize >= n
-        {
+        let finished = if exactly_once.is_some() {
+            w.metric("impressions_worker_events_committed_total") as usize >= n
+        } else {
+            let done = w.metric("impressions_worker_records_produced_total")
+                + w.metric("impressions_worker_dead_letters_produced_total");
+            done as usize >= outputs
+                && w.metric("impressions_worker_events_processed_total") as usize >= n
+        };
+        if finished {
             break;
         }
         assert!(
@@ -96,11 +119,14 @@ async fn main() {
     }
     let worker_secs = t0.elapsed().as_secs_f64();
     let busy = w.metric("impressions_worker_busy_seconds_total");
+    let transactions = w.metric("impressions_worker_transactions_total{outcome=\"committed\"}");
+    let aborted = w.metric("impressions_worker_transactions_total{outcome=\"aborted\"}");
+    let commit_seconds = w.metric("impressions_worker_transaction_commit_seconds_sum");
     w.terminate(Duration::from_secs(30));
     let worker_rate = n as f64 / worker_secs;
     println!(
         "{}",
-        serde_json::json!({"contender": "worker", "threads": threads, "events": n, "seconds": worker_secs, "events_per_second": worker_rate, "busy_seconds": busy})
+        serde_json::json!({"contender": "worker", "guarantee": guarantee, "threads": threads, "events": n, "seconds": worker_secs, "events_per_second": worker_rate, "busy_seconds": busy, "transactions": transactions, "aborted": aborted, "commit_seconds": commit_seconds})
     );
     println!(
         "{}",
