@@ -157,7 +157,7 @@ pub fn run(
         health.heartbeat_ms.store(now_ms(), Ordering::Release);
         batch.clear();
         poll_batch(&consumer, &mut batch, cfg.processing.max_batch, txn)?;
-        settle(&consumer, txn)?;
+        settle(&consumer, txn, &mut batch)?;
         if batch.is_empty() {
             continue;
         }
@@ -184,7 +184,7 @@ pub fn run(
             }
         }
         metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
-        settle(&consumer, txn)?;
+        settle(&consumer, txn, &mut batch)?;
     }
 
     health.draining.store(true, Ordering::Release);
@@ -218,16 +218,20 @@ pub fn run(
 }
 
 /// After a poll and after a batch: stores the offsets acknowledged outputs released
-/// (at-least-once), or commits the open transaction when it is due (exactly-once).
+/// (at-least-once), or commits the open transaction when it is due (exactly-once); if that
+/// aborted and rewound, the messages in hand of the rewound partitions are fetched again, so
+/// they are dropped from `batch`.
 fn settle(
     consumer: &BaseConsumer<SourceContext>,
     txn: Option<&Transactions>,
+    batch: &mut Vec<OwnedMessage>,
 ) -> anyhow::Result<()> {
     match txn {
         None => consumer.context().store_done(consumer),
         Some(t) => {
             t.check()?;
             t.commit_if_due(consumer)?;
+            t.drop_stale(batch);
         }
     }
     Ok(())
