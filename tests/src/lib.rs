@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod node;
 pub mod node_agent;
 pub mod operator;
 pub mod worker;

@@ -43,6 +43,9 @@ pub struct Policy {
     pub lag_slo_seconds: f64,
     pub catch_up_seconds: f64,
     pub rebalance_cost_seconds: f64,
+    /// Seconds after a replica change during which a measured capacity mixes the fleets before
+    /// and after it (the rate window plus the rebalance); the last settled figure stands in.
+    pub capacity_settle_seconds: f64,
     pub up: Step,
     pub down: Step,
     /// Replica count to go up to when metrics are missing (never down); hold when `None`.
@@ -76,6 +79,8 @@ pub struct Decision {
     /// Estimated seconds to drain the backlog at the current processing rate.
     pub backlog_seconds: Option<f64>,
     pub capacity_per_replica: Option<f64>,
+    /// The capacity was measured now (not carried over while the fleet settles).
+    pub capacity_measured: bool,
     pub arrival_rate: Option<f64>,
 }
 
@@ -92,6 +97,7 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
         ineffective_scale_up: h.ineffective_since.is_some(),
         backlog_seconds: None,
         capacity_per_replica: None,
+        capacity_measured: false,
         arrival_rate: None,
     };
     if p.paused {
@@ -131,7 +137,9 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
     let lag_growth = h.lag_growth(s.now, lag);
     let arrival = s.input_rate.unwrap_or(processed + lag_growth).max(0.0);
     let running = cur.max(1) as f64;
-    let capacity = if processed > 0.0 && busy > 0.01 {
+    let settling =
+        h.since_last_change(s.now) < p.capacity_settle_seconds && h.last_capacity.is_some();
+    let capacity = if processed > 0.0 && busy > 0.01 && !settling {
         Some(processed / busy.min(1.0) / running)
     } else {
         None
@@ -193,6 +201,7 @@ pub fn decide(s: &Signals, p: &Policy, h: &History) -> Decision {
         ineffective_scale_up: h.ineffective_since.is_some(),
         backlog_seconds: backlog_s.is_finite().then_some(backlog_s),
         capacity_per_replica: Some(cap),
+        capacity_measured: capacity.is_some(),
         arrival_rate: Some(arrival),
     };
 

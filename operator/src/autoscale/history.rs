@@ -108,7 +108,9 @@ impl History {
             self.samples.pop_front();
         }
         if let Some(c) = d.capacity_per_replica {
-            self.judge_scale_up(now, from, c);
+            if d.capacity_measured {
+                self.judge_scale_up(now, from, c);
+            }
             self.last_capacity = Some(c);
         }
         if self

@@ -54,6 +54,8 @@ pub fn effective(
             true,
         ),
         rebalance_cost_seconds: f64::from(policy.rebalance_cost_seconds),
+        capacity_settle_seconds: duration_seconds(&policy.queries.rate_window)
+            + f64::from(policy.rebalance_cost_seconds),
         up: step(&policy.scale_up),
         down,
         missing_metrics_replicas: match policy.on_missing_metrics.action {
@@ -65,6 +67,17 @@ pub fn effective(
             .freeze_windows
             .iter()
             .any(|w| in_window(w, minute_of_day)),
+    }
+}
+
+/// A Prometheus duration of the form the CRD allows (`30s`, `1m`, `1h`) in seconds.
+fn duration_seconds(d: &str) -> f64 {
+    let (n, unit) = d.split_at(d.len().saturating_sub(1));
+    let n: f64 = n.parse().unwrap_or(60.0);
+    match unit {
+        "h" => n * 3600.0,
+        "m" => n * 60.0,
+        _ => n,
     }
 }
 

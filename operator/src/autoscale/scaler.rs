@@ -274,6 +274,7 @@ mod tests {
                 ineffective_scale_up: false,
                 backlog_seconds: None,
                 capacity_per_replica: None,
+                capacity_measured: false,
                 arrival_rate: None,
             },
             lag: None,

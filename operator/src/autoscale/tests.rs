@@ -14,6 +14,7 @@ pub(crate) fn policy() -> Policy {
         lag_slo_seconds: 30.0,
         catch_up_seconds: 60.0,
         rebalance_cost_seconds: 0.0,
+        capacity_settle_seconds: 0.0,
         up: Step {
             stabilization_seconds: 0.0,
             max_percent: 100.0,
@@ -244,4 +245,27 @@ fn within_tolerance_does_not_flap() {
     // 4 replicas at 0.66 utilization (target 0.7 ± 0.1): hold for a long time.
     let (replicas, d) = settle(&mut h, &p, 0.0, 1800.0, 4, 2640.0, 0.0);
     assert_eq!(replicas, 4, "{}", d.message);
+}
+
+#[test]
+fn capacity_measured_while_the_fleet_settles_is_not_trusted() {
+    let mut p = policy();
+    p.capacity_settle_seconds = 30.0;
+    let mut h = History::default();
+    h.last_capacity = Some(1000.0);
+    h.note_change(100.0, false);
+    // 10 s after a scale-down the rate window still mixes two fleets: it reads 300/s per replica.
+    let mut s = signals(110.0, 1, 250.0, 0.0);
+    s.processed_rate = Some(250.0);
+    s.busy_fraction = Some(250.0 / 300.0);
+    let d = decide(&s, &p, &h);
+    assert!(!d.capacity_measured);
+    assert_eq!(d.capacity_per_replica, Some(1000.0));
+    assert_eq!(d.recommended, 1, "{}", d.message);
+    // Once settled, the same reading counts.
+    s.now = 140.0;
+    let d = decide(&s, &p, &h);
+    assert!(d.capacity_measured);
+    assert_eq!(d.capacity_per_replica.map(f64::round), Some(300.0));
+    assert_eq!(d.recommended, 2, "{}", d.message);
 }

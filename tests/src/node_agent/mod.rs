@@ -6,6 +6,7 @@
 //! agent reports, exactly as in a cluster. Running pods serving a `metrics` port are written to
 //! Prometheus's file_sd folder ([`file_sd`]).
 
+pub mod address;
 pub mod file_sd;
 pub mod launch;
 pub mod node;
@@ -54,32 +55,6 @@ impl std::fmt::Debug for Agent {
             .field("namespace", &self.namespace)
             .field("bin_dir", &self.bin_dir)
             .finish_non_exhaustive()
-    }
-}
-
-/// Pod IPs: one loopback /24 per agent process (from its pid), so agents side by side differ.
-struct Addresses {
-    base: [u8; 3],
-    next: u8,
-}
-
-impl Addresses {
-    fn new() -> Self {
-        let pid = std::process::id();
-        Addresses {
-            base: [127, 64 + ((pid >> 8) % 128) as u8, (pid % 256) as u8],
-            next: 2,
-        }
-    }
-
-    fn take(&mut self, used: &BTreeSet<Ipv4Addr>) -> Ipv4Addr {
-        loop {
-            let ip = Ipv4Addr::new(self.base[0], self.base[1], self.base[2], self.next);
-            self.next = if self.next >= 254 { 2 } else { self.next + 1 };
-            if !used.contains(&ip) {
-                return ip;
-            }
-        }
     }
 }
 
@@ -132,7 +107,7 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
 
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut tasks = JoinSet::new();
-    let mut addresses = Addresses::new();
+    let mut addresses = address::Addresses::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -171,6 +146,7 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
             let keep = live.contains(uid) && !r.tx.is_closed();
             if !keep {
                 let _ = r.tx.send(None);
+                addresses.release(r.ip);
             }
             keep
         });
@@ -185,6 +161,9 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    for r in running.values() {
+        addresses.release(r.ip);
+    }
     feed.abort();
     beat.abort();
     node::deregister(&agent.client, &agent.node).await;

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, fmt::Write};
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Title, TitleKind};
 
@@ -33,7 +33,7 @@ impl Default for Mix {
 }
 
 /// What kind of event was generated, and so what the worker must make of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A clean impression: one output record.

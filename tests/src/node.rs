@@ -1,0 +1,141 @@
+//! Running the node agent (`node_agent`) and `loadgen` as processes in end-to-end tests.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+use impressions_worker::loadgen::Kind;
+
+use crate::{Stack, worker::binary};
+
+/// A node agent running one namespace's pods as processes.
+#[derive(Debug)]
+pub struct NodeAgentProcess {
+    pub child: Child,
+    pub node: String,
+    pub log: PathBuf,
+    /// Pod folders (`pods/<ns>_<pod>/container.log`).
+    pub state_dir: PathBuf,
+}
+
+impl NodeAgentProcess {
+    /// Starts an agent with its own Node for `namespace`, writing scrape targets for the stack's
+    /// Prometheus.
+    pub fn start(stack: &Stack, namespace: &str) -> NodeAgentProcess {
+        let dir = std::env::temp_dir()
+            .join("impressions-tests")
+            .join(format!("node-{namespace}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("agent.log");
+        let node = format!("node-{namespace}");
+        let bin_dir = binary("worker").parent().unwrap().to_owned();
+        let child = Command::new(binary("node_agent"))
+            .args(["--node", &node, "--namespace", namespace])
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--state-dir")
+            .arg(&dir)
+            .arg("--file-sd-dir")
+            .arg(&stack.file_sd_dir)
+            .env("KUBECONFIG", &stack.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start node_agent");
+        NodeAgentProcess {
+            child,
+            node,
+            log,
+            state_dir: dir,
+        }
+    }
+
+    /// The agent's log and the last lines of every pod's container log.
+    pub fn log_tail(&self) -> String {
+        let mut out = crate::log_tail(&self.log, 20);
+        if let Ok(pods) = std::fs::read_dir(self.state_dir.join("pods")) {
+            for p in pods.flatten() {
+                out.push_str(&format!("\n--- {}\n", p.file_name().to_string_lossy()));
+                out.push_str(&crate::log_tail(&p.path().join("container.log"), 8));
+            }
+        }
+        out
+    }
+
+    /// Stops the agent with SIGTERM: it stops its pods' processes and deletes its Node.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeAgentProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// A `loadgen produce` run that records every event id it sent.
+#[derive(Debug)]
+pub struct LoadgenRun {
+    pub child: Child,
+    pub ids: PathBuf,
+}
+
+impl LoadgenRun {
+    /// Produces along `trace` for `seconds` into `topic`, with `seed` (distinct per run).
+    pub fn start(stack: &Stack, topic: &str, trace: &str, seconds: f64, seed: u64) -> LoadgenRun {
+        let dir = std::env::temp_dir().join("impressions-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ids = dir.join(format!("{}.ids", crate::unique(topic)));
+        let child = Command::new(binary("loadgen"))
+            .args([
+                "produce",
+                "--bootstrap",
+                &stack.kafka_bootstrap,
+                "--topic",
+                topic,
+            ])
+            .args(["--trace", trace, "--duration", &seconds.to_string()])
+            .args(["--seed", &seed.to_string(), "--titles", "200"])
+            .arg("--ids-out")
+            .arg(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start loadgen");
+        LoadgenRun { child, ids }
+    }
+
+    /// Waits for the end of the run; panics when loadgen failed.
+    pub fn wait(&mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "loadgen failed: {status}");
+    }
+
+    /// Every event sent, by id.
+    pub fn sent(&self) -> HashMap<String, Kind> {
+        let text = std::fs::read_to_string(&self.ids).unwrap();
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, kind)| {
+                let kind: Kind = serde_json::from_value(serde_json::json!(kind))
+                    .unwrap_or_else(|e| panic!("kind {kind}: {e}"));
+                (id.to_owned(), kind)
+            })
+            .collect()
+    }
+}
+
+impl Drop for LoadgenRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

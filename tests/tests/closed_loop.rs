@@ -1,0 +1,408 @@
+//! The closed loop, every part real: the API server and controller-manager run the operator's
+//! Deployment, the node agent runs its pods as worker processes, Prometheus scrapes them, loadgen
+//! produces into Kafka, and the operator scales from lag and throughput.
+//!
+//! One run: steady load at half of two replicas' capacity (capacity set by the worker's rate
+//! cap), an operator restart (no replica change may follow from it), a 4× step (scale up, lag
+//! back under the SLO: the goal is within 90 s), a drop (scale down after the stabilization
+//! window, never up again), then an account of every event sent. The figures are written to
+//! `target/e2e/closed-loop.json` and the timeline to `target/e2e/closed-loop.csv`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use impressions_crds::ImpressionPipeline;
+use impressions_tests::{
+    Stack, cluster,
+    kafka::{self, Isolation},
+    node::{LoadgenRun, NodeAgentProcess},
+    operator::{OperatorProcess, eventually},
+    unique,
+    worker::event_id,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use rdkafka::Message;
+use serde_json::json;
+
+/// Events per second one worker may process (its emulated CPU).
+const CAP: f64 = 500.0;
+const LAG_SLO_S: f64 = 10.0;
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    t: f64,
+    input: f64,
+    replicas: i32,
+    ready: i32,
+    lag: i64,
+}
+
+impl Sample {
+    fn lag_seconds(&self) -> f64 {
+        self.lag as f64 / self.input.max(1.0)
+    }
+}
+
+/// Samples replicas and lag every second until dropped.
+struct Sampler {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    input: Arc<Mutex<f64>>,
+    task: tokio::task::JoinHandle<()>,
+    start: Instant,
+}
+
+impl Sampler {
+    fn start(client: Client, ns: &str, deploy: &str, raw: &str, group: &str) -> Sampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let input = Arc::new(Mutex::new(0.0));
+        let start = Instant::now();
+        let api: Api<Deployment> = Api::namespaced(client, ns);
+        let (deploy, raw, group) = (deploy.to_owned(), raw.to_owned(), group.to_owned());
+        let (out, rate) = (samples.clone(), input.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let d = api.get_opt(&deploy).await.ok().flatten();
+                let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
+                let ready = d.and_then(|d| d.status?.ready_replicas).unwrap_or(0);
+                let (raw2, group2) = (raw.clone(), group.clone());
+                let lag = tokio::task::spawn_blocking(move || {
+                    let stack = Stack::get();
+                    let high = kafka::high_watermarks(stack, &raw2);
+                    let done = kafka::committed(stack, &group2, &raw2);
+                    high.iter()
+                        .map(|(p, h)| h - done.get(p).copied().unwrap_or(0).max(0))
+                        .sum::<i64>()
+                })
+                .await
+                .unwrap_or(0);
+                let input = *rate.lock().unwrap();
+                out.lock().unwrap().push(Sample {
+                    t: start.elapsed().as_secs_f64(),
+                    input,
+                    replicas: replicas.unwrap_or(0),
+                    ready,
+                    lag,
+                });
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Sampler {
+            samples,
+            input,
+            task,
+            start,
+        }
+    }
+
+    fn set_input(&self, rate: f64) {
+        *self.input.lock().unwrap() = rate;
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn since(&self, t: f64) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.t >= t)
+            .copied()
+            .collect()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn setup(stack: &Stack, client: &Client, ns: &str) -> String {
+    let raw = format!("{ns}-raw");
+    for (t, p, compact) in [
+        (raw.clone(), 8, false),
+        (format!("{ns}-out"), 4, false),
+        (format!("{ns}-dlq"), 1, false),
+        (format!("{ns}-titles"), 1, true),
+    ] {
+        kafka::create_topic(stack, &t, p, compact).await;
+    }
+    kafka::fill_catalog(stack, &format!("{ns}-titles"), 200).await;
+    let policy = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": ns},
+        "spec": {"minReplicas": 1, "maxReplicas": 8, "targetUtilization": 0.7, "utilizationTolerance": 0.1,
+                 "lagSloSeconds": LAG_SLO_S as u32, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,
+                 "scaleUp": {"stabilizationWindowSeconds": 0, "maxStepPercent": 200, "maxStepReplicas": 4, "cooldownSeconds": 10},
+                 "scaleDown": {"stabilizationWindowSeconds": 30, "maxStepPercent": 50, "maxStepReplicas": 0, "cooldownSeconds": 10},
+                 "queries": {"rateWindow": "15s"}}});
+    Api::<impressions_crds::ScalingPolicy>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .unwrap();
+    let pipeline = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline", "metadata": {"name": "loop"},
+        "spec": {"region": "local",
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": raw, "offsetReset": "Earliest"},
+                 "sink": {"topic": format!("{ns}-out"), "deadLetterTopic": format!("{ns}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{ns}-titles")}},
+                 "worker": {"threads": 1, "drainTimeoutSeconds": 5, "maxEventsPerSecond": CAP as u64},
+                 "scaling": {"mode": "Auto", "policyRef": ns, "minReplicas": 1, "maxReplicas": 8}}});
+    Api::<ImpressionPipeline>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pipeline).unwrap(),
+        )
+        .await
+        .unwrap();
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event() {
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("loop")).await.unwrap();
+    let raw = setup(stack, &client, &ns).await;
+    let group = format!("{ns}.loop");
+
+    let agent = NodeAgentProcess::start(stack, &ns);
+    let op_args = ["--prometheus-url", stack.prometheus_url.as_str()];
+    let mut op = OperatorProcess::start(stack, "local", &ns, &op_args);
+    let sampler = Sampler::start(client.clone(), &ns, "loop-worker", &raw, &group);
+    let diag = |op: &OperatorProcess| format!("{}\n{}", op.log_tail(), agent.log_tail());
+
+    // Phase 1: steady at half of two replicas' capacity.
+    let steady = CAP;
+    sampler.set_input(steady);
+    let mut runs = vec![LoadgenRun::start(
+        stack,
+        &raw,
+        &format!("constant:{steady}"),
+        100.0,
+        1,
+    )];
+    let settled = eventually(Duration::from_secs(80), "replicas settled for 15 s", || {
+        // Sampling Kafka takes a moment: at least three samples, the window fully covered.
+        let s = sampler.since(sampler.now() - 15.0);
+        let covered = sampler
+            .since(0.0)
+            .first()
+            .is_some_and(|f| f.t < sampler.now() - 15.0);
+        let ok = covered
+            && s.len() >= 3
+            && s[0].replicas > 0
+            && s.iter()
+                .all(|x| x.replicas == s[0].replicas && x.ready == x.replicas);
+        std::future::ready(ok.then(|| s[0].replicas))
+    })
+    .await;
+    assert!(
+        (1..=3).contains(&settled),
+        "steady load at {steady}/s needs about 2 replicas, got {settled}\n{}",
+        diag(&op)
+    );
+
+    // The operator restarts (kill -9): nothing may change because of it.
+    op.kill9();
+    let restart_at = sampler.now();
+    op = OperatorProcess::start(stack, "local", &ns, &op_args);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let after_restart = sampler.since(restart_at);
+    assert!(
+        after_restart.iter().all(|s| s.replicas == settled),
+        "replicas changed after the operator restart: {:?}\n{}",
+        after_restart.iter().map(|s| s.replicas).collect::<Vec<_>>(),
+        diag(&op)
+    );
+    runs[0].wait();
+
+    // Phase 2: 4× the steady load.
+    let high = 4.0 * steady;
+    sampler.set_input(high);
+    let step_at = sampler.now();
+    runs.push(LoadgenRun::start(
+        stack,
+        &raw,
+        &format!("constant:{high}"),
+        100.0,
+        2,
+    ));
+    runs[1].wait();
+    let phase2 = sampler.since(step_at);
+
+    // Phase 3: the load drops.
+    let low = steady / 2.0;
+    sampler.set_input(low);
+    let drop_at = sampler.now();
+    runs.push(LoadgenRun::start(
+        stack,
+        &raw,
+        &format!("constant:{low}"),
+        90.0,
+        3,
+    ));
+    runs[2].wait();
+    let phase3 = sampler.since(drop_at);
+
+    // Figures.
+    let first_up = phase2
+        .iter()
+        .find(|s| s.replicas > settled)
+        .map(|s| s.t - step_at);
+    let peak_replicas = phase2.iter().map(|s| s.replicas).max().unwrap_or(0);
+    let peak_lag_s = phase2.iter().map(Sample::lag_seconds).fold(0.0, f64::max);
+    let recovery = phase2
+        .iter()
+        .rev()
+        .find(|s| s.lag_seconds() > LAG_SLO_S)
+        .map_or(0.0, |s| s.t + 1.0 - step_at);
+    let ups_in_phase3 = phase3
+        .windows(2)
+        .filter(|w| w[1].replicas > w[0].replicas)
+        .count();
+    let downs_after_first_up = phase2
+        .windows(2)
+        .filter(|w| w[1].replicas < w[0].replicas)
+        .count();
+    let final_replicas = phase3.last().map_or(0, |s| s.replicas);
+    let first_down = phase3
+        .iter()
+        .find(|s| s.replicas < peak_replicas)
+        .map(|s| s.t - drop_at);
+
+    // Every event accounted for: distinct records + distinct dead letters = impressions sent.
+    let mut sent: HashMap<String, impressions_worker::loadgen::Kind> = HashMap::new();
+    for r in &runs {
+        sent.extend(r.sent());
+    }
+    let want_records: HashSet<&String> = sent
+        .iter()
+        .filter(|(_, k)| k.is_record())
+        .map(|(id, _)| id)
+        .collect();
+    let want_dead: HashSet<&String> = sent
+        .iter()
+        .filter(|(_, k)| k.reject_reason().is_some())
+        .map(|(id, _)| id)
+        .collect();
+    let drained = eventually(Duration::from_secs(90), "the backlog drained", || {
+        let s = sampler.since(sampler.now() - 2.0);
+        std::future::ready(s.last().filter(|s| s.lag == 0).map(|_| ()))
+    })
+    .await;
+    let _ = drained;
+    let out = kafka::read_to_end(
+        stack,
+        &format!("{ns}-out"),
+        Isolation::ReadUncommitted,
+        Duration::from_secs(120),
+    );
+    let dlq = kafka::read_to_end(
+        stack,
+        &format!("{ns}-dlq"),
+        Isolation::ReadUncommitted,
+        Duration::from_secs(60),
+    );
+    let got_records: HashSet<String> = out.iter().map(event_id).collect();
+    let got_dead: HashSet<String> = dlq
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+        .collect();
+    let missing = want_records
+        .iter()
+        .filter(|id| !got_records.contains(id.as_str()))
+        .count();
+    let unexpected = got_records
+        .iter()
+        .filter(|id| !want_records.contains(id))
+        .count();
+    let duplicates = (out.len() - got_records.len()) + (dlq.len() - got_dead.len());
+
+    let report = json!({
+        "steady_input_per_s": steady, "step_input_per_s": high, "drop_input_per_s": low,
+        "capacity_per_replica": CAP, "lag_slo_s": LAG_SLO_S,
+        "replicas_settled": settled,
+        "replicas_after_operator_restart": after_restart.iter().map(|s| s.replicas).collect::<Vec<_>>(),
+        "step_to_first_scale_up_s": first_up, "peak_replicas": peak_replicas,
+        "peak_lag_s": peak_lag_s, "step_to_lag_under_slo_s": recovery,
+        "drop_to_first_scale_down_s": first_down, "final_replicas": final_replicas,
+        "scale_ups_after_drop": ups_in_phase3, "scale_downs_under_step": downs_after_first_up,
+        "events_sent": sent.len(), "records_expected": want_records.len(), "records_distinct": got_records.len(),
+        "dead_letters_expected": want_dead.len(), "dead_letters_distinct": got_dead.len(),
+        "missing_records": missing, "unexpected_records": unexpected, "duplicates": duplicates,
+    });
+    let dir = impressions_tests::repo_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("closed-loop.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    let csv: String = std::iter::once("t_s,input_per_s,replicas,ready,lag_events\n".to_owned())
+        .chain(sampler.since(0.0).iter().map(|s| {
+            format!(
+                "{:.1},{},{},{},{}\n",
+                s.t, s.input, s.replicas, s.ready, s.lag
+            )
+        }))
+        .collect();
+    std::fs::write(dir.join("closed-loop.csv"), csv).unwrap();
+    println!("{report:#}");
+
+    let diag = diag(&op);
+    assert!(
+        first_up.is_some(),
+        "no scale-up after the 4x step\n{report:#}\n{diag}"
+    );
+    assert!(
+        recovery <= 90.0,
+        "lag back under the SLO {recovery:.0}s after the step (goal 90s)\n{report:#}\n{diag}"
+    );
+    assert_eq!(
+        downs_after_first_up, 0,
+        "scaled down under the step\n{report:#}"
+    );
+    assert!(
+        first_down.is_some() && final_replicas < peak_replicas,
+        "no scale-down after the drop\n{report:#}\n{diag}"
+    );
+    assert!(
+        first_down.unwrap_or_default() >= 30.0 - 6.0,
+        "scaled down before the 30s stabilization window\n{report:#}"
+    );
+    assert_eq!(ups_in_phase3, 0, "flapping after the drop\n{report:#}");
+    assert_eq!(missing, 0, "valid impressions missing\n{report:#}");
+    assert_eq!(unexpected, 0, "records not sent\n{report:#}");
+    assert_eq!(
+        got_dead,
+        want_dead.iter().map(|s| s.to_string()).collect(),
+        "dead letters\n{report:#}"
+    );
+    assert_eq!(
+        got_records.len() + got_dead.len(),
+        sent.len()
+            - sent
+                .values()
+                .filter(|k| !k.is_record() && k.reject_reason().is_none())
+                .count(),
+        "distinct records + dead letters = impressions sent\n{report:#}"
+    );
+
+    drop(sampler);
+    drop(agent);
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
