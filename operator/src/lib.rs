@@ -19,3 +19,4 @@ pub mod reconcile;
 pub mod resolve;
 pub mod simulate;
 pub mod status;
+pub mod top;

@@ -43,6 +43,25 @@ enum Command {
     /// Replay a traffic trace through the scaling decision, side by side with KEDA+HPA, the
     /// Flink autoscaler and static provisioning.
     Simulate(SimulateArgs),
+    /// A live view of the pipelines (rates, lag, replicas vs desired, the last decision); on
+    /// exit, a plot of what it saw.
+    Top(TopArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TopArgs {
+    /// Only pipelines of this namespace (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2.0)]
+    interval: f64,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write an SVG of the run (replicas, lag, input rate) here on exit.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +158,22 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Simulate(args) => simulate(args).await,
+        Command::Top(a) => {
+            let written = impressions_operator::top::run(
+                kube::Client::try_default().await?,
+                impressions_operator::top::TopOptions {
+                    namespace: a.namespace,
+                    interval: std::time::Duration::from_secs_f64(a.interval.max(0.2)),
+                    duration: a.duration.map(std::time::Duration::from_secs_f64),
+                    plot: a.plot,
+                },
+            )
+            .await?;
+            for f in written {
+                println!("plot of the run: {}", f.display());
+            }
+            Ok(())
+        }
     }
 }
 
