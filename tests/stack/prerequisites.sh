@@ -12,6 +12,11 @@ if ((${#missing[@]})); then
   echo "needed: Rust (cargo), Go >= 1.26, Java >= 17 with Maven, Python 3, OpenSSL, curl, a C toolchain and cmake" >&2
   exit 1
 fi
+if ! pkg-config --exists openssl 2>/dev/null; then
+  # rdkafka is built with OpenSSL (SASL_SSL, SCRAM) against the system's library.
+  echo "the OpenSSL development files are missing (Debian: apt-get install libssl-dev pkg-config)" >&2
+  exit 1
+fi
 go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
 if ((go_minor < 26)); then
   echo "Go >= 1.26 is needed to build Kubernetes v1.36 (found $(go env GOVERSION))" >&2
