@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local stack: etcd, kube-apiserver (RBAC enforced), kube-controller-manager, Apache Kafka
-# (KRaft, one node) and Prometheus, all on 127.0.0.1 with free ports chosen at start.
+# (KRaft, one node) and Prometheus, all on 127.0.0.1 with free ports chosen at start. Kafka has a
+# PLAINTEXT listener and a SASL_SSL one (SCRAM-SHA-512, a certificate of the stack's CA) with one
+# SCRAM user created when the storage is formatted.
 #
 #   stack.sh up        provision (first use only) and start everything; idempotent
 #   stack.sh down      stop everything and remove the stack's state
@@ -77,6 +79,14 @@ gen_certs() {
     -days 3650 -extfile "$c/ext" -out "$c/apiserver.crt" 2>/dev/null
   openssl genrsa -out "$c/sa.key" 2048 2>/dev/null
   openssl rsa -in "$c/sa.key" -pubout -out "$c/sa.pub" 2>/dev/null
+  # Kafka's SASL_SSL listener: a PEM keystore (unencrypted PKCS#8 key, then the certificate).
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$c/kafka.key" \
+    -out "$c/kafka.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$c/kafka.ext"
+  openssl x509 -req -in "$c/kafka.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$c/kafka.ext" -out "$c/kafka.crt" 2>/dev/null
+  cat "$c/kafka.key" "$c/kafka.crt" >"$c/kafka-keystore.pem"
+  chmod 600 "$c/kafka.key" "$c/kafka-keystore.pem"
 }
 
 kubeconfig() { # FILE USER TOKEN
@@ -142,11 +152,15 @@ start_kafka() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/certs/kafka-keystore.pem
 log.dirs=$k/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -182,7 +196,9 @@ EOF
   local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$k/log4j2.properties")
   java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format \
     -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
-    -c "$k/server.properties" >"$dir/logs/kafka-format.log" 2>&1 \
+    -c "$k/server.properties" \
+    --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" \
+    >"$dir/logs/kafka-format.log" 2>&1 \
     || { tail -n 20 "$dir/logs/kafka-format.log" >&2; die "formatting Kafka storage failed"; }
   start kafka java -cp "$cp" "${jvm[@]}" kafka.Kafka "$k/server.properties"
 }
@@ -214,6 +230,11 @@ STACK_BIN=$bin
 KUBECONFIG=$dir/kubeconfig
 KUBE_APISERVER=https://127.0.0.1:$APISERVER_PORT
 KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME
+KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
+KAFKA_CA_FILE=$dir/certs/ca.crt
 PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
 PROMETHEUS_FILE_SD_DIR=$dir/prometheus/targets
 PROMETHEUS_RULES_DIR=$dir/prometheus/rules
@@ -234,8 +255,10 @@ up() {
   local t0=$SECONDS
   "$here/provision.sh" all
   mkdir -p "$dir/logs" "$dir/pids"
-  read -r ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT PROMETHEUS_PORT \
-    <<<"$(free_ports 7 | tr '\n' ' ')"
+  read -r ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT KAFKA_PORT KAFKA_SASL_PORT \
+    KAFKA_CONTROLLER_PORT PROMETHEUS_PORT <<<"$(free_ports 8 | tr '\n' ' ')"
+  KAFKA_SASL_USERNAME=impressions
+  KAFKA_SASL_PASSWORD="$(openssl rand -hex 16)"
   ADMIN_TOKEN="$(openssl rand -hex 24)"
   gen_certs
   printf '%s,admin,admin,"system:masters"\n%s,system:kube-controller-manager,kcm\n' \
