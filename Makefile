@@ -29,10 +29,8 @@ test-integration:
 bench-worker: stack-up
 	$(CARGO) bench -p impressions-worker --bench pipeline
 	$(CARGO) build --release --bin worker --bin bench_e2e
-	target/release/bench_e2e 500000 1
-	target/release/bench_e2e 500000 2
-	target/release/bench_e2e 500000 1 ExactlyOnce
-	target/release/bench_e2e 500000 2 ExactlyOnce
+	target/release/bench_e2e 500000 1 AtLeastOnce,ExactlyOnce
+	target/release/bench_e2e 500000 2 AtLeastOnce,ExactlyOnce
 
 ## bench-operator: 1,000 pipelines: time to reconcile, peak RSS, idle writes (docs/benchmarks.md)
 bench-operator: stack-up

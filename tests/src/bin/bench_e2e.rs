@@ -2,11 +2,13 @@
 //! consume→produce passthrough built from the worker's own client settings, in the same run, on
 //! the same pre-produced data. Prints a JSON line per contender and the ratio.
 //!
-//! `cargo run --release -p impressions-tests --bin bench_e2e -- [EVENTS [THREADS [GUARANTEE]]]`
-//! with the stack up (`make bench-worker` does both). GUARANTEE is `AtLeastOnce` (default) or
-//! `ExactlyOnce[:INTERVAL_MS]` (transactions every INTERVAL_MS, default the worker's 100 ms);
-//! an exactly-once worker is done when every event is committed in a transaction (its outputs
-//! visible to read_committed readers), an at-least-once one when every output is acknowledged.
+//! `cargo run --release -p impressions-tests --bin bench_e2e -- [EVENTS [THREADS [GUARANTEES]]]`
+//! with the stack up (`make bench-worker` does both). GUARANTEES is a comma-separated list of
+//! `AtLeastOnce` (the default) and `ExactlyOnce[:INTERVAL_MS]` (transactions every INTERVAL_MS,
+//! default the worker's 100 ms): one worker run each, back to back on the same data, each with
+//! its own consumer group. An exactly-once worker is done when every event is committed in a
+//! transaction (its outputs visible to read_committed readers), an at-least-once one when every
+//! output is acknowledged.
 
 use std::{
     sync::Arc,
@@ -31,15 +33,22 @@ async fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
-    let guarantee = std::env::args()
+    let guarantees: Vec<(String, Option<u64>)> = std::env::args()
         .nth(3)
-        .unwrap_or_else(|| "AtLeastOnce".into());
-    let exactly_once = match guarantee.split_once(':') {
-        None if guarantee == "AtLeastOnce" => None,
-        None if guarantee == "ExactlyOnce" => Some(100),
-        Some(("ExactlyOnce", ms)) => Some(ms.parse::<u64>().expect("ExactlyOnce:INTERVAL_MS")),
-        _ => panic!("GUARANTEE is AtLeastOnce, ExactlyOnce or ExactlyOnce:INTERVAL_MS"),
-    };
+        .unwrap_or_else(|| "AtLeastOnce".into())
+        .split(',')
+        .map(|g| {
+            let interval = match g.split_once(':') {
+                None if g == "AtLeastOnce" => None,
+                None if g == "ExactlyOnce" => Some(100),
+                Some(("ExactlyOnce", ms)) => {
+                    Some(ms.parse::<u64>().expect("ExactlyOnce:INTERVAL_MS"))
+                }
+                _ => panic!("GUARANTEES: AtLeastOnce, ExactlyOnce or ExactlyOnce:INTERVAL_MS"),
+            };
+            (g.to_owned(), interval)
+        })
+        .collect();
     let stack = Stack::get();
     let id = unique("bench");
     let (raw, out, dlq, titles) = (
@@ -83,23 +92,46 @@ async fn main() {
         serde_json::json!({"contender": "passthrough", "events": n, "seconds": pass_secs, "events_per_second": pass_rate})
     );
 
-    // The worker binary, timed from its first consumed event (start-up and group join excluded,
-    // as for the passthrough).
-    let group = format!("{id}-worker");
-    let sink_extra = match exactly_once {
-        None => String::new(),
-        Some(ms) => format!(
-            ", deliveryGuarantee: ExactlyOnce, transactionIntervalMs: {ms}, transactionalId: {group}-0"
-        ),
-    };
-    let mut w = WorkerProcess::start(&group, &yaml(&group, &sink_extra));
+    for (i, (guarantee, exactly_once)) in guarantees.iter().enumerate() {
+        let group = format!("{id}-worker-{i}");
+        let sink_extra = match exactly_once {
+            None => String::new(),
+            Some(ms) => format!(
+                ", deliveryGuarantee: ExactlyOnce, transactionIntervalMs: {ms}, transactionalId: {group}-0"
+            ),
+        };
+        let mut report = worker(
+            &group,
+            &yaml(&group, &sink_extra),
+            n,
+            outputs,
+            exactly_once.is_some(),
+        );
+        report["guarantee"] = serde_json::json!(guarantee);
+        report["threads"] = serde_json::json!(threads);
+        report["worker_vs_passthrough"] =
+            serde_json::json!(report["events_per_second"].as_f64().unwrap() / pass_rate);
+        println!("{report}");
+    }
+}
+
+/// Runs the worker binary until it is done with `n` events, timed from its first consumed event
+/// (start-up and group join excluded, as for the passthrough).
+fn worker(
+    name: &str,
+    yaml: &str,
+    n: usize,
+    outputs: usize,
+    exactly_once: bool,
+) -> serde_json::Value {
+    let mut w = WorkerProcess::start(name, yaml);
     w.wait_ready(Duration::from_secs(60));
     while w.metric("impressions_worker_events_consumed_total") == 0.0 {
         std::thread::sleep(Duration::from_millis(5));
     }
     let t0 = Instant::now();
     loop {
-        let finished = if exactly_once.is_some() {
+        let finished = if exactly_once {
             w.metric("impressions_worker_events_committed_total") as usize >= n
         } else {
             let done = w.metric("impressions_worker_records_produced_total")
@@ -117,21 +149,19 @@ async fn main() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let worker_secs = t0.elapsed().as_secs_f64();
-    let busy = w.metric("impressions_worker_busy_seconds_total");
-    let transactions = w.metric("impressions_worker_transactions_total{outcome=\"committed\"}");
-    let aborted = w.metric("impressions_worker_transactions_total{outcome=\"aborted\"}");
-    let commit_seconds = w.metric("impressions_worker_transaction_commit_seconds_sum");
+    let secs = t0.elapsed().as_secs_f64();
+    let report = serde_json::json!({
+        "contender": "worker",
+        "events": n,
+        "seconds": secs,
+        "events_per_second": n as f64 / secs,
+        "busy_seconds": w.metric("impressions_worker_busy_seconds_total"),
+        "transactions": w.metric("impressions_worker_transactions_total{outcome=\"committed\"}"),
+        "aborted": w.metric("impressions_worker_transactions_total{outcome=\"aborted\"}"),
+        "commit_seconds": w.metric("impressions_worker_transaction_commit_seconds_sum"),
+    });
     w.terminate(Duration::from_secs(30));
-    let worker_rate = n as f64 / worker_secs;
-    println!(
-        "{}",
-        serde_json::json!({"contender": "worker", "guarantee": guarantee, "threads": threads, "events": n, "seconds": worker_secs, "events_per_second": worker_rate, "busy_seconds": busy, "transactions": transactions, "aborted": aborted, "commit_seconds": commit_seconds})
-    );
-    println!(
-        "{}",
-        serde_json::json!({"worker_vs_passthrough": worker_rate / pass_rate})
-    );
+    report
 }
 
 /// Consumes `n` events and produces each payload unchanged, with the worker's client settings;
