@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod kafka;
 pub mod node;
 pub mod node_agent;
+pub mod observe;
 pub mod operator;
 pub mod worker;
 

@@ -8,6 +8,8 @@
 #   stack.sh down      stop everything and remove the stack's state
 #   stack.sh status    say which components run
 #   stack.sh token NS SA [SECONDS]   mint a token for a ServiceAccount (TokenRequest API)
+#   stack.sh stop COMPONENT [--kill] / start COMPONENT   fault injection (the chaos suite): the
+#                      component comes back on its port with its data
 #
 # `up` writes $IMPRESSIONS_STACK_DIR/stack.env (ports, URLs, paths) and an admin kubeconfig that
 # tests, the demo and the operator read. A component that fails to start is reported with the
@@ -194,7 +196,8 @@ logger.started.level = INFO
 EOF
   local cp="$cache/kafka/libs/*"
   local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$k/log4j2.properties")
-  java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format \
+  # A restart (stack.sh start kafka) keeps the formatted storage and its data.
+  [[ -f "$k/data/meta.properties" ]] || java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format \
     -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
     -c "$k/server.properties" \
     --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" \
@@ -259,6 +262,8 @@ up() {
     KAFKA_CONTROLLER_PORT PROMETHEUS_PORT <<<"$(free_ports 8 | tr '\n' ' ')"
   KAFKA_SASL_USERNAME=impressions
   KAFKA_SASL_PASSWORD="$(openssl rand -hex 16)"
+  declare -p ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT \
+    PROMETHEUS_PORT KAFKA_SASL_PORT KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD >"$dir/ports.env"
   ADMIN_TOKEN="$(openssl rand -hex 24)"
   gen_certs
   printf '%s,admin,admin,"system:masters"\n%s,system:kube-controller-manager,kcm\n' \
@@ -309,6 +314,37 @@ status() {
   return $rc
 }
 
+# stop COMPONENT [--kill] / start COMPONENT: fault injection for the chaos suite. The component
+# comes back on the same port with its data (Kafka's log, etcd's keys, Prometheus's TSDB).
+components="etcd kube-apiserver kube-controller-manager kafka prometheus"
+stop_component() {
+  local c="$1" sig="${2:-}"
+  [[ " $components " == *" $c "* ]] || die "unknown component $c (one of: $components)"
+  alive "$c" || { say "$c is not running"; return; }
+  local pid; pid="$(cat "$dir/pids/$c")"
+  if [[ "$sig" == --kill ]]; then kill -KILL -- "-$pid" 2>/dev/null || true; else kill -TERM -- "-$pid" 2>/dev/null || true; fi
+  for _ in $(seq 1 100); do alive "$c" || break; sleep 0.2; done
+  alive "$c" && { kill -KILL -- "-$pid" 2>/dev/null || true; sleep 0.5; }
+  say "stopped $c${sig:+ ($sig)}"
+}
+
+start_component() {
+  local c="$1"
+  [[ -f "$dir/ports.env" ]] || die "the stack is not up"
+  source "$dir/ports.env"
+  ADMIN_TOKEN="$(head -1 "$dir/tokens.csv" | cut -d, -f1)"
+  alive "$c" && { say "$c is already running"; return; }
+  case "$c" in
+    etcd) start_etcd ;;
+    kube-apiserver) start_apiserver ;;
+    kube-controller-manager) start_controller_manager ;;
+    kafka) start_kafka; wait_for kafka 90 grep -q "Kafka Server started" "$dir/logs/kafka.log" ;;
+    prometheus) start_prometheus; wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" ;;
+    *) die "unknown component $c (one of: $components)" ;;
+  esac
+  say "started $c"
+}
+
 token() {
   [[ $# -ge 2 ]] || die "usage: stack.sh token NAMESPACE SERVICEACCOUNT [SECONDS]"
   KUBECONFIG="$dir/kubeconfig" kubectl create token "$2" -n "$1" --duration "${3:-3600}s"
@@ -319,5 +355,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   token) shift; token "$@" ;;
-  *) echo "usage: $0 up|down|status|token NS SA [SECONDS]" >&2; exit 2 ;;
+  stop) shift; stop_component "$@" ;;
+  start) shift; start_component "$@" ;;
+  *) echo "usage: $0 up|down|status|token NS SA [SECONDS]|stop COMPONENT [--kill]|start COMPONENT" >&2; exit 2 ;;
 esac

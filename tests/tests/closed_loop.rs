@@ -8,123 +8,26 @@
 //! window, never up again), then an account of every event sent. The figures are written to
 //! `target/e2e/closed-loop.json` and the timeline to `target/e2e/closed-loop.csv`.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
 use impressions_crds::ImpressionPipeline;
 use impressions_tests::{
     Stack, cluster,
     kafka::{self, Isolation},
     node::{LoadgenRun, NodeAgentProcess},
+    observe::{Account, Sample, Sampler},
     operator::{OperatorProcess, eventually},
     unique,
-    worker::event_id,
 };
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use rdkafka::Message;
 use serde_json::json;
 
 /// Events per second one worker may process (its emulated CPU).
 const CAP: f64 = 500.0;
 const LAG_SLO_S: f64 = 10.0;
-
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    t: f64,
-    input: f64,
-    replicas: i32,
-    ready: i32,
-    lag: i64,
-}
-
-impl Sample {
-    fn lag_seconds(&self) -> f64 {
-        self.lag as f64 / self.input.max(1.0)
-    }
-}
-
-/// Samples replicas and lag every second until dropped.
-struct Sampler {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    input: Arc<Mutex<f64>>,
-    task: tokio::task::JoinHandle<()>,
-    start: Instant,
-}
-
-impl Sampler {
-    fn start(client: Client, ns: &str, deploy: &str, raw: &str, group: &str) -> Sampler {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let input = Arc::new(Mutex::new(0.0));
-        let start = Instant::now();
-        let api: Api<Deployment> = Api::namespaced(client, ns);
-        let (deploy, raw, group) = (deploy.to_owned(), raw.to_owned(), group.to_owned());
-        let (out, rate) = (samples.clone(), input.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let d = api.get_opt(&deploy).await.ok().flatten();
-                let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
-                let ready = d.and_then(|d| d.status?.ready_replicas).unwrap_or(0);
-                let (raw2, group2) = (raw.clone(), group.clone());
-                let lag = tokio::task::spawn_blocking(move || {
-                    let stack = Stack::get();
-                    let high = kafka::high_watermarks(stack, &raw2);
-                    let done = kafka::committed(stack, &group2, &raw2);
-                    high.iter()
-                        .map(|(p, h)| h - done.get(p).copied().unwrap_or(0).max(0))
-                        .sum::<i64>()
-                })
-                .await
-                .unwrap_or(0);
-                let input = *rate.lock().unwrap();
-                out.lock().unwrap().push(Sample {
-                    t: start.elapsed().as_secs_f64(),
-                    input,
-                    replicas: replicas.unwrap_or(0),
-                    ready,
-                    lag,
-                });
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        Sampler {
-            samples,
-            input,
-            task,
-            start,
-        }
-    }
-
-    fn set_input(&self, rate: f64) {
-        *self.input.lock().unwrap() = rate;
-    }
-
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    fn since(&self, t: f64) -> Vec<Sample> {
-        self.samples
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.t >= t)
-            .copied()
-            .collect()
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 async fn setup(stack: &Stack, client: &Client, ns: &str) -> String {
     let raw = format!("{ns}-raw");
@@ -287,48 +190,18 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
     for r in &runs {
         sent.extend(r.sent());
     }
-    let want_records: HashSet<&String> = sent
-        .iter()
-        .filter(|(_, k)| k.is_record())
-        .map(|(id, _)| id)
-        .collect();
-    let want_dead: HashSet<&String> = sent
-        .iter()
-        .filter(|(_, k)| k.reject_reason().is_some())
-        .map(|(id, _)| id)
-        .collect();
-    let drained = eventually(Duration::from_secs(90), "the backlog drained", || {
+    eventually(Duration::from_secs(90), "the backlog drained", || {
         let s = sampler.since(sampler.now() - 2.0);
         std::future::ready(s.last().filter(|s| s.lag == 0).map(|_| ()))
     })
     .await;
-    let _ = drained;
-    let out = kafka::read_to_end(
+    let account = Account::take(
         stack,
+        &sent,
         &format!("{ns}-out"),
-        Isolation::ReadUncommitted,
-        Duration::from_secs(120),
-    );
-    let dlq = kafka::read_to_end(
-        stack,
         &format!("{ns}-dlq"),
         Isolation::ReadUncommitted,
-        Duration::from_secs(60),
     );
-    let got_records: HashSet<String> = out.iter().map(event_id).collect();
-    let got_dead: HashSet<String> = dlq
-        .iter()
-        .map(|m| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
-        .collect();
-    let missing = want_records
-        .iter()
-        .filter(|id| !got_records.contains(id.as_str()))
-        .count();
-    let unexpected = got_records
-        .iter()
-        .filter(|id| !want_records.contains(id))
-        .count();
-    let duplicates = (out.len() - got_records.len()) + (dlq.len() - got_dead.len());
 
     let report = json!({
         "steady_input_per_s": steady, "step_input_per_s": high, "drop_input_per_s": low,
@@ -339,9 +212,7 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         "peak_lag_s": peak_lag_s, "step_to_lag_under_slo_s": recovery,
         "drop_to_first_scale_down_s": first_down, "final_replicas": final_replicas,
         "scale_ups_after_drop": ups_in_phase3, "scale_downs_under_step": downs_after_first_up,
-        "events_sent": sent.len(), "records_expected": want_records.len(), "records_distinct": got_records.len(),
-        "dead_letters_expected": want_dead.len(), "dead_letters_distinct": got_dead.len(),
-        "missing_records": missing, "unexpected_records": unexpected, "duplicates": duplicates,
+        "account": account,
     });
     let dir = impressions_tests::repo_root().join("target/e2e");
     std::fs::create_dir_all(&dir).unwrap();
@@ -383,20 +254,14 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         "scaled down before the 30s stabilization window\n{report:#}"
     );
     assert_eq!(ups_in_phase3, 0, "flapping after the drop\n{report:#}");
-    assert_eq!(missing, 0, "valid impressions missing\n{report:#}");
-    assert_eq!(unexpected, 0, "records not sent\n{report:#}");
+    assert!(account.complete(), "events lost or invented\n{report:#}");
+    let filtered = sent
+        .values()
+        .filter(|k| !k.is_record() && k.reject_reason().is_none())
+        .count();
     assert_eq!(
-        got_dead,
-        want_dead.iter().map(|s| s.to_string()).collect(),
-        "dead letters\n{report:#}"
-    );
-    assert_eq!(
-        got_records.len() + got_dead.len(),
-        sent.len()
-            - sent
-                .values()
-                .filter(|k| !k.is_record() && k.reject_reason().is_none())
-                .count(),
+        account.records_distinct + account.dead_letters_distinct,
+        sent.len() - filtered,
         "distinct records + dead letters = impressions sent\n{report:#}"
     );
 
