@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -45,6 +45,16 @@ bench-autoscaler:
 	  n=$$(echo $$s | tr : -); \
 	  target/release/operator simulate --scenario $$s --json out/sim-$$n.json --svg out/sim-$$n.svg || exit 1; \
 	done
+
+## chaos: the chaos suite on a stack of its own (it kills and restarts stack components), once
+## at-least-once and once exactly-once; results in target/chaos/ and docs/reliability.md (~25 min)
+CHAOS_STACK := /tmp/impressions-chaos-stack
+chaos: prerequisites
+	$(CARGO) build --bins
+	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) $(STACK) up
+	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) target/debug/chaos AtLeastOnce; a=$$?; \
+	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) target/debug/chaos ExactlyOnce; e=$$?; \
+	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) $(STACK) down; test $$a -eq 0 -a $$e -eq 0
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:
