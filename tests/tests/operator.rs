@@ -534,3 +534,57 @@ async fn two_operators_share_a_lease_and_fail_over() {
     )
     .await;
 }
+
+/// Specs the API server accepts but that cannot be reconciled (a missing policy, Secret or catalog
+/// ConfigMap) show as conditions; the operator stays up and keeps reconciling a valid pipeline
+/// created after them.
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_pipelines_do_not_wedge_the_operator() {
+    let stack = Stack::get();
+    let (client, ns) = setup("op-broken").await;
+    let mut op = OperatorProcess::start(stack, "local", &ns, &[]);
+    let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
+    let broken = [
+        (
+            "no-policy",
+            json!({"scaling": {"policyRef": unique("absent"), "minReplicas": 1, "maxReplicas": 2}}),
+            "PolicyMissing",
+        ),
+        (
+            "no-secret",
+            json!({"source": {"bootstrapServers": stack.kafka_bootstrap, "topic": "raw", "secretRef": {"name": "absent"}}}),
+            "SecretMissing",
+        ),
+        (
+            "no-catalog",
+            json!({"enrichment": {"catalog": {"configMapRef": {"name": "absent", "key": "titles.jsonl"}}}}),
+            "CatalogMissing",
+        ),
+    ];
+    for (name, extra, _) in &broken {
+        apply(&api, name, &pipeline(name, "local", extra.clone())).await;
+    }
+    apply(&api, "valid", &pipeline("valid", "local", json!({}))).await;
+    eventually(
+        Duration::from_secs(60),
+        "the valid pipeline Ready",
+        || async { condition(&api.get("valid").await.ok()?, "Ready").filter(|c| c.0 == "True") },
+    )
+    .await;
+    assert!(deployment(&client, &ns, "valid").await.is_some());
+    for (name, _, reason) in &broken {
+        let c = eventually(Duration::from_secs(30), reason, || async {
+            condition(&api.get(name).await.ok()?, "Ready").filter(|c| c.1 == *reason)
+        })
+        .await;
+        assert_eq!(c.0, "False", "{name}: {c:?}");
+        assert!(!c.2.is_empty(), "{name}: a readable message");
+        assert!(deployment(&client, &ns, name).await.is_none(), "{name}");
+    }
+    assert!(
+        op.child.try_wait().unwrap().is_none(),
+        "the operator is still running:\n{}",
+        op.log_tail()
+    );
+    op.kill9();
+}
