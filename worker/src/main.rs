@@ -106,6 +106,8 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
         catalog::shared(Catalog::default()),
         Arc::new(AtomicBool::new(false)),
     );
+    let auth = Arc::new(kafka::auth::AuthWatch::default());
+    let feed_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let feed = match (&cfg.catalog.file, &cfg.catalog.topic) {
         (Some(path), _) => {
             let text =
@@ -121,17 +123,25 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
             None
         }
         (None, Some(topic)) => {
-            let consumer = kafka::client::catalog_reader(&cfg).create()?;
-            let (topic, shared, metrics, loaded, stop) = (
+            let consumer = kafka::client::catalog_reader(&cfg).create_with_context(
+                kafka::auth::WatchedContext {
+                    watch: auth.clone(),
+                    client: "catalog reader",
+                },
+            )?;
+            let (topic, shared, metrics, loaded, stop, feed_error) = (
                 topic.clone(),
                 shared.clone(),
                 metrics.clone(),
                 loaded.clone(),
                 stop.clone(),
+                feed_error.clone(),
             );
             Some(std::thread::Builder::new().name("catalog".into()).spawn(move || {
                 if let Err(e) = kafka::catalog_feed::follow(consumer, &topic, shared, metrics, loaded, stop.clone()) {
                     tracing::error!(error = %e, topic = %topic, "catalog topic cannot be read");
+                    *feed_error.lock().expect("feed error lock") =
+                        Some(format!("catalog topic {topic} cannot be read: {e}"));
                     stop.store(true, Ordering::Release);
                 }
             })?)
@@ -139,13 +149,19 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
         (None, None) => unreachable!("validated: exactly one catalog source"),
     };
 
-    let result = run::run(&cfg, shared, loaded, metrics, health, stop.clone());
+    let result = run::run(&cfg, shared, loaded, metrics, health, stop.clone(), auth);
     stop.store(true, Ordering::Release);
-    if let Some(f) = feed {
+    // After a failure the process ends without waiting for the feed (it may be in a metadata
+    // request to a broker that refuses it).
+    if let (Ok(()), Some(f)) = (&result, feed) {
         let _ = f.join();
     }
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    result
+    let feed_error = feed_error.lock().expect("feed error lock").take();
+    match (result, feed_error) {
+        (Ok(()), Some(e)) => Err(anyhow::anyhow!(e)),
+        (result, _) => result,
+    }
 }
 
 fn init_tracing(format: &str) {

@@ -14,9 +14,11 @@ use std::{
 };
 
 use rdkafka::{
-    Message,
+    ClientContext, Message,
+    client::Client,
     consumer::{BaseConsumer, Consumer},
     message::OwnedMessage,
+    producer::Producer,
 };
 
 use crate::{
@@ -24,6 +26,7 @@ use crate::{
     catalog::{Catalog, SharedCatalog},
     config::{DeliveryGuarantee, WorkerConfig},
     kafka::{
+        auth::AuthWatch,
         context::{DeliveryContext, SinkProducer, SourceContext},
         offsets::Tracker,
         sink::{Origin, Sink},
@@ -69,7 +72,8 @@ impl BatchCounts {
     }
 }
 
-/// Runs until `stop` is set or a fatal error happens.
+/// Runs until `stop` is set or a fatal error happens. An authentication or TLS failure of any
+/// client (recorded in `auth`, shared with the catalog reader) is fatal.
 pub fn run(
     cfg: &WorkerConfig,
     catalog: SharedCatalog,
@@ -77,6 +81,7 @@ pub fn run(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
+    auth: Arc<AuthWatch>,
 ) -> anyhow::Result<()> {
     let fatal = Arc::new(AtomicBool::new(false));
     let drain = Duration::from_secs(cfg.drain_timeout_secs);
@@ -94,7 +99,20 @@ pub fn run(
             dead_letter_topic: cfg.sink.dead_letter_topic.clone(),
             fatal: fatal.clone(),
             transactional: exactly_once,
+            auth: auth.clone(),
         })?);
+    // Before init_transactions, which would wait out its timeout on a refused handshake.
+    if !wait_reachable(
+        producer.client(),
+        "sink producer",
+        &cfg.sink.topic,
+        || {},
+        &auth,
+        &stop,
+        &health,
+    )? {
+        return Ok(());
+    }
     let tracker = Arc::new(Tracker::default());
     let txn = if exactly_once {
         Some(Arc::new(Transactions::start(
@@ -112,11 +130,30 @@ pub fn run(
         producer.clone(),
         cfg.source.topic.clone(),
         drain,
+        auth.clone(),
     );
     ctx.transactions = txn.clone();
     let txn = txn.as_deref();
     let consumer: BaseConsumer<SourceContext> =
         crate::kafka::client::consumer(cfg).create_with_context(ctx)?;
+    // Not subscribed yet: polls serve only the client's errors and logs.
+    let serve = || {
+        let until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < until {
+            let _ = consumer.poll(Duration::from_millis(10));
+        }
+    };
+    if !wait_reachable(
+        consumer.client(),
+        "source consumer",
+        &cfg.source.topic,
+        serve,
+        &auth,
+        &stop,
+        &health,
+    )? {
+        return Ok(());
+    }
     let sink = Sink::new(
         producer.clone(),
         cfg.sink.topic.clone(),
@@ -142,6 +179,9 @@ pub fn run(
 
     // Not subscribed before the catalog is loaded: an unknown title would be dead-lettered.
     while !catalog_loaded.load(Ordering::Acquire) {
+        if let Some(f) = auth.failure() {
+            anyhow::bail!(f);
+        }
         if stop.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -150,10 +190,16 @@ pub fn run(
     }
     consumer.subscribe(&[&cfg.source.topic])?;
     tracing::info!(topic = %cfg.source.topic, group = %cfg.source.consumer_group, "subscribed");
+    auth.set_running();
     health.ready.store(true, Ordering::Release);
 
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.processing.max_batch);
     while !stop.load(Ordering::Acquire) && !fatal.load(Ordering::Acquire) {
+        if let Some(f) = auth.failure() {
+            // Nothing can be committed any more: stop at once, the group re-reads the rest.
+            health.ready.store(false, Ordering::Release);
+            anyhow::bail!(f);
+        }
         health.heartbeat_ms.store(now_ms(), Ordering::Release);
         batch.clear();
         poll_batch(&consumer, &mut batch, cfg.processing.max_batch, txn)?;
@@ -235,6 +281,48 @@ fn settle(
         }
     }
     Ok(())
+}
+
+/// Waits until `client` got an answer to a metadata request for `topic` from its brokers (it
+/// reached them and authenticated; the topic need not exist), serving the client's events with
+/// `serve` between tries. Returns false if `stop` came first; a recorded authentication or TLS
+/// failure is the error. An unreachable broker is waited for (the worker stays not ready).
+fn wait_reachable<C: ClientContext>(
+    client: &Client<C>,
+    what: &str,
+    topic: &str,
+    serve: impl Fn(),
+    auth: &AuthWatch,
+    stop: &AtomicBool,
+    health: &Health,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let mut reported = Instant::now();
+    loop {
+        health.heartbeat_ms.store(now_ms(), Ordering::Release);
+        let answer = client.fetch_metadata(Some(topic), Duration::from_secs(1));
+        if answer.is_ok() {
+            tracing::info!(
+                client = what,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "reached Kafka"
+            );
+            return Ok(true);
+        }
+        serve();
+        if let Some(f) = auth.failure() {
+            anyhow::bail!(f);
+        }
+        if let Err(e) = answer
+            && reported.elapsed() >= Duration::from_secs(10)
+        {
+            tracing::warn!(client = what, error = %e, "Kafka not reachable yet; not ready");
+            reported = Instant::now();
+        }
+        if stop.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Polls up to `max` messages: waits for the first, then takes what is already fetched. With

@@ -12,7 +12,7 @@ use std::{
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::KafkaError,
 };
 
@@ -22,8 +22,8 @@ use crate::{
 };
 
 /// Follows `topic` into `catalog` until `stop`; sets `loaded` once the initial read caught up.
-pub fn follow(
-    consumer: BaseConsumer,
+pub fn follow<C: ConsumerContext>(
+    consumer: BaseConsumer<C>,
     topic: &str,
     catalog: SharedCatalog,
     metrics: Arc<Metrics>,

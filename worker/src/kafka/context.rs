@@ -17,6 +17,7 @@ use rdkafka::{
 };
 
 use super::{
+    auth::AuthWatch,
     offsets::{Chunk, Tracker},
     transactional::Transactions,
 };
@@ -31,9 +32,15 @@ pub struct DeliveryContext {
     /// Not with ExactlyOnce: a refused output fails its transaction's commit, which aborts.
     pub fatal: Arc<AtomicBool>,
     pub transactional: bool,
+    /// Where an authentication or TLS failure is recorded.
+    pub auth: Arc<AuthWatch>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.auth.on_error("sink producer", error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Arc<Chunk>;
@@ -80,6 +87,8 @@ pub struct SourceContext {
     pub drain_timeout: Duration,
     /// ExactlyOnce: the transactions that commit the offsets.
     pub transactions: Option<Arc<Transactions>>,
+    /// Where an authentication or TLS failure is recorded.
+    pub auth: Arc<AuthWatch>,
     /// Partitions whose lag gauge is set, to clear on revoke.
     lag_partitions: Mutex<Vec<i32>>,
 }
@@ -99,6 +108,7 @@ impl SourceContext {
         producer: Arc<SinkProducer>,
         topic: String,
         drain_timeout: Duration,
+        auth: Arc<AuthWatch>,
     ) -> Self {
         SourceContext {
             metrics,
@@ -107,6 +117,7 @@ impl SourceContext {
             topic,
             drain_timeout,
             transactions: None,
+            auth,
             lag_partitions: Mutex::new(Vec::new()),
         }
     }
@@ -152,6 +163,10 @@ impl SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.auth.on_error("source consumer", error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         let Some(topic) = stats.topics.get(&self.topic) else {
             return;
