@@ -150,19 +150,26 @@ start_controller_manager() {
 start_kafka() {
   say "starting Apache Kafka $KAFKA_VERSION (KRaft)"
   local k="$dir/kafka"; mkdir -p "$k"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT" sasl=""
+  # A stack started before the SASL_SSL listener existed (no port for it in ports.env) is
+  # restarted (stack.sh start kafka) as it was.
+  if [[ -n "${KAFKA_SASL_PORT:-}" ]]; then
+    listeners+=",SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT"
+    sasl="sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/certs/kafka-keystore.pem"
+  fi
   cat >"$k/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listeners
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_ssl.ssl.keystore.type=PEM
-listener.name.sasl_ssl.ssl.keystore.location=$dir/certs/kafka-keystore.pem
+$sasl
 log.dirs=$k/data
 num.partitions=1
 offsets.topic.replication.factor=1
