@@ -277,6 +277,7 @@ fn register_for_scaling(
                 topic: p.spec.source.topic.clone(),
                 group: p.spec.consumer_group(ns, &p.name_any()),
                 reset: p.spec.source.offset_reset,
+                kafka: resolved.source_kafka.clone(),
             },
             queries: policy.queries.clone(),
             policy: effective(&p.spec, policy, b, minute),

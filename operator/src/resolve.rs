@@ -7,7 +7,7 @@ use impressions_crds::{
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client, ResourceExt};
 
-use crate::error::Error;
+use crate::{autoscale::kafka_lag::KafkaSettings, error::Error};
 
 /// Everything a pipeline refers to, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +16,9 @@ pub struct Resolved {
     /// Secrets (source, sink) that exist, by name.
     pub source_secret: Option<String>,
     pub sink_secret: Option<String>,
+    /// The source Secret's librdkafka settings, for the operator's own client of the source
+    /// cluster (consumer lag); empty without a source Secret.
+    pub source_kafka: KafkaSettings,
     /// The catalog ConfigMap key, when the catalog comes from a ConfigMap that exists.
     pub catalog_config_map: Option<ConfigMapKeyRef>,
 }
@@ -92,21 +95,26 @@ pub async fn resolve(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let policy = pick_policy(pipeline, region, policies)?;
 
-    let found = |name: &Option<impressions_crds::pipeline::LocalObjectRef>| {
-        let name = name.as_ref().map(|r| r.name.clone());
-        let secrets = secrets.clone();
-        async move {
-            match name {
-                None => Ok(None),
-                Some(n) => match secrets.get_metadata_opt(&n).await.map_err(Error::Kube)? {
-                    Some(_) => Ok(Some(n)),
-                    None => Err(Error::SecretMissing(n)),
-                },
-            }
-        }
+    // The source Secret is read whole: its settings are the lag client's too. Of the sink
+    // Secret only the existence matters (the operator never writes to the sink).
+    let (source_secret, source_kafka) = match &pipeline.spec.source.secret_ref {
+        None => (None, KafkaSettings::default()),
+        Some(r) => match secrets.get_opt(&r.name).await.map_err(Error::Kube)? {
+            Some(secret) => (Some(r.name.clone()), KafkaSettings::from_secret(&secret)),
+            None => return Err(Error::SecretMissing(r.name.clone())),
+        },
     };
-    let source_secret = found(&pipeline.spec.source.secret_ref).await?;
-    let sink_secret = found(&pipeline.spec.sink.secret_ref).await?;
+    let sink_secret = match &pipeline.spec.sink.secret_ref {
+        None => None,
+        Some(r) => match secrets
+            .get_metadata_opt(&r.name)
+            .await
+            .map_err(Error::Kube)?
+        {
+            Some(_) => Some(r.name.clone()),
+            None => return Err(Error::SecretMissing(r.name.clone())),
+        },
+    };
 
     let catalog_config_map = match &pipeline.spec.enrichment.catalog.config_map_ref {
         None => None,
@@ -130,6 +138,7 @@ pub async fn resolve(
         policy,
         source_secret,
         sink_secret,
+        source_kafka,
         catalog_config_map,
     })
 }

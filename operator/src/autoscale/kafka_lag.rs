@@ -1,17 +1,141 @@
 //! Consumer lag from Kafka through rdkafka: the group's committed offsets against the
 //! partitions' watermarks. A consumer per (cluster, group) is kept; it never joins the group.
+//! It connects with the settings of the pipeline's source Secret (SASL, TLS), as the workers do,
+//! and names an authentication or TLS failure instead of reporting a timeout.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use impressions_crds::pipeline::OffsetReset;
+use k8s_openapi::api::core::v1::Secret;
 use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
+    error::KafkaError,
+    types::RDKafkaErrorCode,
 };
+
+/// librdkafka settings from a pipeline's Secret (`security.protocol`, `sasl.mechanism`,
+/// `sasl.username`, `sasl.password`, `ssl.ca.pem`, …). Debug shows the keys only: the values
+/// are credentials.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct KafkaSettings(BTreeMap<String, String>);
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl KafkaSettings {
+    /// The Secret's keys as the worker reads them. The worker gets each key as the environment
+    /// variable `WORKER__SOURCE__KAFKA__<key>` and takes the property name as the key lowercased
+    /// with `_` read as `.`, so `sasl.password` and `SASL_PASSWORD` are the same setting.
+    pub fn from_secret(secret: &Secret) -> Self {
+        Self::from_pairs(
+            secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned())),
+        )
+    }
+
+    /// Settings from (key, value) pairs, keys read as [`KafkaSettings::from_secret`] does.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        KafkaSettings(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase().replace('_', "."), v))
+                .collect(),
+        )
+    }
+
+    /// A setting's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// No settings (a cluster without authentication).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Properties of the lag consumer that a Secret does not change: it reads a group's offsets
+/// under the group's id and never commits.
+const OWN: [&str; 2] = ["group.id", "enable.auto.commit"];
+
+/// The lag consumer's client settings: the Secret's settings over the defaults, as the worker
+/// applies them, except [`OWN`].
+pub fn lag_client_config(bootstrap: &str, group: &str, settings: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("socket.timeout.ms", "5000");
+    for (k, v) in &settings.0 {
+        if !OWN.contains(&k.as_str()) {
+            c.set(k, v);
+        }
+    }
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    c
+}
+
+/// Records the lag consumer's authentication or TLS failure, which librdkafka reports only
+/// through the error callback (a request just times out).
+#[derive(Debug, Default)]
+pub struct LagContext {
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for LagContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use RDKafkaErrorCode::{
+            Authentication, IllegalSASLState, SSL, SaslAuthenticationFailed,
+            UnsupportedSASLMechanism,
+        };
+        let kind = match error.rdkafka_error_code() {
+            Some(
+                Authentication
+                | SaslAuthenticationFailed
+                | UnsupportedSASLMechanism
+                | IllegalSASLState,
+            ) => "authentication failed",
+            Some(SSL) => "TLS handshake failed",
+            _ => {
+                tracing::debug!(error = %error, "lag consumer: {reason}");
+                return;
+            }
+        };
+        tracing::warn!(error = %error, "lag consumer: {reason}");
+        *self.failure.lock().expect("lag failure lock") = Some(format!(
+            "Kafka {kind}: {reason} (the source Secret's security.protocol, sasl.* and ssl.* \
+             settings)"
+        ));
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+type LagConsumer = BaseConsumer<LagContext>;
+
+/// Serves the consumer's queued events (errors, logs) for a moment, then tells why a request
+/// failed: the recorded authentication/TLS failure if there is one, else `otherwise`.
+fn explain(c: &LagConsumer, otherwise: String) -> String {
+    let until = Instant::now() + Duration::from_millis(50);
+    while Instant::now() < until {
+        let _ = c.poll(Duration::from_millis(10));
+    }
+    c.context()
+        .failure
+        .lock()
+        .expect("lag failure lock")
+        .clone()
+        .unwrap_or(otherwise)
+}
 
 /// The lag of a group on a topic at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +154,8 @@ pub struct LagTarget {
     pub topic: String,
     pub group: String,
     pub reset: OffsetReset,
+    /// The source Secret's settings.
+    pub kafka: KafkaSettings,
 }
 
 /// Reads lag (blocking; call from a blocking task).
@@ -40,10 +166,13 @@ pub trait LagSource: Send + Sync {
 /// (group, topic, partition).
 type PartitionKey = (String, String, i32);
 
+/// (bootstrap, group) → the settings the consumer was made with, and the consumer.
+type Consumers = HashMap<(String, String), (KafkaSettings, Arc<LagConsumer>)>;
+
 /// The rdkafka implementation.
 #[derive(Default)]
 pub struct KafkaLag {
-    consumers: Mutex<HashMap<(String, String), Arc<BaseConsumer>>>,
+    consumers: Mutex<Consumers>,
     /// (group, topic, partition) → (committed, high watermark) at the previous sample.
     previous: Mutex<HashMap<PartitionKey, (i64, i64)>>,
 }
@@ -57,30 +186,30 @@ impl std::fmt::Debug for KafkaLag {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl KafkaLag {
-    fn consumer(&self, bootstrap: &str, group: &str) -> Result<Arc<BaseConsumer>, String> {
+    /// The consumer of (bootstrap, group), made again when the Secret's settings changed.
+    fn consumer(&self, t: &LagTarget) -> Result<Arc<LagConsumer>, String> {
         let mut map = self.consumers.lock().expect("lag consumers lock");
-        if let Some(c) = map.get(&(bootstrap.to_owned(), group.to_owned())) {
+        let key = (t.bootstrap.clone(), t.group.clone());
+        if let Some((settings, c)) = map.get(&key)
+            && *settings == t.kafka
+        {
             return Ok(c.clone());
         }
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("socket.timeout.ms", "5000")
-            .create()
-            .map_err(|e| e.to_string())?;
+        let c: LagConsumer = lag_client_config(&t.bootstrap, &t.group, &t.kafka)
+            .create_with_context(LagContext::default())
+            .map_err(|e| format!("Kafka client settings (source Secret): {e}"))?;
         let c = Arc::new(c);
-        map.insert((bootstrap.to_owned(), group.to_owned()), c.clone());
+        map.insert(key, (t.kafka.clone(), c.clone()));
         Ok(c)
     }
 }
 
 impl LagSource for KafkaLag {
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String> {
-        let c = self.consumer(&t.bootstrap, &t.group)?;
+        let c = self.consumer(t)?;
         let md = c
             .fetch_metadata(Some(&t.topic), TIMEOUT)
-            .map_err(|e| format!("Kafka unreachable: {e}"))?;
+            .map_err(|e| explain(&c, format!("Kafka unreachable: {e}")))?;
         let topic = md
             .topics()
             .iter()
@@ -95,7 +224,7 @@ impl LagSource for KafkaLag {
         }
         let committed = c
             .committed_offsets(tpl, TIMEOUT)
-            .map_err(|e| format!("committed offsets: {e}"))?;
+            .map_err(|e| explain(&c, format!("committed offsets: {e}")))?;
         let mut s = LagSample {
             partitions: topic.partitions().len() as i32,
             total: 0,
@@ -106,7 +235,7 @@ impl LagSource for KafkaLag {
         for e in committed.elements() {
             let (low, high) = c
                 .fetch_watermarks(&t.topic, e.partition(), TIMEOUT)
-                .map_err(|e| format!("watermarks: {e}"))?;
+                .map_err(|e| explain(&c, format!("watermarks: {e}")))?;
             let mut lag = partition_lag(e.offset(), low, high, t.reset);
             if let Offset::Offset(o) = e.offset() {
                 let key = (t.group.clone(), t.topic.clone(), e.partition());
@@ -118,6 +247,8 @@ impl LagSource for KafkaLag {
             s.max_partition = s.max_partition.max(lag);
             s.end_offsets += high;
         }
+        // Reached and authenticated: an earlier failure is over.
+        c.context().failure.lock().expect("lag failure lock").take();
         Ok(s)
     }
 }
@@ -145,6 +276,49 @@ pub fn resting_on_marker(previous: Option<(i64, i64)>, committed: i64, high: i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret(data: &[(&str, &str)]) -> Secret {
+        use k8s_openapi::ByteString;
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_read_as_the_worker_reads_them() {
+        let s = KafkaSettings::from_secret(&secret(&[
+            ("security.protocol", "SASL_SSL"),
+            ("SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("sasl.password", "hunter2"),
+        ]));
+        assert_eq!(s.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(s.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(s.get("sasl.password"), Some("hunter2"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+    }
+
+    #[test]
+    fn the_lag_client_takes_the_secret_but_keeps_its_group_and_never_commits() {
+        let s = KafkaSettings::from_pairs([
+            ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            ("group.id".to_owned(), "elsewhere".to_owned()),
+            ("enable.auto.commit".to_owned(), "true".to_owned()),
+            ("socket.timeout.ms".to_owned(), "9000".to_owned()),
+        ]);
+        let c = lag_client_config("k:9093", "ns.p", &s);
+        assert_eq!(c.get("bootstrap.servers"), Some("k:9093"));
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("socket.timeout.ms"), Some("9000"));
+        assert_eq!(c.get("group.id"), Some("ns.p"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+    }
 
     #[test]
     fn lag_rules() {

@@ -31,6 +31,7 @@ fn resolved() -> Resolved {
         },
         source_secret: Some("kafka-creds".into()),
         sink_secret: None,
+        source_kafka: Default::default(),
         catalog_config_map: None,
     }
 }
