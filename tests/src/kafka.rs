@@ -1,7 +1,10 @@
 //! Kafka helpers for tests: topics, producing generated traffic, reading a topic back, and
-//! a consumer group's committed offsets.
+//! a consumer group's committed offsets; the client settings of the SASL_SSL listener.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use impressions_worker::loadgen::{Generator, Kind, Mix, events};
 use rdkafka::{
@@ -14,6 +17,34 @@ use rdkafka::{
 };
 
 use crate::Stack;
+
+/// The librdkafka settings of a client of the stack's SASL_SSL listener with `password` (the
+/// stack's when `None`): what a pipeline's Secret holds, keyed by property name.
+pub fn sasl_settings(stack: &Stack, password: Option<&str>) -> BTreeMap<String, String> {
+    let l = stack.sasl();
+    let ca = std::fs::read_to_string(&l.ca_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", l.ca_file.display()));
+    [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", l.mechanism.as_str()),
+        ("sasl.username", l.username.as_str()),
+        ("sasl.password", password.unwrap_or(&l.password)),
+        ("ssl.ca.pem", ca.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A client config for the SASL_SSL listener with the stack's credentials.
+pub fn sasl_client(stack: &Stack) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &stack.sasl().bootstrap);
+    for (k, v) in sasl_settings(stack, None) {
+        c.set(k, v);
+    }
+    c
+}
 
 fn admin(stack: &Stack) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()

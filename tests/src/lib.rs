@@ -21,14 +21,27 @@ pub struct Stack {
     pub dir: PathBuf,
     /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
-    /// Kafka bootstrap servers.
+    /// Kafka bootstrap servers (the PLAINTEXT listener).
     pub kafka_bootstrap: String,
+    /// The broker's SASL_SSL listener; `None` in a stack started before it existed.
+    pub kafka_sasl: Option<SaslListener>,
     /// Prometheus base URL.
     pub prometheus_url: String,
     /// The folder of Prometheus file_sd target files.
     pub file_sd_dir: PathBuf,
     /// The folder of the pinned binaries (kubectl, helm, etcd, …).
     pub bin: PathBuf,
+}
+
+/// The broker's SASL_SSL listener: SCRAM-SHA-512 with one user, a certificate of the stack's CA.
+#[derive(Debug, Clone)]
+pub struct SaslListener {
+    pub bootstrap: String,
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+    /// The CA certificate (PEM) the broker's certificate is signed with.
+    pub ca_file: PathBuf,
 }
 
 /// The env file's path: `$IMPRESSIONS_STACK_DIR/stack.env`, default `/tmp/impressions-stack`.
@@ -67,13 +80,35 @@ impl Stack {
                 .map(|v| v.to_string())
                 .ok_or_else(|| format!("{} lacks {k}", path.display()))
         };
+        let kafka_sasl = (|| {
+            Some(SaslListener {
+                bootstrap: vars.get("KAFKA_SASL_BOOTSTRAP")?.to_string(),
+                mechanism: vars.get("KAFKA_SASL_MECHANISM")?.to_string(),
+                username: vars.get("KAFKA_SASL_USERNAME")?.to_string(),
+                password: vars.get("KAFKA_SASL_PASSWORD")?.to_string(),
+                ca_file: vars.get("KAFKA_CA_FILE")?.into(),
+            })
+        })();
         Ok(Stack {
             dir: var("IMPRESSIONS_STACK_DIR")?.into(),
             kubeconfig: var("KUBECONFIG")?.into(),
             kafka_bootstrap: var("KAFKA_BOOTSTRAP")?,
+            kafka_sasl,
             prometheus_url: var("PROMETHEUS_URL")?,
             file_sd_dir: var("PROMETHEUS_FILE_SD_DIR")?.into(),
             bin: var("STACK_BIN")?.into(),
+        })
+    }
+
+    /// The SASL_SSL listener. Panics, naming the command to run, when the stack was started
+    /// before it had one.
+    pub fn sasl(&self) -> &SaslListener {
+        self.kafka_sasl.as_ref().unwrap_or_else(|| {
+            panic!(
+                "the local stack at {} predates Kafka's SASL_SSL listener: restart it with \
+                 `make stack-down stack-up`",
+                self.dir.display()
+            )
         })
     }
 

@@ -161,11 +161,22 @@ pub struct WorkerProcess {
     pub metrics_port: u16,
     pub log: PathBuf,
     config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl WorkerProcess {
     /// Starts `worker run` with `config_yaml` (its `metrics.listen` is set here).
     pub fn start(name: &str, config_yaml: &str) -> WorkerProcess {
+        Self::start_with_env(name, config_yaml, &[])
+    }
+
+    /// [`WorkerProcess::start`] with environment variables (e.g. the `WORKER__SOURCE__KAFKA__…`
+    /// overrides a pod gets from its pipeline's Secret).
+    pub fn start_with_env(
+        name: &str,
+        config_yaml: &str,
+        env: &[(String, String)],
+    ) -> WorkerProcess {
         let dir = std::env::temp_dir().join("impressions-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -176,10 +187,10 @@ impl WorkerProcess {
             "{config_yaml}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n"
         )
         .unwrap();
-        Self::spawn(name, config, port)
+        Self::spawn(name, config, port, env.to_vec())
     }
 
-    fn spawn(name: &str, config: PathBuf, port: u16) -> WorkerProcess {
+    fn spawn(name: &str, config: PathBuf, port: u16, env: Vec<(String, String)>) -> WorkerProcess {
         let log = std::env::temp_dir()
             .join("impressions-tests")
             .join(format!("{name}-{}.log", crate::unique("run")));
@@ -187,6 +198,7 @@ impl WorkerProcess {
         let child = Command::new(binary("worker"))
             .args(["run", "--config"])
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -196,6 +208,7 @@ impl WorkerProcess {
             metrics_port: port,
             log,
             config,
+            env,
         }
     }
 
@@ -203,7 +216,12 @@ impl WorkerProcess {
     pub fn restart(&mut self, name: &str) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Self::spawn(name, self.config.clone(), self.metrics_port);
+        *self = Self::spawn(
+            name,
+            self.config.clone(),
+            self.metrics_port,
+            std::mem::take(&mut self.env),
+        );
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
