@@ -73,10 +73,11 @@ children are removed by the garbage collector through their owner references.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, patch]
-# Secrets: only get, to check that a pipeline's source/sink secretRef exists (resolve.rs reads
-# its metadata only). No list or watch: the operator cannot enumerate Secrets. RBAC cannot grant
-# metadata-only access, and the names are chosen by pipeline owners, so resourceNames cannot
-# narrow it; set watchNamespaces to confine it to the pipelines' namespaces.
+# Secrets: only get. resolve.rs reads a pipeline's source secretRef whole (its librdkafka
+# settings are the lag client's: SASL/TLS, docs/kafka-security.md) and checks that the sink
+# secretRef exists. No list or watch: the operator cannot enumerate Secrets. The names are chosen
+# by pipeline owners, so resourceNames cannot narrow it; set watchNamespaces to confine it to the
+# pipelines' namespaces.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
