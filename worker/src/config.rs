@@ -511,6 +511,8 @@ fn apply_override(doc: &mut serde_yaml::Value, path: &str, value: &str) -> Resul
     let segments: Vec<&str> = path.split("__").collect();
     let mut node = doc;
     let mut in_kafka = false;
+    // The keys walked so far, as fields are named in errors.
+    let mut walked: Vec<String> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
         let key = if in_kafka {
             seg.to_ascii_lowercase().replace('_', ".")
@@ -528,12 +530,15 @@ fn apply_override(doc: &mut serde_yaml::Value, path: &str, value: &str) -> Resul
                 m
             }
             _ => {
-                return Err(field(
-                    &segments[..i].join("."),
-                    "cannot override inside a non-map value",
-                ));
+                let at = if walked.is_empty() {
+                    "(root)".to_owned()
+                } else {
+                    walked.join(".")
+                };
+                return Err(field(&at, "cannot override inside a non-map value"));
             }
         };
+        walked.push(key.clone());
         let k = serde_yaml::Value::String(key);
         if i + 1 == segments.len() {
             let parsed = if in_kafka_value(&segments, i) {
@@ -764,5 +769,25 @@ catalog: {topic: titles}
         assert_eq!(c.sink.dead_letter_topic, "dead");
         assert_eq!(c.source.kafka["sasl.password"], "s3cret");
         assert_eq!(c.processing.max_events_per_second, Some(500));
+    }
+
+    #[test]
+    fn override_inside_a_scalar_names_the_field() {
+        let over = |k: &str| [(k.to_owned(), "x".to_owned())];
+        // Found by fuzzing: the root itself used to be named as the empty field.
+        let e = WorkerConfig::from_yaml("just text", over("WORKER__SOURCE__TOPIC")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config field (root): cannot override inside a non-map value"
+        );
+        let e = WorkerConfig::from_yaml(
+            &format!("{BASE}drainTimeoutSecs: 5\n"),
+            over("WORKER__DRAIN_TIMEOUT_SECS__X"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config field drainTimeoutSecs: cannot override inside a non-map value"
+        );
     }
 }
