@@ -239,11 +239,8 @@ impl WorkerConfig {
             }
         }
         let cfg: WorkerConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            field(
-                if path == "." { "(root)" } else { &path },
-                e.into_inner().to_string(),
-            )
+            let path = field_path(e.path());
+            field(&path, e.into_inner().to_string())
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -488,6 +485,26 @@ impl WorkerConfig {
             .as_deref()
             .unwrap_or(&self.source.bootstrap_servers)
     }
+}
+
+/// A field's path as errors name it (`sink.kafka.acks`, `processing.threads`), with an empty
+/// key shown as `""` and the document itself as `(root)`.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        if !matches!(segment, Segment::Seq { .. }) && !out.is_empty() {
+            out.push('.');
+        }
+        match segment {
+            Segment::Map { key } if key.is_empty() => out.push_str("\"\""),
+            s => out.push_str(&s.to_string()),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(root)");
+    }
+    out
 }
 
 fn topic(name: &str, t: &str) -> Result<(), ConfigError> {
@@ -769,6 +786,22 @@ catalog: {topic: titles}
         assert_eq!(c.sink.dead_letter_topic, "dead");
         assert_eq!(c.source.kafka["sasl.password"], "s3cret");
         assert_eq!(c.processing.max_events_per_second, Some(500));
+    }
+
+    #[test]
+    fn an_empty_key_is_named() {
+        // Found by fuzzing: an unknown empty key (in the file or from an override with an empty
+        // segment, `WORKER____X`) used to be named as the empty field.
+        let e = err(&format!("{BASE}'': 1\n"));
+        assert!(e.starts_with("config field \"\": unknown field ``"), "{e}");
+        let e = WorkerConfig::from_yaml(BASE, [("WORKER__SINK____X".to_owned(), "1".to_owned())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config field sink.\"\": unknown field ``"),
+            "{e}"
+        );
+        assert!(err("[1]").starts_with("config field (root):"));
     }
 
     #[test]
