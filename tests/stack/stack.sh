@@ -259,7 +259,10 @@ all_alive() {
 
 up() {
   if [[ -f "$dir/stack.env" ]] && all_alive; then
-    say "already up: $dir/stack.env"; return
+    say "already up: $dir/stack.env"
+    grep -q '^KAFKA_SASL_BOOTSTRAP=' "$dir/stack.env" \
+      || say "WARNING: started by an older stack.sh, without Kafka's SASL_SSL listener (tests/tests/kafka_security.rs needs it): restart with stack.sh down && stack.sh up"
+    return
   fi
   [[ -d "$dir" ]] && down
   local t0=$SECONDS
