@@ -202,7 +202,10 @@ logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
 EOF
   local cp="$cache/kafka/libs/*"
-  local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$k/log4j2.properties")
+  # The JVM's temporary files (lz4's native library, extracted at each start) stay in the stack.
+  mkdir -p "$k/tmp"
+  local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -XX:-UsePerfData -Djava.io.tmpdir="$k/tmp"
+    -Dlog4j2.configurationFile="$k/log4j2.properties")
   # A restart (stack.sh start kafka) keeps the formatted storage and its data.
   [[ -f "$k/data/meta.properties" ]] || java -cp "$cp" "${jvm[@]}" kafka.tools.StorageTool format \
     -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
