@@ -99,3 +99,69 @@ fn extra(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
         c.set(k, v);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "
+pipeline: {namespace: demo, name: impressions}
+source: {bootstrapServers: 'k:9093', topic: raw, consumerGroup: demo.impressions}
+sink: {topic: out, deadLetterTopic: dlq}
+catalog: {topic: titles}
+";
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    /// The environment a pod gets from a Secret through `envFrom` with `prefix`.
+    fn secret_env(prefix: &str, password: &str) -> Vec<(String, String)> {
+        [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "impressions"),
+            ("sasl.password", password),
+            ("ssl.ca.pem", CA),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.to_owned()))
+        .collect()
+    }
+
+    fn sasl(c: &ClientConfig, password: &str) {
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.username"), Some("impressions"));
+        assert_eq!(c.get("sasl.password"), Some(password));
+        assert_eq!(
+            c.get("ssl.ca.pem"),
+            Some(CA),
+            "a multi-line value is kept whole"
+        );
+    }
+
+    #[test]
+    fn every_client_takes_the_source_secret_and_the_sink_inherits_it() {
+        // A password YAML would read as a number or a boolean stays a string.
+        let cfg =
+            WorkerConfig::from_yaml(BASE, secret_env("WORKER__SOURCE__KAFKA__", "0123")).unwrap();
+        sasl(&consumer(&cfg), "0123");
+        sasl(&catalog_reader(&cfg), "0123");
+        sasl(&producer(&cfg), "0123");
+        let eos = WorkerConfig::from_yaml(
+            &BASE.replace("dlq}", "dlq, deliveryGuarantee: ExactlyOnce}"),
+            secret_env("WORKER__SOURCE__KAFKA__", "true"),
+        )
+        .unwrap();
+        sasl(&transactional_producer(&eos, "demo.impressions-0"), "true");
+    }
+
+    #[test]
+    fn a_sink_secret_is_the_producers_alone() {
+        let mut env = secret_env("WORKER__SOURCE__KAFKA__", "source");
+        env.extend(secret_env("WORKER__SINK__KAFKA__", "sink"));
+        let cfg = WorkerConfig::from_yaml(BASE, env).unwrap();
+        sasl(&consumer(&cfg), "source");
+        sasl(&catalog_reader(&cfg), "source");
+        sasl(&producer(&cfg), "sink");
+        sasl(&transactional_producer(&cfg, "t"), "sink");
+    }
+}
