@@ -487,8 +487,8 @@ impl WorkerConfig {
     }
 }
 
-/// A field's path as errors name it (`sink.kafka.acks`, `processing.threads`), with an empty
-/// key shown as `""` and the document itself as `(root)`.
+/// A field's path as errors name it (`sink.kafka.acks`, `processing.threads`), with a key that
+/// is empty, blank or padded quoted (`""`, `" "`) and the document itself as `(root)`.
 fn field_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
@@ -497,7 +497,13 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
             out.push('.');
         }
         match segment {
-            Segment::Map { key } if key.is_empty() => out.push_str("\"\""),
+            Segment::Map { key }
+                if key.trim().len() != key.len()
+                    || key.is_empty()
+                    || key.contains(char::is_control) =>
+            {
+                out.push_str(&format!("{key:?}"))
+            }
             s => out.push_str(&s.to_string()),
         }
     }
@@ -789,9 +795,9 @@ catalog: {topic: titles}
     }
 
     #[test]
-    fn an_empty_key_is_named() {
-        // Found by fuzzing: an unknown empty key (in the file or from an override with an empty
-        // segment, `WORKER____X`) used to be named as the empty field.
+    fn an_empty_or_blank_key_is_named() {
+        // Found by fuzzing: an unknown empty or blank key (in the file, or from an override
+        // with an empty segment, `WORKER____X`) used to be named as an empty or blank field.
         let e = err(&format!("{BASE}'': 1\n"));
         assert!(e.starts_with("config field \"\": unknown field ``"), "{e}");
         let e = WorkerConfig::from_yaml(BASE, [("WORKER__SINK____X".to_owned(), "1".to_owned())])
@@ -802,6 +808,11 @@ catalog: {topic: titles}
             "{e}"
         );
         assert!(err("[1]").starts_with("config field (root):"));
+        let e = err(&format!("{BASE}' ': 1\n"));
+        assert!(
+            e.starts_with("config field \" \": unknown field ` `"),
+            "{e}"
+        );
     }
 
     #[test]
