@@ -141,9 +141,12 @@ impl Scaler {
         let rebuilt = self
             .rebuild_once(key, reg, lag.as_ref().ok().map(|l| l.partitions), now)
             .await;
-        let mut problem = None;
-        let lag = lag.map_err(|e| problem = Some(e)).ok();
-        let tp = throughput.map_err(|e| problem = Some(e)).ok();
+        // Both sources' problems are told (a Kafka authentication failure is not hidden behind a
+        // missing Prometheus).
+        let mut problems = Vec::new();
+        let lag = lag.map_err(|e| problems.push(e)).ok();
+        let tp = throughput.map_err(|e| problems.push(e)).ok();
+        let mut problem = (!problems.is_empty()).then(|| problems.join("; "));
         let mut states = self.states.lock().expect("scaler lock");
         let st = states.entry(key.clone()).or_default();
         if let Some(h) = rebuilt {
@@ -302,5 +305,42 @@ mod tests {
             10
         );
         assert_eq!(applied_replicas(ScalingMode::Auto, None, 2, 1, 10), 2);
+    }
+
+    /// A source cluster that refuses the operator's credentials.
+    struct Refused;
+
+    impl LagSource for Refused {
+        fn sample(&self, _: &LagTarget) -> Result<LagSample, String> {
+            Err("Kafka authentication failed: SASL authentication error".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kafka_failure_is_told_next_to_a_missing_prometheus() {
+        let s = Scaler::new(Arc::new(Refused), None);
+        let key = ObjectRef::new("p").within("ns");
+        let reg = Registration {
+            namespace: "ns".into(),
+            name: "p".into(),
+            mode: ScalingMode::Recommend,
+            lag: LagTarget {
+                bootstrap: "k:9093".into(),
+                topic: "raw".into(),
+                group: "ns.p".into(),
+                reset: impressions_crds::pipeline::OffsetReset::Latest,
+                kafka: Default::default(),
+            },
+            queries: PrometheusQueries::default(),
+            policy: crate::autoscale::tests::policy(),
+            interval: Duration::from_secs(5),
+            replicas: 1,
+        };
+        s.evaluate(&key, &reg).await;
+        let p = s.latest(&key).unwrap().problem.unwrap();
+        assert!(
+            p.starts_with("Kafka authentication failed") && p.contains("no Prometheus URL"),
+            "{p}"
+        );
     }
 }
