@@ -65,8 +65,12 @@ impl Sampler {
                         .map(|(p, h)| h - done.get(p).copied().unwrap_or(0).max(0))
                         .sum::<i64>()
                 })
-                .await
-                .unwrap_or(0);
+                .await;
+                // No sample while Kafka cannot be read (a broker fault): lag is unknown, not 0.
+                let Ok(lag) = lag else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
                 let input = *rate.lock().unwrap();
                 out.lock().unwrap().push(Sample {
                     t: start.elapsed().as_secs_f64(),

@@ -79,9 +79,11 @@ drainTimeoutSecs: 20
 /// Decodes a single-object-encoded record with apache-avro (independent of the encoder).
 pub fn decode(bytes: &[u8]) -> HashMap<String, Value> {
     assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");
-    let schema = Schema::parse_str(impressions_worker::avro::IMPRESSION_SCHEMA).unwrap();
+    static SCHEMA: std::sync::OnceLock<Schema> = std::sync::OnceLock::new();
+    let schema = SCHEMA
+        .get_or_init(|| Schema::parse_str(impressions_worker::avro::IMPRESSION_SCHEMA).unwrap());
     let mut body = &bytes[10..];
-    match apache_avro::from_avro_datum(&schema, &mut body, None).unwrap() {
+    match apache_avro::from_avro_datum(schema, &mut body, None).unwrap() {
         Value::Record(f) => f.into_iter().collect(),
         o => panic!("not a record: {o:?}"),
     }
