@@ -36,6 +36,8 @@ pub struct History {
     samples: VecDeque<Sample>,
     last_up: Option<f64>,
     last_change: Option<f64>,
+    /// The last evaluation without metrics: a window with such a gap has not held.
+    last_missing: Option<f64>,
     /// Capacity per replica last measured (used while a fresh measure is unavailable).
     pub last_capacity: Option<f64>,
     /// Set when a scale-up did not add capacity; scale-ups are blocked for a while.
@@ -65,12 +67,14 @@ impl History {
     }
 
     /// Whether every recommendation of the last `window` seconds satisfied `pred`, with the
-    /// history covering the whole window. A zero window always holds.
+    /// history covering the whole window without a gap in the metrics. A zero window always
+    /// holds.
     pub fn held_for(&self, now: f64, window: f64, pred: impl Fn(i32) -> bool) -> bool {
         if window <= 0.0 {
             return true;
         }
-        let covered = self.samples.front().is_some_and(|s| now - s.t >= window);
+        let covered = self.samples.front().is_some_and(|s| now - s.t >= window)
+            && self.last_missing.is_none_or(|t| now - t >= window);
         covered
             && self
                 .samples
@@ -91,6 +95,9 @@ impl History {
     /// Records an evaluation: `from` replicas were running, `d` was decided (and applied when
     /// `applied`).
     pub fn record(&mut self, now: f64, lag: Option<f64>, from: i32, d: &Decision, applied: bool) {
+        if !d.metrics_available {
+            self.last_missing = Some(now);
+        }
         if let Some(lag) = lag
             && d.metrics_available
         {

@@ -269,3 +269,26 @@ fn capacity_measured_while_the_fleet_settles_is_not_trusted() {
     assert_eq!(d.capacity_per_replica.map(f64::round), Some(300.0));
     assert_eq!(d.recommended, 2, "{}", d.message);
 }
+
+#[test]
+fn no_scale_down_until_a_whole_window_of_metrics_follows_an_outage() {
+    let mut h = History::default();
+    let p = policy();
+    // The fleet settles on a high load.
+    let (replicas, _) = settle(&mut h, &p, 0.0, 300.0, 10, 7000.0, 0.0);
+    // Prometheus goes away for 2 minutes: hold.
+    for t in (315..=435).step_by(15) {
+        let mut s = signals(t as f64, replicas, 7000.0, 0.0);
+        s.processed_rate = None;
+        s.busy_fraction = None;
+        let d = decide(&s, &p, &h);
+        assert_eq!(d.reason, "HoldMetricsMissing");
+        h.record(t as f64, Some(0.0), replicas, &d, true);
+    }
+    // It comes back on a load that needs 3: nothing moves until the 120 s window is covered
+    // by fresh recommendations.
+    let (during, d) = settle(&mut h, &p, 450.0, 540.0, replicas, 2000.0, 0.0);
+    assert_eq!(during, replicas, "{}", d.message);
+    let (after, d) = settle(&mut h, &p, 555.0, 600.0, during, 2000.0, 0.0);
+    assert!(after < replicas, "{}", d.message);
+}
