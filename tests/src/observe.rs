@@ -53,7 +53,11 @@ impl Sampler {
         let (out, rate) = (samples.clone(), input.clone());
         let task = tokio::spawn(async move {
             loop {
-                let d = api.get_opt(&deploy).await.ok().flatten();
+                // No sample while the API server cannot be read (replicas are unknown, not 0).
+                let Ok(d) = api.get_opt(&deploy).await else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
                 let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
                 let ready = d.and_then(|d| d.status?.ready_replicas).unwrap_or(0);
                 let (raw2, group2) = (raw.clone(), group.clone());

@@ -103,9 +103,10 @@ fn changes(samples: &[Sample], from: f64, to: f64) -> usize {
         .count()
 }
 
-fn replicas(samples: &[Sample], from: f64) -> String {
+/// The replica counts between two times, as a sequence of changes.
+fn replicas(samples: &[Sample], from: f64, until: f64) -> String {
     let mut out: Vec<i32> = Vec::new();
-    for s in samples.iter().filter(|s| s.t >= from) {
+    for s in samples.iter().filter(|s| s.t >= from && s.t < until) {
         if out.last() != Some(&s.replicas) {
             out.push(s.replicas);
         }
@@ -331,6 +332,25 @@ async fn main() -> anyhow::Result<()> {
     ));
     run.finish_load();
 
+    // An operator that lost its Lease during the API outage exits (its pod would restart it).
+    let mut restarted = Vec::new();
+    for (id, op) in ops.iter_mut() {
+        if op.child.try_wait()?.is_some() {
+            restarted.push(id.clone());
+        }
+    }
+    for id in &restarted {
+        ops.insert(id.clone(), start_op(id));
+    }
+    if let Some(f) = faults.last_mut()
+        && !restarted.is_empty()
+    {
+        f.3 = format!(
+            "{}; {restarted:?} exited on losing the Lease, restarted as its pod would be",
+            f.3
+        );
+    }
+
     eprintln!("== the operator leader killed");
     let t0 = run.load("operator leader kill -9", STEADY, 60.0);
     run.until(t0, 15.0).await;
@@ -410,7 +430,11 @@ async fn main() -> anyhow::Result<()> {
                 .then(|| recover_after(&samples, *to))
                 .flatten(),
             wrong_scaling_actions: wrong,
-            replicas: replicas(&samples, *from),
+            replicas: replicas(
+                &samples,
+                *from,
+                faults.get(i + 1).map_or(f64::INFINITY, |f| f.1),
+            ),
             note: note.clone(),
         });
     }
