@@ -39,13 +39,16 @@ pub struct HttpProbe {
     pub period: Duration,
 }
 
+/// A file to write: its path and its text.
+pub type File = (PathBuf, String);
+
 /// What to start for a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub files: Vec<(PathBuf, String)>,
+    pub files: Vec<File>,
     /// Mount folders (created even when empty).
     pub dirs: Vec<PathBuf>,
     /// The first container port (the one Prometheus scrapes when it is named `metrics`).
@@ -270,7 +273,7 @@ fn volume_files(
     c: &Container,
     place: &Placement,
     src: &Sources,
-) -> Result<(Vec<PathBuf>, Vec<(PathBuf, String)>), LaunchError> {
+) -> Result<(Vec<PathBuf>, Vec<File>), LaunchError> {
     let volumes = pod
         .spec
         .as_ref()
