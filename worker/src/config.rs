@@ -188,6 +188,9 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The widest timestamp window limits may set on either side of now: 100 years.
+const MAX_WINDOW_SECS: i64 = 100 * 365 * 24 * 3600;
+
 fn default_drain() -> u64 {
     30
 }
@@ -296,13 +299,28 @@ impl WorkerConfig {
             return Err(field("drainTimeoutSecs", "must be within 1..=600"));
         }
         self.validate_delivery()?;
-        if self.limits.max_event_bytes == 0
-            || self.limits.max_age_secs <= 0
-            || self.limits.max_future_secs < 0
+        if self.limits.max_event_bytes == 0 {
+            return Err(field("limits.maxEventBytes", "must be positive"));
+        }
+        // Bounded so that now ± the window stays far inside the range of epoch milliseconds.
+        if !(1..=MAX_WINDOW_SECS).contains(&self.limits.max_age_secs) {
+            return Err(field(
+                "limits.maxAgeSecs",
+                format!("must be within 1..={MAX_WINDOW_SECS} (100 years)"),
+            ));
+        }
+        if !(0..=MAX_WINDOW_SECS).contains(&self.limits.max_future_secs) {
+            return Err(field(
+                "limits.maxFutureSecs",
+                format!("must be within 0..={MAX_WINDOW_SECS} (100 years)"),
+            ));
+        }
+        if let Some(b) = &self.sink.bootstrap_servers
+            && b.trim().is_empty()
         {
             return Err(field(
-                "limits",
-                "maxEventBytes and maxAgeSecs must be positive, maxFutureSecs non-negative",
+                "sink.bootstrapServers",
+                "must not be empty when set (leave it out to use source.bootstrapServers)",
             ));
         }
         Ok(())
@@ -792,6 +810,37 @@ catalog: {topic: titles}
         assert_eq!(c.sink.dead_letter_topic, "dead");
         assert_eq!(c.source.kafka["sasl.password"], "s3cret");
         assert_eq!(c.processing.max_events_per_second, Some(500));
+    }
+
+    #[test]
+    fn timestamp_window_and_sink_servers_are_bounded() {
+        // Found by the fuzz harness: windows near i64::MAX seconds overflowed when turned into
+        // milliseconds and added to the clock; a blank sink bootstrap list was accepted.
+        for (limits, f) in [
+            ("{maxAgeSecs: 9223372036854775807}", "limits.maxAgeSecs"),
+            ("{maxFutureSecs: 9223372036854775}", "limits.maxFutureSecs"),
+            ("{maxFutureSecs: -1}", "limits.maxFutureSecs"),
+            ("{maxAgeSecs: 0}", "limits.maxAgeSecs"),
+            ("{maxEventBytes: 0}", "limits.maxEventBytes"),
+        ] {
+            let e = err(&format!("{BASE}limits: {limits}\n"));
+            assert!(
+                e.starts_with(&format!("config field {f}:")),
+                "{limits}: {e}"
+            );
+        }
+        let c = WorkerConfig::from_yaml(
+            &format!("{BASE}limits: {{maxAgeSecs: 3153600000, maxFutureSecs: 3153600000}}\n"),
+            [],
+        )
+        .unwrap();
+        let l = c.limits();
+        assert_eq!(
+            (l.max_age_ms, l.max_future_ms),
+            (3_153_600_000_000, 3_153_600_000_000)
+        );
+        let e = err(&BASE.replace("{topic: out,", "{bootstrapServers: ' ', topic: out,"));
+        assert!(e.starts_with("config field sink.bootstrapServers:"), "{e}");
     }
 
     #[test]
