@@ -181,9 +181,10 @@ impl Enricher {
                 detail: "not an integer of epoch milliseconds".into(),
             })?,
         };
+        // Saturating: limits are checked at load, but a window must never wrap around.
         let (min_ms, max_ms) = (
-            now_ms - self.limits.max_age_ms,
-            now_ms + self.limits.max_future_ms,
+            now_ms.saturating_sub(self.limits.max_age_ms),
+            now_ms.saturating_add(self.limits.max_future_ms),
         );
         if !(min_ms..=max_ms).contains(&timestamp) {
             return Err(Reject::TimestampOutOfRange {

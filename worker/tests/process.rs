@@ -418,3 +418,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_widest_timestamp_window_does_not_overflow() {
+    // Found by the fuzz harness (a config's limits near i64::MAX): now ± the window overflowed.
+    let schema = avro::schema();
+    let wide = Limits {
+        max_event_bytes: usize::MAX,
+        max_age_ms: i64::MAX,
+        max_future_ms: i64::MAX,
+    };
+    let mut p = Processor::new(
+        Encoder::new(&schema, Framing::SingleObject),
+        wide,
+        locations(),
+    );
+    let payload = event(r#""videoId":80000001"#);
+    for now in [NOW, 0, i64::MAX] {
+        let (mut out, mut tally) = (Vec::new(), Tally::default());
+        assert_eq!(
+            p.process(&payload, &catalog(), now, &mut out, &mut tally),
+            Outcome::Record,
+            "at {now}"
+        );
+    }
+}
