@@ -159,9 +159,25 @@ fn worker(
         "transactions": w.metric("impressions_worker_transactions_total{outcome=\"committed\"}"),
         "aborted": w.metric("impressions_worker_transactions_total{outcome=\"aborted\"}"),
         "commit_seconds": w.metric("impressions_worker_transaction_commit_seconds_sum"),
+        "cpu_seconds": cpu_seconds(w.child.id()),
     });
     w.terminate(Duration::from_secs(30));
     report
+}
+
+/// User + system CPU seconds a process used so far (less sensitive than throughput to what else
+/// runs on the machine).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which is in parentheses): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+    let ticks: f64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 /// Consumes `n` events and produces each payload unchanged, with the worker's client settings;
