@@ -146,6 +146,23 @@ impl Run<'_> {
         }
     }
 
+    /// Waits (at most 2 min) until the replicas held for 40 s, so that a change during the next
+    /// fault is the fault's doing and not a scale-down that was due anyway.
+    async fn settle(&self) {
+        for _ in 0..120 {
+            let s = self.sampler.since(self.sampler.now() - 40.0);
+            let covered = self
+                .sampler
+                .since(0.0)
+                .first()
+                .is_some_and(|f| f.t < self.sampler.now() - 40.0);
+            if covered && s.len() > 3 && s.iter().all(|x| x.replicas == s[0].replicas) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     fn finish_load(&mut self) {
         if let Some((_, _, r)) = self.runs.last_mut() {
             r.wait();
@@ -318,7 +335,8 @@ async fn main() -> anyhow::Result<()> {
     run.finish_load();
 
     eprintln!("== API server restart");
-    let t0 = run.load("API server restart", STEADY, 60.0);
+    let t0 = run.load("API server restart", STEADY, 180.0);
+    run.settle().await;
     run.until(t0, 15.0).await;
     let at = run.sampler.now();
     stack_cmd(&["stop", "kube-apiserver"]);
@@ -352,7 +370,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     eprintln!("== the operator leader killed");
-    let t0 = run.load("operator leader kill -9", STEADY, 60.0);
+    let t0 = run.load("operator leader kill -9", STEADY, 90.0);
+    run.settle().await;
     run.until(t0, 15.0).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let holder = |l: &[Lease]| {
