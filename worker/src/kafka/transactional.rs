@@ -193,6 +193,13 @@ fn retrying<T>(mut call: impl FnMut() -> Result<T, KafkaError>) -> Result<T, Kaf
     }
 }
 
+/// Why a transaction did not commit.
+enum CommitError {
+    /// An output was not acknowledged.
+    Refused,
+    Kafka(KafkaError),
+}
+
 /// Whether the transaction can be aborted and the work redone (rather than stopping).
 fn requires_abort(e: &KafkaError) -> bool {
     match e {
@@ -336,21 +343,20 @@ impl Transactions {
             .group_metadata()
             .ok_or_else(|| Fatal("the consumer has no group metadata".into()))?;
         let offsets = open.offsets(&self.topic);
-        self.await_outputs(t0 + self.timeout);
-        if self.tracker.any_failed() {
-            // An output the producer refused at once (not a transaction error) or whose
-            // delivery failed: committing would commit its input without it.
-            tracing::warn!(
-                events = open.events,
-                "an output was not acknowledged: aborting the transaction and rewinding"
-            );
-            return self.abort(consumer, st, &open, revoked);
-        }
+        // The offsets travel to the coordinator while the last outputs are still in flight.
+        let _ = self.producer.flush(Duration::ZERO);
         let result = retrying(|| {
             self.producer
                 .send_offsets_to_transaction(&offsets, &meta, self.timeout)
         })
-        .and_then(|()| retrying(|| self.producer.commit_transaction(self.timeout)));
+        .map_err(CommitError::Kafka)
+        .and_then(|()| {
+            self.await_outputs(t0 + self.timeout);
+            if self.tracker.any_failed() {
+                return Err(CommitError::Refused);
+            }
+            retrying(|| self.producer.commit_transaction(self.timeout)).map_err(CommitError::Kafka)
+        });
         match result {
             Ok(()) => {
                 st.aborts_in_a_row = 0;
@@ -374,11 +380,20 @@ impl Transactions {
                     .observe(t0.elapsed().as_secs_f64());
                 Ok(Ended::Committed)
             }
-            Err(e) if requires_abort(&e) => {
+            Err(CommitError::Refused) => {
+                // An output the producer refused at once (not a transaction error) or whose
+                // delivery failed: committing would commit its input without it.
+                tracing::warn!(
+                    events = open.events,
+                    "an output was not acknowledged: aborting the transaction and rewinding"
+                );
+                self.abort(consumer, st, &open, revoked)
+            }
+            Err(CommitError::Kafka(e)) if requires_abort(&e) => {
                 tracing::warn!(error = %e, events = open.events, "transaction cannot commit: aborting it and rewinding");
                 self.abort(consumer, st, &open, revoked)
             }
-            Err(e) => Err(Fatal(format!("committing a transaction: {e}"))),
+            Err(CommitError::Kafka(e)) => Err(Fatal(format!("committing a transaction: {e}"))),
         }
     }
 
