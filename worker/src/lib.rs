@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod config;
 pub mod event;
 pub mod http;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod invariants;
 pub mod kafka;
 pub mod loadgen;
 pub mod metrics;
