@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: fuzz fuzz-cmin chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -55,6 +55,24 @@ chaos: prerequisites
 	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) target/debug/chaos AtLeastOnce; a=$$?; \
 	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) target/debug/chaos ExactlyOnce; e=$$?; \
 	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) $(STACK) down; test $$a -eq 0 -a $$e -eq 0
+
+## fuzz: the cargo-fuzz targets (fuzz/), FUZZ_SECONDS each, one after the other, one process,
+## nice'd; new inputs go to fuzz/.work/, crashes to fuzz/artifacts/ (docs/reliability.md)
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= raw_event raw_event_structured worker_config
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .work/$$t; \
+	  seeds=; [ -d corpus/$$t ] && seeds=corpus/$$t; \
+	  dict=; [ -f dict/$$t.dict ] && dict=-dict=dict/$$t.dict; \
+	  nice -n 19 $(CARGO) +nightly fuzz run $$t .work/$$t $$seeds -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict || exit 1; \
+	done
+
+## fuzz-cmin: minimizes the committed seed corpora (fuzz/corpus/) in place
+fuzz-cmin:
+	cd fuzz && for t in $$(ls corpus); do nice -n 19 $(CARGO) +nightly fuzz cmin $$t corpus/$$t || exit 1; done
 
 ## stack-up / stack-down: start or stop the local stack (provisions on first use)
 stack-up:
