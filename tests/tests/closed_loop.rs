@@ -93,23 +93,28 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         stack,
         &raw,
         &format!("constant:{steady}"),
-        100.0,
+        150.0,
         1,
     )];
-    let settled = eventually(Duration::from_secs(80), "replicas settled for 15 s", || {
-        // Sampling Kafka takes a moment: at least three samples, the window fully covered.
-        let s = sampler.since(sampler.now() - 15.0);
-        let covered = sampler
-            .since(0.0)
-            .first()
-            .is_some_and(|f| f.t < sampler.now() - 15.0);
-        let ok = covered
-            && s.len() >= 3
-            && s[0].replicas > 0
-            && s.iter()
-                .all(|x| x.replicas == s[0].replicas && x.ready == x.replicas);
-        std::future::ready(ok.then(|| s[0].replicas))
-    })
+    // Settled: unchanged for two rate windows (the capacity estimate has converged).
+    let settled = eventually(
+        Duration::from_secs(110),
+        "replicas settled for 30 s",
+        || {
+            // Sampling Kafka takes a moment: at least three samples, the window fully covered.
+            let s = sampler.since(sampler.now() - 30.0);
+            let covered = sampler
+                .since(0.0)
+                .first()
+                .is_some_and(|f| f.t < sampler.now() - 30.0);
+            let ok = covered
+                && s.len() >= 3
+                && s[0].replicas > 0
+                && s.iter()
+                    .all(|x| x.replicas == s[0].replicas && x.ready == x.replicas);
+            std::future::ready(ok.then(|| s[0].replicas))
+        },
+    )
     .await;
     assert!(
         (1..=3).contains(&settled),
