@@ -21,7 +21,7 @@ test-unit:
 ## test-integration: tests against the real API server, controller-manager, Kafka and Prometheus
 test-integration:
 	$(CARGO) build --bins
-	$(CARGO) test -p impressions-tests -- --test-threads=4
+	$(CARGO) test -p impressions-tests --no-fail-fast -- --test-threads=4
 
 ## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
 ## end-to-end bench against a passthrough on the local Kafka, at-least-once and exactly-once
