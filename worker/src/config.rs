@@ -279,9 +279,17 @@ impl WorkerConfig {
                 ));
             }
         }
+        let mut pages = BTreeMap::new();
         for k in self.locations.pages.keys() {
-            k.parse::<i64>()
+            let id = k
+                .parse::<i64>()
                 .map_err(|_| field(&format!("locations.pages.{k}"), "page ids must be integers"))?;
+            if let Some(other) = pages.insert(id, k) {
+                return Err(field(
+                    &format!("locations.pages.{k}"),
+                    format!("page id {id} is also given as {other:?}"),
+                ));
+            }
         }
         if !(1..=64).contains(&self.processing.threads) {
             return Err(field("processing.threads", "must be within 1..=64"));
@@ -841,6 +849,19 @@ catalog: {topic: titles}
         );
         let e = err(&BASE.replace("{topic: out,", "{bootstrapServers: ' ', topic: out,"));
         assert!(e.starts_with("config field sink.bootstrapServers:"), "{e}");
+    }
+
+    #[test]
+    fn a_page_id_given_twice_is_refused() {
+        // Found by the fuzz harness: `1` and `+1` (or `01`) are one page id; one name was
+        // silently dropped.
+        let e = err(&format!(
+            "{BASE}locations: {{pages: {{'1': Home, '+1': Other}}}}\n"
+        ));
+        assert_eq!(
+            e,
+            "config field locations.pages.1: page id 1 is also given as \"+1\""
+        );
     }
 
     #[test]
