@@ -59,7 +59,7 @@ chaos: prerequisites
 ## fuzz: the cargo-fuzz targets (fuzz/), FUZZ_SECONDS each, one after the other, one process,
 ## nice'd; new inputs go to fuzz/.work/, crashes to fuzz/artifacts/ (docs/reliability.md)
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= raw_event raw_event_structured worker_config
+FUZZ_TARGETS ?= raw_event raw_event_structured worker_config worker_config_structured
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
