@@ -675,6 +675,10 @@ catalog: {topic: titles}
                 ),
             ),
             (
+                "pages-twice",
+                format!("{base}locations: {{pages: {{'1': Home, '+1': Other}}}}\n"),
+            ),
+            (
                 "sink-blank",
                 base.replace("{topic: out,", "{bootstrapServers: ' ', topic: out,"),
             ),
