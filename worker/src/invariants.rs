@@ -489,11 +489,15 @@ mod tests {
         }
     }
 
-    /// Writes the seed corpora (run with `--ignored`, then minimize with `cargo fuzz cmin`).
+    /// Builds the seed corpora: into a temporary folder in every test run, into `fuzz/corpus`
+    /// when `IMPRESSIONS_WRITE_SEEDS=1` (then minimize with `make fuzz-cmin`).
     #[test]
-    #[ignore = "writes fuzz/corpus"]
     fn write_seed_corpus() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let root = if std::env::var_os("IMPRESSIONS_WRITE_SEEDS").is_some() {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+        } else {
+            std::env::temp_dir().join(format!("impressions-seeds-{}", std::process::id()))
+        };
         let write = |target: &str, name: &str, bytes: &[u8]| {
             let dir = root.join(target);
             std::fs::create_dir_all(&dir).unwrap();
