@@ -299,3 +299,19 @@ pub fn high_watermarks(stack: &Stack, topic: &str) -> HashMap<i32, i64> {
         })
         .collect()
 }
+
+/// The topics of an end-to-end pipeline named after `prefix`: `<prefix>-raw` (8 partitions),
+/// `-out` (4), `-dlq` (1) and a compacted `-titles` filled with 200 titles. Returns the raw topic.
+pub async fn pipeline_topics(stack: &Stack, prefix: &str) -> String {
+    let raw = format!("{prefix}-raw");
+    for (t, p, compact) in [
+        (raw.clone(), 8, false),
+        (format!("{prefix}-out"), 4, false),
+        (format!("{prefix}-dlq"), 1, false),
+        (format!("{prefix}-titles"), 1, true),
+    ] {
+        create_topic(stack, &t, p, compact).await;
+    }
+    fill_catalog(stack, &format!("{prefix}-titles"), 200).await;
+    raw
+}

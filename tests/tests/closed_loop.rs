@@ -30,16 +30,7 @@ const CAP: f64 = 500.0;
 const LAG_SLO_S: f64 = 10.0;
 
 async fn setup(stack: &Stack, client: &Client, ns: &str) -> String {
-    let raw = format!("{ns}-raw");
-    for (t, p, compact) in [
-        (raw.clone(), 8, false),
-        (format!("{ns}-out"), 4, false),
-        (format!("{ns}-dlq"), 1, false),
-        (format!("{ns}-titles"), 1, true),
-    ] {
-        kafka::create_topic(stack, &t, p, compact).await;
-    }
-    kafka::fill_catalog(stack, &format!("{ns}-titles"), 200).await;
+    let raw = kafka::pipeline_topics(stack, ns).await;
     let policy = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": ns},
         "spec": {"minReplicas": 1, "maxReplicas": 8, "targetUtilization": 0.7, "utilizationTolerance": 0.1,
                  "lagSloSeconds": LAG_SLO_S as u32, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,

@@ -183,16 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let client = stack.client().await;
     cluster::install_crds(&client).await?;
     let ns = cluster::namespace(&client, &unique("chaos")).await?;
-    let raw = format!("{ns}-raw");
-    for (t, p, compact) in [
-        (raw.clone(), 8, false),
-        (format!("{ns}-out"), 4, false),
-        (format!("{ns}-dlq"), 1, false),
-        (format!("{ns}-titles"), 1, true),
-    ] {
-        kafka::create_topic(stack, &t, p, compact).await;
-    }
-    kafka::fill_catalog(stack, &format!("{ns}-titles"), 200).await;
+    let raw = kafka::pipeline_topics(stack, &ns).await;
     let policy = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": ns},
         "spec": {"minReplicas": 1, "maxReplicas": 8, "lagSloSeconds": 10, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,
                  "scaleUp": {"stabilizationWindowSeconds": 0, "maxStepPercent": 200, "maxStepReplicas": 4, "cooldownSeconds": 10},
