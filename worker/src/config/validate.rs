@@ -1,0 +1,418 @@
+//! What serde cannot check: ranges, topic names, page ids, and settings that contradict the
+//! delivery guarantee. Each error names the field.
+
+use std::collections::BTreeMap;
+
+use super::{ConfigError, DeliveryGuarantee, WorkerConfig, field};
+
+/// The widest timestamp window limits may set on either side of now: 100 years.
+const MAX_WINDOW_SECS: i64 = 100 * 365 * 24 * 3600;
+
+impl WorkerConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        topic("source.topic", &self.source.topic)?;
+        topic("sink.topic", &self.sink.topic)?;
+        topic("sink.deadLetterTopic", &self.sink.dead_letter_topic)?;
+        if self.source.bootstrap_servers.trim().is_empty() {
+            return Err(field("source.bootstrapServers", "must not be empty"));
+        }
+        if self.source.consumer_group.trim().is_empty() {
+            return Err(field("source.consumerGroup", "must not be empty"));
+        }
+        if self.sink.topic == self.sink.dead_letter_topic {
+            return Err(field("sink.deadLetterTopic", "must differ from sink.topic"));
+        }
+        if self.sink.topic == self.source.topic || self.sink.dead_letter_topic == self.source.topic
+        {
+            return Err(field(
+                "sink.topic",
+                "the sink and dead-letter topics must differ from source.topic",
+            ));
+        }
+        match (&self.catalog.topic, &self.catalog.file) {
+            (Some(t), None) => topic("catalog.topic", t)?,
+            (None, Some(_)) => {}
+            _ => {
+                return Err(field(
+                    "catalog",
+                    "exactly one of catalog.topic and catalog.file must be set",
+                ));
+            }
+        }
+        let mut pages = BTreeMap::new();
+        for k in self.locations.pages.keys() {
+            let id = k
+                .parse::<i64>()
+                .map_err(|_| field(&format!("locations.pages.{k}"), "page ids must be integers"))?;
+            if let Some(other) = pages.insert(id, k) {
+                return Err(field(
+                    &format!("locations.pages.{k}"),
+                    format!("page id {id} is also given as {other:?}"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.processing.threads) {
+            return Err(field("processing.threads", "must be within 1..=64"));
+        }
+        if !(1..=100_000).contains(&self.processing.max_batch) {
+            return Err(field("processing.maxBatch", "must be within 1..=100000"));
+        }
+        if self.processing.max_events_per_second == Some(0) {
+            return Err(field(
+                "processing.maxEventsPerSecond",
+                "must be positive when set",
+            ));
+        }
+        if !(1..=600).contains(&self.drain_timeout_secs) {
+            return Err(field("drainTimeoutSecs", "must be within 1..=600"));
+        }
+        self.validate_delivery()?;
+        if self.limits.max_event_bytes == 0 {
+            return Err(field("limits.maxEventBytes", "must be positive"));
+        }
+        // Bounded so that now ± the window stays far inside the range of epoch milliseconds.
+        if !(1..=MAX_WINDOW_SECS).contains(&self.limits.max_age_secs) {
+            return Err(field(
+                "limits.maxAgeSecs",
+                format!("must be within 1..={MAX_WINDOW_SECS} (100 years)"),
+            ));
+        }
+        if !(0..=MAX_WINDOW_SECS).contains(&self.limits.max_future_secs) {
+            return Err(field(
+                "limits.maxFutureSecs",
+                format!("must be within 0..={MAX_WINDOW_SECS} (100 years)"),
+            ));
+        }
+        if let Some(b) = &self.sink.bootstrap_servers
+            && b.trim().is_empty()
+        {
+            return Err(field(
+                "sink.bootstrapServers",
+                "must not be empty when set (leave it out to use source.bootstrapServers)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transaction settings: only for ExactlyOnce, checked against every setting that would
+    /// break it (the consumed offsets are committed through the sink producer's transaction, so
+    /// the sink must be the source's cluster; offsets are never committed by the consumer).
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let s = &self.sink;
+        if s.delivery_guarantee == DeliveryGuarantee::AtLeastOnce {
+            for (name, set) in [
+                (
+                    "sink.transactionIntervalMs",
+                    s.transaction_interval_ms.is_some(),
+                ),
+                (
+                    "sink.transactionMaxEvents",
+                    s.transaction_max_events.is_some(),
+                ),
+                (
+                    "sink.transactionTimeoutMs",
+                    s.transaction_timeout_ms.is_some(),
+                ),
+                ("sink.transactionalId", s.transactional_id.is_some()),
+            ] {
+                if set {
+                    return Err(field(
+                        name,
+                        "only applies with sink.deliveryGuarantee: ExactlyOnce",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let t = self.transactions();
+        if !(1_000..=900_000).contains(&t.timeout_ms) {
+            return Err(field(
+                "sink.transactionTimeoutMs",
+                "must be within 1000..=900000 (the broker's default transaction.max.timeout.ms)",
+            ));
+        }
+        if t.interval_ms == 0 || t.interval_ms > t.timeout_ms / 2 {
+            return Err(field(
+                "sink.transactionIntervalMs",
+                format!(
+                    "must be positive and at most half of sink.transactionTimeoutMs ({} ms)",
+                    t.timeout_ms
+                ),
+            ));
+        }
+        if t.max_events == 0 {
+            return Err(field("sink.transactionMaxEvents", "must be positive"));
+        }
+        if let Some(id) = &t.transactional_id
+            && (id.trim().is_empty() || id.len() > 249)
+        {
+            return Err(field(
+                "sink.transactionalId",
+                "must be non-empty and at most 249 characters",
+            ));
+        }
+        if let Some(b) = &s.bootstrap_servers
+            && b.trim() != self.source.bootstrap_servers.trim()
+        {
+            return Err(field(
+                "sink.bootstrapServers",
+                "ExactlyOnce needs the sink on the source's cluster: the consumed offsets are \
+                 committed in the sink producer's transaction",
+            ));
+        }
+        let source = |k: &str| {
+            self.source
+                .kafka
+                .get(k)
+                .map(|v| v.trim().to_ascii_lowercase())
+        };
+        if source("enable.auto.commit").is_some_and(|v| v != "false") {
+            return Err(field(
+                "source.kafka.enable.auto.commit",
+                "must be false with ExactlyOnce: offsets are committed in the transaction",
+            ));
+        }
+        if source("isolation.level").is_some_and(|v| v != "read_committed") {
+            return Err(field(
+                "source.kafka.isolation.level",
+                "must be read_committed with ExactlyOnce: an aborted input must not reach the sink",
+            ));
+        }
+        let (prefix, props) = self.sink_kafka();
+        let sink = |k: &str| props.get(k).map(|v| v.trim().to_ascii_lowercase());
+        for (key, instead) in [
+            ("transactional.id", "sink.transactionalId"),
+            ("transaction.timeout.ms", "sink.transactionTimeoutMs"),
+        ] {
+            if props.contains_key(key) {
+                return Err(field(
+                    &format!("{prefix}.{key}"),
+                    format!("set {instead} instead"),
+                ));
+            }
+        }
+        if sink("enable.idempotence").is_some_and(|v| v != "true") {
+            return Err(field(
+                &format!("{prefix}.enable.idempotence"),
+                "must be true with ExactlyOnce (a transactional producer is idempotent)",
+            ));
+        }
+        if sink("acks").is_some_and(|v| v != "all" && v != "-1") {
+            return Err(field(
+                &format!("{prefix}.acks"),
+                "must be all with ExactlyOnce",
+            ));
+        }
+        if let Some(v) = sink("message.timeout.ms")
+            && v.parse::<u64>().map_or(true, |ms| ms > t.timeout_ms)
+        {
+            return Err(field(
+                &format!("{prefix}.message.timeout.ms"),
+                format!(
+                    "must be a number of ms at most sink.transactionTimeoutMs ({})",
+                    t.timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn topic(name: &str, t: &str) -> Result<(), ConfigError> {
+    let ok = !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(field(
+            name,
+            format!("{t:?} is not a valid Kafka topic name"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{
+        DeliveryGuarantee, WorkerConfig,
+        testing::{BASE, err},
+    };
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        assert!(err(&BASE.replace("dlq", "out")).starts_with("config field sink.deadLetterTopic:"));
+        assert!(
+            err(&BASE.replace("topic: raw", "topic: 'raw events'"))
+                .starts_with("config field source.topic:")
+        );
+        assert!(
+            err(&BASE.replace("catalog: {topic: titles}", "catalog: {}"))
+                .starts_with("config field catalog:")
+        );
+        assert!(
+            err(&format!("{BASE}processing: {{threads: 0, maxBatch: 10}}\n"))
+                .starts_with("config field processing.threads:")
+        );
+        assert!(
+            err(&format!("{BASE}locations: {{pages: {{home: Home}}}}\n"))
+                .starts_with("config field locations.pages.home:")
+        );
+        assert!(
+            err(&format!("{BASE}metrics: {{listen: nowhere}}\n"))
+                .starts_with("config field metrics.listen:")
+        );
+    }
+
+    #[test]
+    fn exactly_once_defaults_and_incompatible_settings_name_the_field() {
+        let eos = BASE.replace(
+            "deadLetterTopic: dlq",
+            "deadLetterTopic: dlq, deliveryGuarantee: ExactlyOnce",
+        );
+        let c = WorkerConfig::from_yaml(&eos, []).unwrap();
+        assert_eq!(c.sink.delivery_guarantee, DeliveryGuarantee::ExactlyOnce);
+        let t = c.transactions();
+        assert_eq!(
+            (t.interval_ms, t.max_events, t.timeout_ms),
+            (100, 50_000, 10_000)
+        );
+        let with = |sink_extra: &str, rest: &str| {
+            err(&format!(
+                "{}{rest}",
+                eos.replace("ExactlyOnce", &format!("ExactlyOnce, {sink_extra}"))
+            ))
+        };
+        for (sink_extra, rest, field) in [
+            (
+                "bootstrapServers: 'other:9092'",
+                "",
+                "sink.bootstrapServers",
+            ),
+            (
+                "transactionIntervalMs: 6000",
+                "",
+                "sink.transactionIntervalMs",
+            ),
+            ("transactionIntervalMs: 0", "", "sink.transactionIntervalMs"),
+            ("transactionTimeoutMs: 500", "", "sink.transactionTimeoutMs"),
+            ("transactionMaxEvents: 0", "", "sink.transactionMaxEvents"),
+            ("transactionalId: ''", "", "sink.transactionalId"),
+            (
+                "kafka: {transactional.id: x}",
+                "",
+                "sink.kafka.transactional.id",
+            ),
+            (
+                "kafka: {enable.idempotence: 'false'}",
+                "",
+                "sink.kafka.enable.idempotence",
+            ),
+            ("kafka: {acks: '1'}", "", "sink.kafka.acks"),
+            (
+                "kafka: {message.timeout.ms: '120000'}",
+                "",
+                "sink.kafka.message.timeout.ms",
+            ),
+        ] {
+            let e = with(sink_extra, rest);
+            assert!(
+                e.starts_with(&format!("config field {field}:")),
+                "{sink_extra}: {e}"
+            );
+        }
+        let with_source = |kafka: &str| {
+            err(&eos.replace(
+                "consumerGroup: demo.impressions}",
+                &format!("consumerGroup: demo.impressions, kafka: {{{kafka}}}}}"),
+            ))
+        };
+        // Without a sink map of its own the sink producer gets the source's map.
+        for (kafka, field) in [
+            (
+                "enable.auto.commit: 'true'",
+                "source.kafka.enable.auto.commit",
+            ),
+            (
+                "isolation.level: read_uncommitted",
+                "source.kafka.isolation.level",
+            ),
+            (
+                "transaction.timeout.ms: '5000'",
+                "source.kafka.transaction.timeout.ms",
+            ),
+        ] {
+            let e = with_source(kafka);
+            assert!(
+                e.starts_with(&format!("config field {field}:")),
+                "{kafka}: {e}"
+            );
+        }
+        // The same cluster, spelled the same, is fine; so are settings that fit.
+        let ok = eos.replace(
+            "ExactlyOnce",
+            "ExactlyOnce, bootstrapServers: 'k:9092', transactionIntervalMs: 250, \
+             transactionalId: w-0, kafka: {message.timeout.ms: '8000', acks: all}",
+        );
+        WorkerConfig::from_yaml(&ok, []).unwrap();
+    }
+
+    #[test]
+    fn transaction_settings_are_refused_without_exactly_once() {
+        let e = err(&BASE.replace(
+            "deadLetterTopic: dlq",
+            "deadLetterTopic: dlq, transactionIntervalMs: 100",
+        ));
+        assert!(
+            e.starts_with("config field sink.transactionIntervalMs: only applies with"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn timestamp_window_and_sink_servers_are_bounded() {
+        // Found by the fuzz harness: windows near i64::MAX seconds overflowed when turned into
+        // milliseconds and added to the clock; a blank sink bootstrap list was accepted.
+        for (limits, f) in [
+            ("{maxAgeSecs: 9223372036854775807}", "limits.maxAgeSecs"),
+            ("{maxFutureSecs: 9223372036854775}", "limits.maxFutureSecs"),
+            ("{maxFutureSecs: -1}", "limits.maxFutureSecs"),
+            ("{maxAgeSecs: 0}", "limits.maxAgeSecs"),
+            ("{maxEventBytes: 0}", "limits.maxEventBytes"),
+        ] {
+            let e = err(&format!("{BASE}limits: {limits}\n"));
+            assert!(
+                e.starts_with(&format!("config field {f}:")),
+                "{limits}: {e}"
+            );
+        }
+        let c = WorkerConfig::from_yaml(
+            &format!("{BASE}limits: {{maxAgeSecs: 3153600000, maxFutureSecs: 3153600000}}\n"),
+            [],
+        )
+        .unwrap();
+        let l = c.limits();
+        assert_eq!(
+            (l.max_age_ms, l.max_future_ms),
+            (3_153_600_000_000, 3_153_600_000_000)
+        );
+        let e = err(&BASE.replace("{topic: out,", "{bootstrapServers: ' ', topic: out,"));
+        assert!(e.starts_with("config field sink.bootstrapServers:"), "{e}");
+    }
+
+    #[test]
+    fn a_page_id_given_twice_is_refused() {
+        // Found by the fuzz harness: `1` and `+1` (or `01`) are one page id; one name was
+        // silently dropped.
+        let e = err(&format!(
+            "{BASE}locations: {{pages: {{'1': Home, '+1': Other}}}}\n"
+        ));
+        assert_eq!(
+            e,
+            "config field locations.pages.1: page id 1 is also given as \"+1\""
+        );
+    }
+}
