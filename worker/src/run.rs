@@ -27,8 +27,9 @@ use crate::{
     config::{DeliveryGuarantee, WorkerConfig},
     kafka::{
         auth::AuthWatch,
-        context::{DeliveryContext, SinkProducer, SourceContext},
+        consumer::SourceContext,
         offsets::Tracker,
+        producer::{DeliveryContext, SinkProducer},
         sink::{Origin, Sink},
         transactional::{self, Transactions},
     },

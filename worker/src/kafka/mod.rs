@@ -1,11 +1,15 @@
-//! Kafka IO: client settings, the offset tracker that makes commits at-least-once, the
-//! consumer/producer contexts (rebalance, statistics, delivery reports), the sink and the
-//! catalog feed; exactly-once transactions; authentication and TLS failures.
+//! Kafka IO: client settings, the offset tracker that makes commits at-least-once, the source
+//! consumer's context (rebalance, statistics), the sink producer's (delivery reports), the sink
+//! and the catalog feed; exactly-once transactions; authentication and TLS failures.
+//!
+//! Imports go one way: `consumer` → `transactional` → `producer` → `offsets`, `auth`; `sink` →
+//! `producer`.
 
 pub mod auth;
 pub mod catalog_feed;
 pub mod client;
-pub mod context;
+pub mod consumer;
 pub mod offsets;
+pub mod producer;
 pub mod sink;
 pub mod transactional;

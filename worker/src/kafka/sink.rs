@@ -11,7 +11,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use super::{context::SinkProducer, offsets::Chunk};
+use super::{offsets::Chunk, producer::SinkProducer};
 use crate::reject::Reject;
 
 /// Header names of dead letters.

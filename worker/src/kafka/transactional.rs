@@ -30,7 +30,7 @@ use rdkafka::{
     producer::Producer,
 };
 
-use super::{context::SinkProducer, offsets::Tracker};
+use super::{offsets::Tracker, producer::SinkProducer};
 use crate::{
     config::WorkerConfig,
     metrics::{Metrics, OutcomeLabel},
