@@ -38,6 +38,29 @@ pub struct WorkerConfig {
     pub drain_timeout_secs: u64,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// Dead letters: a rejected event's bytes larger than `maxPayloadBytes` are cut to that size
+/// before they are produced (with headers giving the original size and SHA-256), so that the
+/// broker never refuses a dead letter for its size.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    pub max_payload_bytes: usize,
+}
+
+/// The default dead-letter payload limit: 256 KiB, well under the broker's default
+/// `message.max.bytes` (1 MB) and librdkafka's producer default (1,000,000 bytes).
+pub const DEFAULT_DEAD_LETTER_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            max_payload_bytes: DEFAULT_DEAD_LETTER_MAX_PAYLOAD_BYTES,
+        }
+    }
 }
 
 /// Which pipeline this worker belongs to (for logs).

@@ -8,6 +8,13 @@ use super::{ConfigError, DeliveryGuarantee, WorkerConfig, field};
 /// The widest timestamp window limits may set on either side of now: 100 years.
 const MAX_WINDOW_SECS: i64 = 100 * 365 * 24 * 3600;
 
+/// librdkafka's default `message.max.bytes` of a producer.
+const PRODUCER_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// What a dead letter needs besides its payload within `message.max.bytes`: its key, headers
+/// and record overhead.
+const DEAD_LETTER_HEADROOM: usize = 64 * 1024;
+
 impl WorkerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         topic("source.topic", &self.source.topic)?;
@@ -67,6 +74,7 @@ impl WorkerConfig {
             return Err(field("drainTimeoutSecs", "must be within 1..=600"));
         }
         self.validate_delivery()?;
+        self.validate_dead_letter()?;
         if self.limits.max_event_bytes == 0 {
             return Err(field("limits.maxEventBytes", "must be positive"));
         }
@@ -122,7 +130,7 @@ impl WorkerConfig {
                     ));
                 }
             }
-            return Ok(());
+            return self.validate_at_least_once();
         }
         let t = self.transactions();
         if !(1_000..=900_000).contains(&t.timeout_ms) {
@@ -215,6 +223,98 @@ impl WorkerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// AtLeastOnce: an input's offset is stored once every output of it was acknowledged by
+    /// every in-sync replica, and stored offsets are committed in the background. A pipeline's
+    /// librdkafka settings (applied after the worker's own) must not undo that.
+    fn validate_at_least_once(&self) -> Result<(), ConfigError> {
+        let source = |k: &str| {
+            self.source
+                .kafka
+                .get(k)
+                .map(|v| v.trim().to_ascii_lowercase())
+        };
+        if source("enable.auto.offset.store").is_some_and(|v| bool_value(&v) != Some(false)) {
+            return Err(field(
+                "source.kafka.enable.auto.offset.store",
+                "must be false with AtLeastOnce: an offset is stored only once its event's outputs \
+                 are acknowledged",
+            ));
+        }
+        if source("enable.auto.commit").is_some_and(|v| bool_value(&v) != Some(true)) {
+            return Err(field(
+                "source.kafka.enable.auto.commit",
+                "must be true with AtLeastOnce: the stored offsets are committed in the background",
+            ));
+        }
+        let (prefix, props) = self.sink_kafka();
+        let sink = |k: &str| props.get(k).map(|v| v.trim().to_ascii_lowercase());
+        for key in ["acks", "request.required.acks"] {
+            if sink(key).is_some_and(|v| v != "all" && v != "-1") {
+                return Err(field(
+                    &format!("{prefix}.{key}"),
+                    "must be all with AtLeastOnce: an input is committed once its outputs are \
+                     acknowledged, which must mean written to every in-sync replica",
+                ));
+            }
+        }
+        if sink("enable.idempotence").is_some_and(|v| bool_value(&v) != Some(true)) {
+            return Err(field(
+                &format!("{prefix}.enable.idempotence"),
+                "must be true with AtLeastOnce: a retried output must not be reordered or \
+                 duplicated by the producer",
+            ));
+        }
+        if sink("delivery.report.only.error").is_some_and(|v| bool_value(&v) != Some(false)) {
+            return Err(field(
+                &format!("{prefix}.delivery.report.only.error"),
+                "must be false with AtLeastOnce: the report of each delivered output releases \
+                 its input's offset",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A dead letter cut to `deadLetter.maxPayloadBytes` must fit the producer's
+    /// `message.max.bytes` with its key and headers.
+    fn validate_dead_letter(&self) -> Result<(), ConfigError> {
+        let (prefix, props) = self.sink_kafka();
+        let (limit, from) = match props.get("message.max.bytes") {
+            None => (
+                PRODUCER_MESSAGE_MAX_BYTES,
+                "the producer's default message.max.bytes".to_owned(),
+            ),
+            Some(v) => {
+                let name = format!("{prefix}.message.max.bytes");
+                let n = v
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| field(&name, "must be a number of bytes"))?;
+                (n, name)
+            }
+        };
+        let max = limit.saturating_sub(DEAD_LETTER_HEADROOM);
+        let n = self.dead_letter.max_payload_bytes;
+        if n == 0 || n > max {
+            return Err(field(
+                "deadLetter.maxPayloadBytes",
+                format!(
+                    "must be positive and at most {max}: {from} ({limit}) less \
+                     {DEAD_LETTER_HEADROOM} bytes for the key and headers"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A librdkafka boolean (`true`/`t`/`1`, `false`/`f`/`0`), lower-cased.
+fn bool_value(v: &str) -> Option<bool> {
+    match v {
+        "true" | "t" | "1" => Some(true),
+        "false" | "f" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -414,5 +514,154 @@ mod tests {
             e,
             "config field locations.pages.1: page id 1 is also given as \"+1\""
         );
+    }
+
+    #[test]
+    fn at_least_once_settings_the_worker_depends_on_are_refused() {
+        let with_source = |kafka: &str| {
+            err(&BASE.replace(
+                "consumerGroup: demo.impressions}",
+                &format!("consumerGroup: demo.impressions, kafka: {{{kafka}}}}}"),
+            ))
+        };
+        let with_sink = |kafka: &str| {
+            err(&BASE.replace(
+                "deadLetterTopic: dlq}",
+                &format!("deadLetterTopic: dlq, kafka: {{{kafka}}}}}"),
+            ))
+        };
+        for (e, field) in [
+            (
+                with_source("enable.auto.offset.store: 'true'"),
+                "source.kafka.enable.auto.offset.store",
+            ),
+            (
+                with_source("enable.auto.offset.store: 'yes'"),
+                "source.kafka.enable.auto.offset.store",
+            ),
+            (
+                with_source("enable.auto.commit: 'false'"),
+                "source.kafka.enable.auto.commit",
+            ),
+            (with_sink("acks: '1'"), "sink.kafka.acks"),
+            (with_sink("acks: '0'"), "sink.kafka.acks"),
+            (
+                with_sink("request.required.acks: '1'"),
+                "sink.kafka.request.required.acks",
+            ),
+            (
+                with_sink("enable.idempotence: 'false'"),
+                "sink.kafka.enable.idempotence",
+            ),
+            (
+                with_sink("delivery.report.only.error: 'true'"),
+                "sink.kafka.delivery.report.only.error",
+            ),
+            // Without a sink map of its own the sink producer gets the source's map.
+            (with_source("acks: '1'"), "source.kafka.acks"),
+            (
+                with_source("enable.idempotence: 'false'"),
+                "source.kafka.enable.idempotence",
+            ),
+        ] {
+            assert!(
+                e.starts_with(&format!("config field {field}: must ")),
+                "{e}"
+            );
+        }
+        assert!(
+            with_sink("acks: '1'").contains("with AtLeastOnce"),
+            "the guarantee is named"
+        );
+
+        // From a Secret, through the environment, the same.
+        let e = WorkerConfig::from_yaml(
+            BASE,
+            [(
+                "WORKER__SOURCE__KAFKA__ENABLE_AUTO_OFFSET_STORE".to_owned(),
+                "true".to_owned(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("config field source.kafka.enable.auto.offset.store:"),
+            "{e}"
+        );
+
+        // The worker's own values, in any librdkafka spelling, are fine.
+        let ok = BASE
+            .replace(
+                "consumerGroup: demo.impressions}",
+                "consumerGroup: demo.impressions, kafka: {enable.auto.offset.store: 'False', \
+                 enable.auto.commit: '1'}}",
+            )
+            .replace(
+                "deadLetterTopic: dlq}",
+                "deadLetterTopic: dlq, kafka: {acks: '-1', enable.idempotence: 'true', \
+                 delivery.report.only.error: 'false', linger.ms: '20'}}",
+            );
+        WorkerConfig::from_yaml(&ok, []).unwrap();
+    }
+
+    #[test]
+    fn dead_letter_payload_limit_fits_the_producer() {
+        let c = WorkerConfig::from_yaml(BASE, []).unwrap();
+        assert_eq!(c.dead_letter.max_payload_bytes, 256 * 1024);
+        let c = WorkerConfig::from_yaml(
+            &format!("{BASE}deadLetter: {{maxPayloadBytes: 1000}}\n"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.dead_letter.max_payload_bytes, 1000);
+        for (yaml, f) in [
+            (
+                format!("{BASE}deadLetter: {{maxPayloadBytes: 0}}\n"),
+                "deadLetter.maxPayloadBytes",
+            ),
+            // Above librdkafka's default message.max.bytes less the headroom.
+            (
+                format!("{BASE}deadLetter: {{maxPayloadBytes: 2097152}}\n"),
+                "deadLetter.maxPayloadBytes",
+            ),
+            (
+                format!("{BASE}deadLetter: {{maxPayloadBytes: 1000000}}\n"),
+                "deadLetter.maxPayloadBytes",
+            ),
+            (
+                format!("{BASE}deadLetter: {{maxPayloadByte: 10}}\n"),
+                "deadLetter.maxPayloadByte",
+            ),
+            // A smaller message.max.bytes of the producer lowers the bound.
+            (
+                BASE.replace(
+                    "deadLetterTopic: dlq}",
+                    "deadLetterTopic: dlq, kafka: {message.max.bytes: '200000'}}",
+                ),
+                "deadLetter.maxPayloadBytes",
+            ),
+            (
+                BASE.replace(
+                    "deadLetterTopic: dlq}",
+                    "deadLetterTopic: dlq, kafka: {message.max.bytes: lots}}",
+                ),
+                "sink.kafka.message.max.bytes",
+            ),
+        ] {
+            let e = err(&yaml);
+            assert!(e.starts_with(&format!("config field {f}:")), "{yaml}: {e}");
+        }
+        let e = err(&format!("{BASE}deadLetter: {{maxPayloadBytes: 2097152}}\n"));
+        assert!(e.contains("at most 934464"), "{e}");
+        let small = BASE.replace(
+            "deadLetterTopic: dlq}",
+            "deadLetterTopic: dlq, kafka: {message.max.bytes: '200000'}}",
+        );
+        let c = WorkerConfig::from_yaml(
+            &format!("{small}deadLetter: {{maxPayloadBytes: 100000}}\n"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.dead_letter.max_payload_bytes, 100_000);
     }
 }
