@@ -41,6 +41,10 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLabel {
+    pub output: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
     pub topic: String,
     pub partition: String,
@@ -67,6 +71,10 @@ pub struct Metrics {
     pub catalog_titles: Gauge,
     pub catalog_updates: Counter,
     pub delivery_errors: Counter,
+    /// At-least-once: outputs that could not be produced, by output kind; each stops the worker.
+    pub fatal_produce_errors: Family<OutputLabel, Counter>,
+    /// Dead letters whose payload was cut to `deadLetter.maxPayloadBytes`.
+    pub dead_letters_truncated: Counter,
     pub commits: Counter,
     /// ExactlyOnce: transactions ended, by outcome (`committed`, `aborted`).
     pub transactions: Family<OutcomeLabel, Counter>,
@@ -86,6 +94,9 @@ impl Default for CommitHistogram {
         ]))
     }
 }
+
+/// Output kinds (label values of `fatal_produce_errors`).
+pub const OUTPUTS: [&str; 2] = ["record", "dead_letter"];
 
 /// Transaction outcomes (label values).
 pub const TRANSACTION_OUTCOMES: [&str; 2] = ["committed", "aborted"];
@@ -198,6 +209,17 @@ impl Metrics {
             self.delivery_errors.clone(),
         );
         p.register(
+            "fatal_produce_errors",
+            "At-least-once: outputs that could not be produced, by output; each stops the worker \
+             so that their input is not committed",
+            self.fatal_produce_errors.clone(),
+        );
+        p.register(
+            "dead_letters_truncated",
+            "Dead letters whose payload was cut to deadLetter.maxPayloadBytes",
+            self.dead_letters_truncated.clone(),
+        );
+        p.register(
             "offset_commits",
             "Offset commits made (ExactlyOnce: in committed transactions)",
             self.commits.clone(),
@@ -219,6 +241,11 @@ impl Metrics {
         );
         for outcome in TRANSACTION_OUTCOMES {
             let _ = self.transactions.get_or_create(&OutcomeLabel { outcome });
+        }
+        for output in OUTPUTS {
+            let _ = self
+                .fatal_produce_errors
+                .get_or_create(&OutputLabel { output });
         }
         for reason in Reject::REASONS {
             let _ = self.rejected.get_or_create(&ReasonLabel { reason });

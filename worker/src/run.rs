@@ -29,8 +29,8 @@ use crate::{
         auth::AuthWatch,
         consumer::SourceContext,
         offsets::Tracker,
-        producer::{DeliveryContext, SinkProducer},
-        sink::{Origin, Sink},
+        producer::{DeliveryContext, ProduceFailure, SinkProducer},
+        sink::{Origin, Sink, SinkSettings},
         transactional::{self, Transactions},
     },
     metrics::{EventTypeLabel, Metrics, ReasonLabel},
@@ -84,7 +84,8 @@ pub fn run(
     stop: Arc<AtomicBool>,
     auth: Arc<AuthWatch>,
 ) -> anyhow::Result<()> {
-    let fatal = Arc::new(AtomicBool::new(false));
+    // At-least-once: the first output that cannot be produced, which stops the worker.
+    let failure = Arc::new(ProduceFailure::default());
     let drain = Duration::from_secs(cfg.drain_timeout_secs);
     let exactly_once = cfg.sink.delivery_guarantee == DeliveryGuarantee::ExactlyOnce;
     let producer_config = if exactly_once {
@@ -98,7 +99,8 @@ pub fn run(
         Arc::new(producer_config.create_with_context(DeliveryContext {
             metrics: metrics.clone(),
             dead_letter_topic: cfg.sink.dead_letter_topic.clone(),
-            fatal: fatal.clone(),
+            source_topic: cfg.source.topic.clone(),
+            failure: failure.clone(),
             transactional: exactly_once,
             auth: auth.clone(),
         })?);
@@ -157,8 +159,13 @@ pub fn run(
     }
     let sink = Sink::new(
         producer.clone(),
-        cfg.sink.topic.clone(),
-        cfg.sink.dead_letter_topic.clone(),
+        SinkSettings {
+            topic: cfg.sink.topic.clone(),
+            dead_letter_topic: cfg.sink.dead_letter_topic.clone(),
+            max_dead_letter_payload: cfg.dead_letter.max_payload_bytes,
+        },
+        metrics.clone(),
+        (!exactly_once).then(|| failure.clone()),
     );
 
     let schema = avro::schema();
@@ -195,7 +202,7 @@ pub fn run(
     health.ready.store(true, Ordering::Release);
 
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.processing.max_batch);
-    while !stop.load(Ordering::Acquire) && !fatal.load(Ordering::Acquire) {
+    while !stop.load(Ordering::Acquire) && !failure.failed() {
         if let Some(f) = auth.failure() {
             // Nothing can be committed any more: stop at once, the group re-reads the rest.
             health.ready.store(false, Ordering::Release);
@@ -252,10 +259,8 @@ pub fn run(
     consumer.unsubscribe();
     // Serve the revoke callback of leaving the group.
     let _ = consumer.poll(Duration::from_millis(100));
-    if fatal.load(Ordering::Acquire) {
-        anyhow::bail!(
-            "an output was not acknowledged by the broker; stopped without committing it"
-        );
+    if let Some(lost) = failure.message() {
+        anyhow::bail!(lost);
     }
     if !clean {
         anyhow::bail!("drain timed out after {drain:?}; uncommitted events will be re-read");
@@ -433,15 +438,15 @@ fn process_partition(
     let mut out = Vec::with_capacity(1024);
     for m in msgs {
         let payload = m.payload().unwrap_or_default();
+        let origin = Origin {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+        };
         match p.process(payload, catalog, now, &mut out, &mut counts.tally) {
-            Outcome::Record => sink.record(m.key(), &out, &chunk),
+            Outcome::Record => sink.record(m.key(), &out, origin, &chunk),
             Outcome::Rejected(r) => {
                 *counts.rejected.entry(r.reason()).or_default() += 1;
-                let origin = Origin {
-                    topic,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                };
                 sink.dead_letter(m.key(), payload, &r, origin, &chunk);
             }
             Outcome::Filtered(t) => *counts.filtered.entry(t).or_default() += 1,
