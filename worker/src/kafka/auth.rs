@@ -18,7 +18,7 @@ use rdkafka::{
     consumer::ConsumerContext,
     error::KafkaError,
     types::RDKafkaErrorCode::{
-        self, Authentication, IllegalSASLState, SSL, SaslAuthenticationFailed,
+        self, Authentication, IllegalSASLState, PartitionEOF, SSL, SaslAuthenticationFailed,
         UnsupportedSASLMechanism,
     },
 };
@@ -81,7 +81,13 @@ impl AuthWatch {
     }
 
     /// The error callback of a client: records and logs (an error repeated at once, once).
+    /// A partition's end (the catalog reader asks to be told: it is how it knows it caught up,
+    /// and an empty catalog topic reports it at once) is no error: logged at debug.
     pub fn on_error(&self, client: &str, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(PartitionEOF) {
+            tracing::debug!(client, "librdkafka: {error}: {reason}");
+            return;
+        }
         let line = format!("{client} {error} {reason}");
         {
             let mut last = self.last_logged.lock().expect("auth watch lock");
@@ -160,5 +166,52 @@ mod tests {
             "certificate verify failed"
         ));
         assert!(w.failure().unwrap().contains("TLS handshake failed"));
+    }
+
+    #[test]
+    fn a_partition_end_is_logged_at_debug_and_not_recorded() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let w = AuthWatch::default();
+        tracing::subscriber::with_default(subscriber, || {
+            w.on_error(
+                "catalog reader",
+                KafkaError::Global(PartitionEOF),
+                "Fetch from broker 1 reached end of partition at offset 0",
+            );
+            w.on_error(
+                "catalog reader",
+                KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+                "1/1 brokers are down",
+            );
+        });
+        assert_eq!(w.failure(), None);
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(
+            lines[0].contains("DEBUG") && lines[0].contains("end of partition"),
+            "{log}"
+        );
+        assert!(
+            lines[1].contains("ERROR") && lines[1].contains("brokers are down"),
+            "{log}"
+        );
     }
 }
