@@ -1,7 +1,9 @@
 //! The real worker binary against the real Kafka broker: generated events in, exactly the valid
 //! ones out (decoded and checked) plus the invalid ones dead-lettered with their reason, offsets
 //! committed; kill -9 and restart loses nothing; SIGTERM commits exactly what was produced; a
-//! catalog update is used without restart; /metrics matches what was sent and passes promtool.
+//! catalog update is used without restart; /metrics matches what was sent and passes promtool;
+//! a 2 MB event is dead-lettered cut to the limit (size and hash in headers) and the partition
+//! keeps committing; an output the broker refuses stops the worker, non-zero, naming it.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -12,13 +14,16 @@ use apache_avro::types::Value;
 use impressions_tests::{
     Stack,
     kafka::{self, Sent},
-    worker::{WorkerProcess, config, decode, event_id, expected, topics, wait_committed},
+    worker::{Topics, WorkerProcess, config, decode, event_id, expected, topics, wait_committed},
 };
 use impressions_worker::{
     kafka::sink::headers,
     loadgen::{Kind, Mix},
 };
-use rdkafka::Message;
+use rdkafka::{
+    ClientConfig, Message,
+    producer::{FutureProducer, FutureRecord},
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_events_out_invalid_dead_lettered_offsets_committed_metrics_match() {
@@ -324,7 +329,6 @@ async fn catalog_update_is_used_without_restart() {
         )
     };
     let p = kafka::producer(stack);
-    use rdkafka::producer::FutureRecord;
     p.send(
         FutureRecord::to(&t.raw)
             .key("before")
@@ -475,4 +479,204 @@ async fn worker_metrics_match_the_loadgen_report() {
         .sum();
     assert_eq!(filtered, report["filtered_expected"].as_f64().unwrap());
     w.terminate(Duration::from_secs(20));
+}
+
+/// One partition each of raw, out, dead-letter and catalog topics, with topic configs for the
+/// raw and dead-letter topics, and a catalog of 50 titles.
+async fn topics_with(
+    stack: &Stack,
+    prefix: &str,
+    raw: &[(&str, &str)],
+    dlq: &[(&str, &str)],
+) -> Topics {
+    let id = impressions_tests::unique(prefix);
+    let t = Topics {
+        raw: format!("{id}-raw"),
+        out: format!("{id}-out"),
+        dlq: format!("{id}-dlq"),
+        titles: format!("{id}-titles"),
+        group: format!("{id}-group"),
+    };
+    kafka::create_topic_with(stack, &t.raw, 1, raw).await;
+    kafka::create_topic(stack, &t.out, 1, false).await;
+    kafka::create_topic_with(stack, &t.dlq, 1, dlq).await;
+    kafka::create_topic(stack, &t.titles, 1, true).await;
+    kafka::fill_catalog(stack, &t.titles, 50).await;
+    t
+}
+
+/// Produces one message with a producer that takes messages up to 4 MiB; returns its offset.
+async fn produce_one(stack: &Stack, topic: &str, key: &str, payload: &[u8]) -> i64 {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .set("message.max.bytes", "4194304")
+        .create()
+        .expect("producer");
+    p.send(
+        FutureRecord::to(topic).key(key).payload(payload),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .expect("delivered")
+    .offset
+}
+
+/// SHA-256 of `bytes` in hex, by coreutils' sha256sum (independent of the worker's hashing).
+fn sha256sum(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) on PATH");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2mb_event_is_dead_lettered_cut_with_its_size_and_hash_and_later_offsets_commit() {
+    let stack = Stack::get();
+    // The raw topic takes the 2 MB event; the dead-letter topic keeps the broker's default.
+    let t = topics_with(stack, "wk-big", &[("max.message.bytes", "4194304")], &[]).await;
+    let mix = Mix::default();
+    let mut sent = kafka::produce_generated(stack, &t.raw, 21, 300, 50, mix).await;
+    let mut big = br#"{"eventType":"impression","eventId":"big","profileId":"P1","x":""#.to_vec();
+    big.resize(2 * 1024 * 1024, b'x');
+    let big_offset = produce_one(stack, &t.raw, "big", &big).await;
+    sent.extend(kafka::produce_generated(stack, &t.raw, 22, 300, 50, mix).await);
+    let (want_records, want_dead) = expected(&sent);
+
+    let mut w = WorkerProcess::start("big", &config(stack, &t, ""));
+    w.wait_ready(Duration::from_secs(30));
+
+    // Every later event's offset is committed: the committed offset reaches the end.
+    let high = kafka::high_watermarks(stack, &t.raw);
+    assert_eq!(high[&0], sent.len() as i64 + 1);
+    let committed = wait_committed(stack, &t, Duration::from_secs(60)).await;
+    assert_eq!(
+        committed.get(&0),
+        Some(&high[&0]),
+        "the partition is committed to its end, past the big event at {big_offset}:\n{}",
+        w.log_tail()
+    );
+
+    let out = kafka::read_topic(stack, &t.out, want_records.len(), Duration::from_secs(30));
+    assert_eq!(
+        out.iter().map(event_id).collect::<HashSet<_>>(),
+        want_records
+    );
+    let dlq = kafka::read_topic(stack, &t.dlq, want_dead.len() + 1, Duration::from_secs(30));
+    assert_eq!(dlq.len(), want_dead.len() + 1, "{}", w.log_tail());
+    let mut cut = 0;
+    for m in &dlq {
+        let key = std::str::from_utf8(m.key().unwrap()).unwrap();
+        if key != "big" {
+            assert_eq!(kafka::header(m, headers::ORIGINAL_SIZE), None, "{key}");
+            assert_eq!(kafka::header(m, headers::ORIGINAL_SHA256), None, "{key}");
+            continue;
+        }
+        cut += 1;
+        let payload = m.payload().unwrap();
+        assert_eq!(payload.len(), 256 * 1024, "cut to the default limit");
+        assert_eq!(payload, &big[..256 * 1024], "the first bytes are kept");
+        assert_eq!(
+            kafka::header(m, headers::REASON).as_deref(),
+            Some("oversize")
+        );
+        assert_eq!(
+            kafka::header(m, headers::ORIGINAL_SIZE).as_deref(),
+            Some("2097152")
+        );
+        assert_eq!(
+            kafka::header(m, headers::ORIGINAL_SHA256),
+            Some(sha256sum(&big))
+        );
+        assert_eq!(
+            kafka::header(m, headers::SOURCE_OFFSET),
+            Some(big_offset.to_string())
+        );
+    }
+    assert_eq!(cut, 1, "one cut dead letter");
+    assert_eq!(
+        w.metric("impressions_worker_dead_letters_truncated_total"),
+        1.0
+    );
+    assert_eq!(
+        w.metric("impressions_worker_fatal_produce_errors_total{output=\"dead_letter\"}"),
+        0.0
+    );
+    let (ok, took) = w.terminate(Duration::from_secs(25));
+    assert!(ok, "not a clean exit in {took:?}:\n{}", w.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_output_the_broker_refuses_stops_the_worker_non_zero_naming_topic_partition_error() {
+    let stack = Stack::get();
+    // The dead-letter topic refuses batches above 2 KB: the incompressible 8 KB event's dead
+    // letter (within deadLetter.maxPayloadBytes) is refused by the broker, for good.
+    let t = topics_with(stack, "wk-refused", &[], &[("max.message.bytes", "2048")]).await;
+    let valid = Mix {
+        non_impression: 0.0,
+        invalid: 0.0,
+        mismatch: 0.0,
+    };
+    kafka::produce_generated(stack, &t.raw, 31, 20, 50, valid).await;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let poison: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let poison_offset = produce_one(stack, &t.raw, "poison", &poison).await;
+    kafka::produce_generated(stack, &t.raw, 32, 20, 50, valid).await;
+
+    let mut w = WorkerProcess::start("refused", &config(stack, &t, ""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = w.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker kept running after the broker refused an output:\n{}",
+            w.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert!(!status.success(), "exit {status}:\n{log}");
+    let named = format!(
+        "a dead letter for topic {}, partition 0, cannot be produced: ",
+        t.dlq
+    );
+    // What the process ended with (anyhow's `Error: …`, perhaps followed by a backtrace).
+    let last = log
+        .lines()
+        .find(|l| l.starts_with("Error: "))
+        .unwrap_or_else(|| panic!("no error at exit:\n{log}"));
+    assert!(
+        last.contains(&named),
+        "the exit names the output's topic and partition:\n{log}"
+    );
+    assert!(
+        last.contains("Message size too large"),
+        "the exit names the error:\n{log}"
+    );
+    assert!(
+        last.contains(&format!(
+            "partition 0 of {} is not committed past its input",
+            t.raw
+        )),
+        "{log}"
+    );
+    let committed = kafka::committed(stack, &t.group, &t.raw);
+    assert!(
+        committed.get(&0).is_none_or(|c| *c <= poison_offset),
+        "committed {committed:?} past the lost dead letter's input at {poison_offset}"
+    );
 }
