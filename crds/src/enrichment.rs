@@ -41,10 +41,12 @@ pub struct CatalogSource {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
     /// The ConfigMap's name.
+    #[x_kube(validation = kube::core::Rule::new(crate::OBJECT_NAME_RULE).message(crate::OBJECT_NAME_MESSAGE))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The key holding the catalog (JSON lines, one title per line).
     #[serde(default = "default_catalog_key")]
+    #[x_kube(validation = kube::core::Rule::new(crate::CONFIG_KEY_RULE).message(crate::CONFIG_KEY_MESSAGE))]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
@@ -53,16 +55,29 @@ fn default_catalog_key() -> String {
     "catalog.jsonl".to_owned()
 }
 
+/// Every key of `locations.pages` is an integer the worker can parse as an i64.
+const PAGE_ID_RULE: &str = "self.all(k, k.matches('^[+-]?[0-9]{1,18}$'))";
+/// No two keys of `locations.pages` are spellings of the same integer (the worker refuses them).
+const PAGE_ID_UNIQUE_RULE: &str = "!self.all(k, k.matches('^[+-]?[0-9]{1,18}$')) || self.all(k, self.exists_one(j, int(j) == int(k)))";
+
 /// Display names for the page and row ids found in raw events.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct LocationNames {
     /// Page id → page name (e.g. `"1": "Home"`). Unknown ids are kept and named `unknown`.
+    /// A page id is an integer of at most 18 digits (the worker reads it as an i64); `1`, `+1`
+    /// and `01` are the same id and may be given only once.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 256))]
+    #[x_kube(validation = kube::core::Rule::new(PAGE_ID_RULE).message(
+        "keys must be page ids: integers of at most 18 digits such as \"1\" or \"42\""
+    ))]
+    #[x_kube(validation = kube::core::Rule::new(PAGE_ID_UNIQUE_RULE).message(
+        "a page id is given twice in different spellings (1, +1 and 01 are the same page)"
+    ))]
+    #[schemars(extend("maxProperties" = 256))]
     pub pages: BTreeMap<String, String>,
     /// Row id → row name (e.g. `"trending": "Trending Now"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 4096))]
+    #[schemars(extend("maxProperties" = 4096))]
     pub rows: BTreeMap<String, String>,
 }

@@ -35,11 +35,57 @@ pub(crate) const TOPIC_RULE: &str =
 pub(crate) const TOPIC_MESSAGE: &str =
     "must be a valid Kafka topic name: 1-249 characters of letters, digits, '.', '_' and '-'";
 
-/// The CEL expression that accepts a comma-separated `host:port` list of Kafka bootstrap servers.
-pub(crate) const BOOTSTRAP_RULE: &str =
-    "self.matches('^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$')";
+/// The CEL expression that accepts a comma-separated `host:port` list of Kafka bootstrap servers,
+/// each port within 1–65535.
+pub(crate) const BOOTSTRAP_RULE: &str = concat!(
+    "self.matches('^[A-Za-z0-9._-]+:",
+    "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])",
+    "(,[A-Za-z0-9._-]+:",
+    "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))*$')"
+);
 /// The message the API server returns when [`BOOTSTRAP_RULE`] fails.
-pub(crate) const BOOTSTRAP_MESSAGE: &str = "must be a comma-separated list of host:port";
+pub(crate) const BOOTSTRAP_MESSAGE: &str =
+    "must be a comma-separated list of host:port, each port within 1-65535";
+
+/// The CEL expression that accepts the name of an object of the kinds a pipeline refers to
+/// (Secret, ConfigMap, ScalingPolicy): a DNS-1123 subdomain of at most 253 characters.
+pub(crate) const OBJECT_NAME_RULE: &str =
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// The message the API server returns when [`OBJECT_NAME_RULE`] fails.
+pub(crate) const OBJECT_NAME_MESSAGE: &str = "must be an object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters";
+
+/// The CEL expression that accepts a ConfigMap or Secret key (`[-._a-zA-Z0-9]+`, not `.`, `..`
+/// or starting with `..`).
+pub(crate) const CONFIG_KEY_RULE: &str =
+    "self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')";
+/// The message the API server returns when [`CONFIG_KEY_RULE`] fails.
+pub(crate) const CONFIG_KEY_MESSAGE: &str = "must be a ConfigMap key: letters, digits, '-', '_' and '.', not '.' and not starting with '..'";
+
+/// The CEL expression that accepts a label value (at most 63 characters of letters, digits, '-',
+/// '_' and '.', starting and ending with a letter or digit), the empty value included.
+pub(crate) const LABEL_VALUE_RULE: &str =
+    "self.matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$')";
+/// The message the API server returns when [`LABEL_VALUE_RULE`] fails.
+pub(crate) const LABEL_VALUE_MESSAGE: &str = "must be a label value: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+
+/// The suffix the operator appends to a pipeline's name to name its children (the worker
+/// Deployment, ConfigMap, Service and PodDisruptionBudget): `operator/src/labels.rs`.
+pub const CHILD_NAME_SUFFIX: &str = "-worker";
+/// The longest pipeline name whose children's names fit: a Service name is a DNS-1035 label of
+/// at most 63 characters.
+pub const MAX_PIPELINE_NAME: usize = 63 - CHILD_NAME_SUFFIX.len();
+
+/// The CEL expression (on the ImpressionPipeline root) that bounds the name's length to
+/// [`MAX_PIPELINE_NAME`].
+pub(crate) const PIPELINE_NAME_LENGTH_RULE: &str = "self.metadata.name.size() <= 56";
+/// The message the API server returns when [`PIPELINE_NAME_LENGTH_RULE`] fails.
+pub(crate) const PIPELINE_NAME_LENGTH_MESSAGE: &str = "metadata.name must be at most 56 characters: the worker Deployment, ConfigMap, Service and PodDisruptionBudget are named <name>-worker, and a Service name is at most 63 characters";
+/// The CEL expression (on the ImpressionPipeline root) that accepts a name whose children's
+/// names are DNS-1035 labels.
+pub(crate) const PIPELINE_NAME_RULE: &str =
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+/// The message the API server returns when [`PIPELINE_NAME_RULE`] fails.
+pub(crate) const PIPELINE_NAME_MESSAGE: &str = "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (it names the worker Service <name>-worker)";
 
 /// Every CRD this crate defines, in the order they are installed.
 pub fn crds()
@@ -64,4 +110,17 @@ pub fn crd_file_name(
     crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_name_rules_leave_room_for_the_child_suffix() {
+        assert_eq!(MAX_PIPELINE_NAME, 56);
+        assert!(PIPELINE_NAME_LENGTH_RULE.ends_with(&format!("<= {MAX_PIPELINE_NAME}")));
+        assert!(PIPELINE_NAME_LENGTH_MESSAGE.contains(&format!("at most {MAX_PIPELINE_NAME} ")));
+        assert!(PIPELINE_NAME_LENGTH_MESSAGE.contains(&format!("<name>{CHILD_NAME_SUFFIX}")));
+    }
 }

@@ -58,7 +58,11 @@ use crate::{
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = kube::core::Rule::new(crate::PIPELINE_NAME_LENGTH_RULE)
+        .message(crate::PIPELINE_NAME_LENGTH_MESSAGE),
+    validation = kube::core::Rule::new(crate::PIPELINE_NAME_RULE)
+        .message(crate::PIPELINE_NAME_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
@@ -73,9 +77,23 @@ use crate::{
 #[x_kube(validation = kube::core::Rule::new(
     "self.sink.topic != self.source.topic && self.sink.deadLetterTopic != self.source.topic"
 ).message("the sink and dead-letter topics must differ from the source topic"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.enrichment.catalog.topic) || self.enrichment.catalog.topic != self.source.topic"
+).field_path(".enrichment.catalog.topic")
+    .message("enrichment.catalog.topic must differ from source.topic: the worker would read raw events as titles"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.enrichment.catalog.topic) || (has(self.sink.bootstrapServers) && self.sink.bootstrapServers != self.source.bootstrapServers) || (self.enrichment.catalog.topic != self.sink.topic && self.enrichment.catalog.topic != self.sink.deadLetterTopic)"
+).field_path(".enrichment.catalog.topic")
+    .message("enrichment.catalog.topic must differ from sink.topic and sink.deadLetterTopic when the sink is on the source's cluster: the worker would write into its own catalog"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.sink.deliveryGuarantee != 'ExactlyOnce' || !has(self.sink.bootstrapServers) || self.sink.bootstrapServers == self.source.bootstrapServers"
+).field_path(".sink.bootstrapServers")
+    .message("sink.bootstrapServers must be the source's with deliveryGuarantee ExactlyOnce: the consumed offsets are committed in the sink producer's transaction"))]
 pub struct ImpressionPipelineSpec {
     /// The region whose operator runs this pipeline. Empty means the operator of any region.
+    /// A label value: at most 63 letters, digits, '-', '_' and '.'.
     #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new(crate::LABEL_VALUE_RULE).message(crate::LABEL_VALUE_MESSAGE))]
     #[schemars(length(max = 63))]
     pub region: String,
 
@@ -125,6 +143,7 @@ pub struct SourceSpec {
 
     /// The consumer group of the workers. Defaults to `<namespace>.<name>` of the pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self.trim() != ''").message("must not be blank"))]
     #[schemars(length(min = 1, max = 255))]
     pub consumer_group: Option<String>,
 
@@ -183,9 +202,9 @@ pub struct SinkSpec {
     pub delivery_guarantee: DeliveryGuarantee,
 
     /// When set, records use the Confluent wire format (magic byte + this schema id) instead of
-    /// Avro single-object encoding.
+    /// Avro single-object encoding. Schema Registry ids start at 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 1))]
     pub schema_id: Option<i32>,
 }
 
@@ -203,6 +222,7 @@ pub enum DeliveryGuarantee {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct LocalObjectRef {
     /// The object's name.
+    #[x_kube(validation = kube::core::Rule::new(crate::OBJECT_NAME_RULE).message(crate::OBJECT_NAME_MESSAGE))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }

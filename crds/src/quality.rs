@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QualitySpec {
-    /// The key columns whose null and invalid values are counted per column.
+    /// The key columns whose null and invalid values are counted per column, each once.
     #[serde(default = "default_key_columns")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     #[schemars(length(min = 1, max = 16))]
     pub key_columns: Vec<Column>,
 

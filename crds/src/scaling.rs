@@ -30,6 +30,7 @@ pub struct ScalingSpec {
 
     /// The ScalingPolicy to scale within. Defaults to the region's default policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(crate::OBJECT_NAME_RULE).message(crate::OBJECT_NAME_MESSAGE))]
     #[schemars(length(min = 1, max = 253))]
     pub policy_ref: Option<String>,
 
@@ -65,16 +66,17 @@ pub struct ScalingOverrides {
 
     /// A tighter lag SLO than the policy's, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86400))]
     pub lag_slo_seconds: Option<u32>,
 
     /// A shorter catch-up time than the policy's, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86400))]
     pub catch_up_seconds: Option<u32>,
 
-    /// A longer scale-down stabilization window than the policy's, in seconds.
+    /// A longer scale-down stabilization window than the policy's, in seconds, at most an hour
+    /// (the operator keeps an hour of recommendations; a longer window would never hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 3600))]
     pub scale_down_stabilization_seconds: Option<u32>,
 }
