@@ -45,10 +45,19 @@ use serde::{Deserialize, Serialize};
 ).message("onMissingMetrics.replicas must lie within [minReplicas, maxReplicas]"))]
 #[x_kube(validation = kube::core::Rule::new("self.utilizationTolerance < self.targetUtilization")
     .message("utilizationTolerance must be smaller than targetUtilization"))]
+#[x_kube(validation = kube::core::Rule::new("self.lagSloSeconds >= self.evaluationIntervalSeconds")
+    .field_path(".lagSloSeconds")
+    .message("lagSloSeconds must not be shorter than evaluationIntervalSeconds: the operator looks at the lag once per evaluation"))]
+#[x_kube(validation = kube::core::Rule::new("self.catchUpSeconds >= self.evaluationIntervalSeconds")
+    .field_path(".catchUpSeconds")
+    .message("catchUpSeconds must not be shorter than evaluationIntervalSeconds: a backlog cannot be worked off faster than the operator evaluates"))]
 pub struct ScalingPolicySpec {
     /// Marks this policy as the default of a region: pipelines of that region without a
     /// policyRef use it. `*` makes it the default of every region without one of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self == '*' || self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')"
+    ).message("must be * or a region: a label value of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"))]
     #[schemars(length(min = 1, max = 63))]
     pub default_for_region: Option<String>,
 
@@ -73,13 +82,14 @@ pub struct ScalingPolicySpec {
     #[schemars(range(min = 0.0, max = 1.0))]
     pub utilization_tolerance: f64,
 
-    /// The lag SLO: the backlog, in seconds of input, a pipeline should stay under.
+    /// The lag SLO: the backlog, in seconds of input, a pipeline should stay under. At least
+    /// evaluationIntervalSeconds.
     #[serde(default = "default_lag_slo")]
     #[schemars(range(min = 1, max = 86400))]
     pub lag_slo_seconds: u32,
 
     /// How fast a backlog should be worked off, in seconds: backlog / catch-up time is added to
-    /// the target rate.
+    /// the target rate. At least evaluationIntervalSeconds.
     #[serde(default = "default_catch_up")]
     #[schemars(range(min = 1, max = 86400))]
     pub catch_up_seconds: u32,
@@ -106,8 +116,9 @@ pub struct ScalingPolicySpec {
     #[serde(default)]
     pub on_missing_metrics: MissingMetrics,
 
-    /// Daily UTC windows in which no scale-down happens (scale-ups still do).
+    /// Daily UTC windows in which no scale-down happens (scale-ups still do), each given once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["start".into(), "end".into()]))]
     #[schemars(length(max = 24))]
     pub freeze_windows: Vec<FreezeWindow>,
 
@@ -127,8 +138,9 @@ pub struct ScalingPolicySpec {
     .message("at least one of maxStepPercent and maxStepReplicas must be positive"))]
 pub struct ScaleBehavior {
     /// A change in this direction is made only after the recommendation held for this long
-    /// (seconds); a scale-down then goes to the highest recommendation within the window.
-    #[schemars(range(min = 0, max = 86400))]
+    /// (seconds); a scale-down then goes to the highest recommendation within the window. At
+    /// most an hour: the operator keeps an hour of recommendations, a longer window never holds.
+    #[schemars(range(min = 0, max = 3600))]
     pub stabilization_window_seconds: u32,
     /// The largest step of one decision, in percent of the current replicas.
     #[schemars(range(min = 0, max = 1000))]
@@ -201,8 +213,12 @@ pub enum MissingMetricsAction {
     Fixed,
 }
 
-/// A daily UTC window without scale-downs, `HH:MM` to `HH:MM` (may wrap past midnight).
+/// A daily UTC window without scale-downs, `HH:MM` to `HH:MM` (may wrap past midnight; the end
+/// is not in the window, so a window cannot start and end at the same minute).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = kube::core::Rule::new("self.start != self.end")
+    .field_path(".end")
+    .message("a freeze window must not end when it starts: it would be empty"))]
 pub struct FreezeWindow {
     /// Start of the window, `HH:MM` UTC.
     #[x_kube(validation = kube::core::Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')")
@@ -216,31 +232,44 @@ pub struct FreezeWindow {
     pub end: String,
 }
 
+/// Every `{name}` in a query template is one the operator substitutes (a misspelt one would reach
+/// Prometheus as is and fail every query).
+const QUERY_PLACEHOLDER_RULE: &str =
+    "self.findAll('[{][A-Za-z_]+[}]').all(p, p in ['{namespace}', '{pipeline}', '{window}'])";
+const QUERY_PLACEHOLDER_MESSAGE: &str =
+    "the only placeholders are {namespace}, {pipeline} and {window}";
+
 /// PromQL templates for the worker signals; the defaults match the worker's metric names.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusQueries {
     /// Events processed per second by the whole pipeline.
     #[serde(default = "default_processed_query")]
+    #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub processed_rate: String,
     /// Average busy fraction (0..1) of the pipeline's workers.
     #[serde(default = "default_busy_query")]
+    #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub busy_fraction: String,
     /// Total consumer lag as the workers report it; used with the two above to rebuild a
     /// pipeline's recent history after an operator restart.
     #[serde(default = "default_lag_query")]
+    #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub lag: String,
     /// Running workers of the pipeline (for the rebuilt history).
     #[serde(default = "default_replicas_query")]
+    #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub replicas: String,
-    /// The window of the rate() in the default queries, e.g. `1m`.
+    /// The window of the rate() in the default queries (`{window}`), e.g. `1m`; not zero.
     #[serde(default = "default_rate_window")]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^[0-9]+[smh]$')")
         .message("must be a Prometheus duration such as 30s, 1m or 1h"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.matches('^0+[smh]$')")
+        .message("must not be zero: a rate() over an empty window has no value"))]
     #[schemars(length(min = 2, max = 8))]
     pub rate_window: String,
 }
