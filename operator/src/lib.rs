@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod quality;
 pub mod reconcile;
 pub mod resolve;
+pub mod shutdown;
 pub mod simulate;
 pub mod status;
 pub mod top;

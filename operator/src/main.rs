@@ -21,6 +21,7 @@ use impressions_operator::{
         monitor::QualityMonitor,
         source::{PrometheusQuality, QualitySource},
     },
+    shutdown,
 };
 use prometheus_client::registry::Registry;
 
@@ -62,6 +63,9 @@ struct TopArgs {
     /// Write an SVG of the run (replicas, lag, input rate) here on exit.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// Write what was observed (replicas ready and desired, lag, rates) as JSON here on exit.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -151,62 +155,60 @@ struct RunArgs {
     lease_duration_seconds: u64,
 }
 
-#[tokio::main(worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
-    match cli.command {
-        Command::Run(args) => run(args).await,
-        Command::Simulate(args) => simulate(args).await,
-        Command::Top(a) => {
-            let written = impressions_operator::top::run(
-                kube::Client::try_default().await?,
-                impressions_operator::top::TopOptions {
-                    namespace: a.namespace,
-                    interval: std::time::Duration::from_secs_f64(a.interval.max(0.2)),
-                    duration: a.duration.map(std::time::Duration::from_secs_f64),
-                    plot: a.plot,
-                },
-            )
-            .await?;
-            for f in written {
-                println!("plot of the run: {}", f.display());
-            }
-            Ok(())
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Simulate(args) => simulate(args).await,
+            Command::Top(a) => top(a).await,
         }
-    }
+    });
+    // Blocking calls still running (a Kafka request in a thread of its own) are abandoned.
+    rt.shutdown_timeout(shutdown::RUNTIME_GRACE);
+    result
 }
 
+async fn top(a: TopArgs) -> anyhow::Result<()> {
+    let written = impressions_operator::top::run(
+        kube::Client::try_default().await?,
+        impressions_operator::top::TopOptions {
+            namespace: a.namespace,
+            interval: Duration::from_secs_f64(a.interval.max(0.2)),
+            duration: a.duration.map(Duration::from_secs_f64),
+            plot: a.plot,
+            json: a.json,
+        },
+    )
+    .await?;
+    for f in written {
+        println!("plot of the run: {}", f.display());
+    }
+    Ok(())
+}
+
+/// Runs the operator until SIGTERM, Ctrl-C or the loss of the Lease. A stop before leading
+/// exits at once, whatever the operator is waiting on (the API server, the Lease).
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.region.is_empty(), "--region must not be empty");
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    let client = kube::Client::try_default().await?;
-    let metrics = Arc::new(Metrics::default());
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
-    tokio::spawn(http::serve(listener, Arc::new(registry), ready.clone()));
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the API server: {e}"))?;
-    ready.store(true, Ordering::Release);
-
-    let opts = OperatorOptions {
-        region: args.region.clone(),
-        field_manager: "impressions-operator".into(),
-        build: BuildOptions {
-            worker_image: args.worker_image.clone(),
-        },
+    let stop = shutdown::stop();
+    let started = tokio::select! {
+        s = start(&args) => s?,
+        _ = stop.clone() => {
+            tracing::info!("stopped before starting");
+            return Ok(());
+        }
     };
-    tracing::info!(region = %opts.region, namespaces = ?args.namespaces, %identity, "starting");
-
+    let Started {
+        client,
+        identity,
+        metrics,
+    } = started;
     let elector = args.leader_election.then(|| {
         Elector::new(
             client.clone(),
@@ -220,17 +222,79 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         )
     });
-    let stop = tokio_util_stop();
     if let Some(e) = &elector {
         tokio::select! {
             _ = e.acquire() => {}
-            _ = stop.clone() => return Ok(()),
+            _ = stop.clone() => {
+                tracing::info!("stopped while waiting for the Lease");
+                return Ok(());
+            }
         }
     }
     metrics.leader.set(1);
+    let result = lead(&args, client, identity, metrics, elector.as_ref(), stop).await;
+    if let Some(e) = &elector
+        && tokio::time::timeout(shutdown::RELEASE_GRACE, e.release())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "the Lease was not released within {:?}; a standby takes over when it expires",
+            shutdown::RELEASE_GRACE
+        );
+    }
+    tracing::info!("stopped");
+    result
+}
 
+/// What the operator needs before it may lead.
+struct Started {
+    client: kube::Client,
+    identity: String,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves /metrics, connects to the API server (readiness follows).
+async fn start(args: &RunArgs) -> anyhow::Result<Started> {
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    tokio::spawn(http::serve(listener, Arc::new(registry), ready.clone()));
+    let deadline = Duration::from_secs(30);
+    tokio::time::timeout(deadline, client.apiserver_version())
+        .await
+        .map_err(|_| anyhow::anyhow!("the API server did not answer within {deadline:?}"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach the API server: {e}"))?;
+    ready.store(true, Ordering::Release);
+    tracing::info!(region = %args.region, namespaces = ?args.namespaces, %identity, "starting");
+    Ok(Started {
+        client,
+        identity,
+        metrics,
+    })
+}
+
+/// Reconciles and evaluates until a stop (in-flight reconciles get a grace period) or the loss
+/// of the Lease (an error: another replica may already act).
+async fn lead(
+    args: &RunArgs,
+    client: kube::Client,
+    identity: String,
+    metrics: Arc<Metrics>,
+    elector: Option<&Elector>,
+    stop: shutdown::Stop,
+) -> anyhow::Result<()> {
     let lost = async {
-        match &elector {
+        match elector {
             Some(e) => e.hold().await,
             None => futures::future::pending().await,
         }
@@ -253,26 +317,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         scaler: Arc::new(Scaler::new(Arc::new(KafkaLag::default()), prometheus)),
         quality: Arc::new(QualityMonitor::new(quality_source)),
     };
+    let opts = OperatorOptions {
+        region: args.region.clone(),
+        field_manager: "impressions-operator".into(),
+        build: BuildOptions {
+            worker_image: args.worker_image.clone(),
+        },
+    };
     let controller = controller::run(
         client,
         opts,
         metrics,
-        args.namespaces,
+        args.namespaces.clone(),
         identity,
         loops,
         stop.clone(),
     );
+    tokio::pin!(controller);
     tokio::select! {
-        _ = controller => {
-            if let Some(e) = &elector {
-                e.release().await;
+        _ = &mut controller => Ok(()),
+        _ = lost => anyhow::bail!("leadership lost"),
+        _ = stop => {
+            if tokio::time::timeout(shutdown::RECONCILE_GRACE, &mut controller).await.is_err() {
+                tracing::warn!(
+                    "reconciles still running {:?} after the stop request are abandoned",
+                    shutdown::RECONCILE_GRACE
+                );
             }
-            tracing::info!("stopped");
             Ok(())
-        }
-        _ = lost => {
-            // Another replica may already act: stop at once, without a graceful drain.
-            anyhow::bail!("leadership lost")
         }
     }
 }
@@ -329,28 +401,11 @@ async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_vec_pretty(&reports)?)?;
     }
     if let Some(path) = a.svg {
-        simulate::plot::svg(&path, &scenario, &reports).map_err(anyhow::Error::msg)?;
+        simulate::plot::svg(&path, &scenario, &reports, Some(simulate::slo_seconds()))
+            .map_err(anyhow::Error::msg)?;
         println!("plot: {}", path.display());
     }
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C; cloneable.
-fn tokio_util_stop()
--> futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
-    use futures::FutureExt;
-    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
-        Box::pin(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            tracing::info!("stop requested");
-        });
-    fut.shared()
 }
 
 fn init_tracing(format: &str) {
