@@ -151,16 +151,35 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
 
     let result = run::run(&cfg, shared, loaded, metrics, health, stop.clone(), auth);
     stop.store(true, Ordering::Release);
-    // After a failure the process ends without waiting for the feed (it may be in a metadata
-    // request to a broker that refuses it).
+    // After a failure the process ends without waiting for the feed; after a stop it waits a
+    // little (the feed may be inside a Kafka call to a broker that does not answer).
     if let (Ok(()), Some(f)) = (&result, feed) {
-        let _ = f.join();
+        join_within(f, FEED_STOP_GRACE);
     }
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     let feed_error = feed_error.lock().expect("feed error lock").take();
     match (result, feed_error) {
         (Ok(()), Some(e)) => Err(anyhow::anyhow!(e)),
         (result, _) => result,
+    }
+}
+
+/// How long a stopping worker waits for the catalog feed's thread.
+const FEED_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Joins `thread` if it ends within `grace`; otherwise leaves it to end with the process.
+fn join_within(thread: std::thread::JoinHandle<()>, grace: std::time::Duration) {
+    let until = std::time::Instant::now() + grace;
+    while !thread.is_finished() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    } else {
+        tracing::warn!(
+            ?grace,
+            "the catalog feed is still inside a Kafka call; not waited for"
+        );
     }
 }
 
