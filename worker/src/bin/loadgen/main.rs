@@ -6,7 +6,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -124,6 +124,10 @@ struct Summary {
     report: Report,
     acknowledged: u64,
     failed: u64,
+    /// Sent but neither acknowledged nor failed when loadgen stopped (after SIGTERM).
+    unacknowledged: u64,
+    /// Stopped by SIGTERM or Ctrl-C before the end of the trace.
+    stopped: bool,
     seconds: f64,
     events_per_second: f64,
 }
@@ -156,12 +160,14 @@ fn main() -> anyhow::Result<()> {
             titles,
         } => {
             let (p, acks) = producer(&bootstrap)?;
+            let never = AtomicBool::new(false);
             for t in events::catalog(titles) {
                 let key = t.video_id.to_string();
                 let value = serde_json::to_vec(&t)?;
                 send(
                     &p,
                     BaseRecord::to(&topic).key(key.as_bytes()).payload(&value),
+                    &never,
                 );
             }
             p.flush(Duration::from_secs(60))?;
@@ -220,11 +226,50 @@ fn create_topics(
     Ok(())
 }
 
-fn send(p: &ThreadedProducer<AckContext>, mut rec: BaseRecord<'_, [u8], [u8]>) {
+/// How long loadgen waits for the acknowledgements of what it sent once it was asked to stop.
+const STOP_FLUSH: Duration = Duration::from_secs(3);
+
+/// A flag raised by SIGTERM or Ctrl-C (watched on a thread of its own).
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (raised, ready) = (flag.clone(), std::sync::mpsc::channel::<()>());
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+                let _ = ready.0.send(());
+                let Ok(mut term) = term else { return };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            eprintln!("loadgen: stop requested");
+            raised.store(true, Ordering::Release);
+        })?;
+    // The handlers are in place before the first event is sent.
+    let _ = ready.1.recv();
+    Ok(flag)
+}
+
+/// Sends `rec`, waiting while the local queue is full; false when a stop was requested first.
+fn send(
+    p: &ThreadedProducer<AckContext>,
+    mut rec: BaseRecord<'_, [u8], [u8]>,
+    stop: &AtomicBool,
+) -> bool {
     loop {
         match p.send(rec) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err((_, back)) => {
+                if stop.load(Ordering::Acquire) {
+                    return false;
+                }
                 rec = back;
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -243,6 +288,7 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
         mix.non_impression + mix.invalid + mix.mismatch <= 1.0,
         "the shares add up to more than 1"
     );
+    let stop = stop_flag()?;
     let (p, acks) = producer(&a.bootstrap)?;
     let mut ids = a
         .ids_out
@@ -256,7 +302,7 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
     let mut target = 0.0f64;
     let mut last = 0.0f64;
     let max = a.max_events.unwrap_or(u64::MAX);
-    while report.total < max {
+    'trace: while report.total < max && !stop.load(Ordering::Acquire) {
         let t = start.elapsed().as_secs_f64();
         if t >= a.duration {
             break;
@@ -266,12 +312,16 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
         let now = now_ms();
         while (report.total as f64) < target && report.total < max {
             let e = g.next_event(now);
-            send(
+            let sent = send(
                 &p,
                 BaseRecord::to(&a.topic)
                     .key(e.event_id.as_bytes())
                     .payload(&e.payload),
+                &stop,
             );
+            if !sent {
+                break 'trace;
+            }
             report.add(e.kind);
             if let Some(w) = ids.as_mut() {
                 writeln!(
@@ -284,15 +334,27 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    p.flush(Duration::from_secs(60))?;
+    let stopped = stop.load(Ordering::Acquire);
+    if stopped {
+        // What is not acknowledged within the flush deadline is reported, not waited for.
+        let _ = p.flush(STOP_FLUSH);
+    } else {
+        p.flush(Duration::from_secs(60))?;
+    }
     if let Some(mut w) = ids {
         w.flush()?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let (acknowledged, failed) = (
+        acks.ok.load(Ordering::Relaxed),
+        acks.failed.load(Ordering::Relaxed),
+    );
     let summary = Summary {
         events_per_second: report.total as f64 / seconds,
-        acknowledged: acks.ok.load(Ordering::Relaxed),
-        failed: acks.failed.load(Ordering::Relaxed),
+        acknowledged,
+        failed,
+        unacknowledged: report.total.saturating_sub(acknowledged + failed),
+        stopped,
         report,
         seconds,
     };
