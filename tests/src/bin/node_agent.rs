@@ -30,6 +30,9 @@ struct Cli {
     /// The variable set to `podIP:port` in each process.
     #[arg(long, default_value = "WORKER__METRICS__LISTEN")]
     listen_env: String,
+    /// On SIGTERM, seconds the pods get to stop before they are killed.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_seconds: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -47,14 +50,30 @@ async fn main() -> anyhow::Result<()> {
     let bin_dir = std::fs::canonicalize(&cli.bin_dir)
         .map_err(|e| anyhow::anyhow!("--bin-dir {}: {e}", cli.bin_dir.display()))?;
     let state_dir = std::fs::canonicalize(&cli.state_dir)?;
-    node_agent::run(Agent {
-        client: kube::Client::try_default().await?,
-        node: cli.node,
-        namespace: cli.namespace,
-        bin_dir,
-        state_dir,
-        file_sd_dir: cli.file_sd_dir,
-        listen_env: Some(cli.listen_env),
-    })
+    // The handlers are installed before anything can wait (on the API server, say).
+    let stop = {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            node_agent::stop_signal().await;
+            tracing::info!("stop requested");
+            let _ = tx.send(());
+        });
+        async move {
+            let _ = rx.await;
+        }
+    };
+    node_agent::run(
+        Agent {
+            client: kube::Client::try_default().await?,
+            node: cli.node,
+            namespace: cli.namespace,
+            bin_dir,
+            state_dir,
+            file_sd_dir: cli.file_sd_dir,
+            listen_env: Some(cli.listen_env),
+            shutdown_grace: std::time::Duration::from_secs(cli.shutdown_grace_seconds),
+        },
+        stop,
+    )
     .await
 }

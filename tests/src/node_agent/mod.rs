@@ -46,6 +46,27 @@ pub struct Agent {
     pub file_sd_dir: Option<PathBuf>,
     /// The variable set to `podIP:port` (stands in for the pod's network namespace).
     pub listen_env: Option<String>,
+    /// On the agent's own stop, how long its pods get to stop (a kubelet's
+    /// `shutdownGracePeriod`); processes still running after it are killed.
+    pub shutdown_grace: Duration,
+}
+
+/// The deadline of each API call of the agent's loop (binding, Node heartbeat, deregistering).
+pub const API_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn stop_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -64,18 +85,34 @@ struct Running {
     version: Option<String>,
 }
 
-/// Runs until SIGTERM or Ctrl-C, then stops every pod's process and deregisters the Node.
-pub async fn run(agent: Agent) -> anyhow::Result<()> {
+/// Runs until `stop` resolves (SIGTERM or Ctrl-C in the binary), then stops every pod's process
+/// within the shutdown grace and deregisters the Node. A stop while starting (the API server
+/// not answering) returns at once.
+pub async fn run(
+    agent: Agent,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let agent = Arc::new(agent);
-    node::register(&agent.client, &agent.node).await?;
+    let mut stop = std::pin::pin!(stop);
+    tokio::select! {
+        r = tokio::time::timeout(API_DEADLINE, node::register(&agent.client, &agent.node)) => {
+            r.map_err(|_| anyhow::anyhow!("registering the Node: no answer within {API_DEADLINE:?}"))??
+        }
+        _ = &mut stop => {
+            tracing::info!("stopped before the Node was registered");
+            return Ok(());
+        }
+    }
     tracing::info!(node = %agent.node, namespace = ?agent.namespace, "node registered");
     let beat = {
         let (client, name) = (agent.client.clone(), agent.node.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(node::HEARTBEAT).await;
-                if let Err(e) = node::heartbeat(&client, &name).await {
-                    tracing::warn!(error = %e, "node heartbeat failed");
+                match tokio::time::timeout(API_DEADLINE, node::heartbeat(&client, &name)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat failed"),
+                    Err(_) => tracing::warn!("node heartbeat: no answer within {API_DEADLINE:?}"),
                 }
             }
         })
@@ -103,25 +140,30 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
             }
         })
     };
-    store.wait_until_ready().await?;
-
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut addresses = address::Addresses::new();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    let mut stopped = tokio::select! {
+        r = store.wait_until_ready() => { r?; false }
+        _ = &mut stop => true,
+    };
+    while !stopped {
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => { stopped = true; continue; }
         }
         let pods = store.state();
         for p in &pods {
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
             let Some(uid) = p.uid() else { continue };
             match node {
-                None if p.metadata.deletion_timestamp.is_none() => bind(&agent, p).await,
+                None if p.metadata.deletion_timestamp.is_none() => {
+                    tokio::select! {
+                        _ = bind(&agent, p) => {}
+                        _ = &mut stop => { stopped = true; break; }
+                    }
+                }
                 Some(n) if n == agent.node => {
                     let version = p.resource_version();
                     if let Some(r) = running.get_mut(&uid) {
@@ -153,20 +195,31 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
         while tasks.try_join_next().is_some() {}
     }
 
-    tracing::info!(pods = running.len(), "stopping");
+    tracing::info!(pods = running.len(), grace = ?agent.shutdown_grace, "stopping");
     for r in running.values() {
         let _ = r.tx.send(None);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+    let all_stopped = tokio::time::timeout(agent.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    if all_stopped.is_err() {
+        // Dropping the tasks kills their processes (kill_on_drop; pdeathsig when the agent exits).
+        tracing::warn!(grace = ?agent.shutdown_grace, "pods still running after the shutdown grace are killed");
+        tasks.shutdown().await;
+    }
     for r in running.values() {
         addresses.release(r.ip);
     }
     feed.abort();
     beat.abort();
-    node::deregister(&agent.client, &agent.node).await;
+    if tokio::time::timeout(API_DEADLINE, node::deregister(&agent.client, &agent.node))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the Node was not deleted within {API_DEADLINE:?}");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -178,16 +231,11 @@ async fn bind(agent: &Agent, p: &Pod) {
         "metadata": { "name": p.name_any() },
         "target": { "apiVersion": "v1", "kind": "Node", "name": agent.node },
     });
-    match api
-        .create_subresource::<_, serde_json::Value>(
-            "binding",
-            &p.name_any(),
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-    {
-        Ok(_) => tracing::info!(pod = %p.name_any(), "bound"),
-        Err(e) => tracing::debug!(pod = %p.name_any(), error = %e, "not bound"),
+    let (name, params) = (p.name_any(), PostParams::default());
+    let bound = api.create_subresource::<_, serde_json::Value>("binding", &name, &params, &binding);
+    match tokio::time::timeout(API_DEADLINE, bound).await {
+        Ok(Ok(_)) => tracing::info!(pod = %p.name_any(), "bound"),
+        Ok(Err(e)) => tracing::debug!(pod = %p.name_any(), error = %e, "not bound"),
+        Err(_) => tracing::warn!(pod = %p.name_any(), "binding: no answer within {API_DEADLINE:?}"),
     }
 }
