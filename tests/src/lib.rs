@@ -4,6 +4,7 @@
 //! A test that needs the stack calls [`Stack::get`]; when the stack is not up it panics with the
 //! command that brings it up. Nothing skips itself.
 
+pub mod blackhole;
 pub mod cluster;
 pub mod kafka;
 pub mod node;
