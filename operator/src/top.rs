@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration};
 
-use impressions_crds::{ImpressionPipeline, conditions};
+use impressions_crds::{ImpressionPipeline, ScalingPolicy, conditions};
 use kube::{Api, Client, ResourceExt, api::ListParams};
 
 use crate::simulate::{Report, model::Tick, plot};
@@ -117,11 +117,36 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// What `top` observed of one pipeline: running and desired replicas over time.
-#[derive(Debug, Default)]
-struct Observed {
-    running: Vec<Tick>,
-    desired: Vec<Tick>,
+/// What `top` observed of one pipeline: running and desired replicas over time, and the lag SLO
+/// of its policy.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Observed {
+    pub running: Vec<Tick>,
+    pub desired: Vec<Tick>,
+    pub lag_slo_seconds: Option<f64>,
+}
+
+impl Observed {
+    /// Whether the desired replica count changed during the run.
+    pub fn scaled(&self) -> bool {
+        self.desired
+            .first()
+            .is_some_and(|f| self.desired.iter().any(|t| t.replicas != f.replicas))
+    }
+}
+
+/// The lag SLO of the policy a pipeline names (or of the built-in policy when it names none or
+/// its policy cannot be read).
+async fn lag_slo(client: &Client, p: &ImpressionPipeline) -> f64 {
+    let builtin = f64::from(crate::resolve::default_policy().lag_slo_seconds);
+    let Some(name) = &p.spec.scaling.policy_ref else {
+        return builtin;
+    };
+    let api: Api<ScalingPolicy> = Api::all(client.clone());
+    match tokio::time::timeout(Duration::from_secs(5), api.get_opt(name)).await {
+        Ok(Ok(Some(policy))) => f64::from(policy.spec.lag_slo_seconds),
+        _ => builtin,
+    }
 }
 
 /// Options of `operator top`.
@@ -133,29 +158,38 @@ pub struct TopOptions {
     pub duration: Option<Duration>,
     /// Write an SVG of the run here on exit (one file per pipeline when there are several).
     pub plot: Option<PathBuf>,
+    /// Write what was observed (per pipeline: ticks of ready and desired replicas, lag, rates)
+    /// as JSON here on exit.
+    pub json: Option<PathBuf>,
 }
 
 /// Runs the view until Ctrl-C or the duration; writes the plot; returns the files written.
 pub async fn run(client: Client, o: TopOptions) -> anyhow::Result<Vec<PathBuf>> {
     let api: Api<ImpressionPipeline> = match &o.namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
     let start = std::time::Instant::now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut seen: BTreeMap<String, Observed> = BTreeMap::new();
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut stop = std::pin::pin!(crate::shutdown::signal());
     loop {
         let elapsed = start.elapsed().as_secs_f64();
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
+        let listed =
+            tokio::time::timeout(Duration::from_secs(10), api.list(&ListParams::default())).await;
+        match listed.map_err(|_| "no answer within 10 s".to_string()) {
+            Ok(Ok(list)) => {
                 let rows: Vec<Row> = list.items.iter().map(Row::of).collect();
-                for r in &rows {
+                for (r, p) in rows.iter().zip(&list.items) {
                     let o = seen.entry(r.key.clone()).or_default();
+                    if o.lag_slo_seconds.is_none() {
+                        o.lag_slo_seconds = Some(lag_slo(&client, p).await);
+                    }
                     let tick = |replicas| Tick {
                         t: elapsed,
                         arrival: r.input.unwrap_or(0.0),
                         lag: r.lag.unwrap_or(0) as f64,
+                        lag_seconds: r.lag_seconds.unwrap_or(0.0),
                         replicas,
                     };
                     o.running.push(tick(r.ready));
@@ -168,6 +202,7 @@ pub async fn run(client: Client, o: TopOptions) -> anyhow::Result<Vec<PathBuf>> 
                     println!("{view}");
                 }
             }
+            Ok(Err(e)) => eprintln!("listing pipelines: {e}"),
             Err(e) => eprintln!("listing pipelines: {e}"),
         }
         if o.duration.is_some_and(|d| start.elapsed() >= d) {
@@ -175,8 +210,11 @@ pub async fn run(client: Client, o: TopOptions) -> anyhow::Result<Vec<PathBuf>> 
         }
         tokio::select! {
             _ = tokio::time::sleep(o.interval) => {}
-            _ = &mut ctrl_c => break,
+            _ = &mut stop => break,
         }
+    }
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&seen)?)?;
     }
     let Some(path) = &o.plot else {
         return Ok(Vec::new());
@@ -205,7 +243,7 @@ pub async fn run(client: Client, o: TopOptions) -> anyhow::Result<Vec<PathBuf>> 
             report("ready replicas", &obs.running),
             report("desired replicas", &obs.desired),
         ];
-        plot::svg(&file, key, &reports).map_err(anyhow::Error::msg)?;
+        plot::svg(&file, key, &reports, obs.lag_slo_seconds).map_err(anyhow::Error::msg)?;
         written.push(file);
     }
     Ok(written)

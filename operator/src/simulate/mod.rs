@@ -66,11 +66,7 @@ pub fn run(
 }
 
 fn lag_seconds(t: &Tick) -> f64 {
-    if t.lag <= 0.0 {
-        0.0
-    } else {
-        t.lag / t.arrival.max(1.0)
-    }
+    t.lag_seconds
 }
 
 fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Report {
@@ -97,6 +93,11 @@ fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Rep
         wall_seconds: 0.0,
         ticks,
     }
+}
+
+/// The lag SLO the comparison counts against: the built-in policy's.
+pub fn slo_seconds() -> f64 {
+    f64::from(crate::resolve::default_policy().lag_slo_seconds)
 }
 
 /// The scenario run under every autoscaler: the project's policy (the built-in ScalingPolicy

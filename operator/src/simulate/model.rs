@@ -58,11 +58,13 @@ pub struct Observation {
 }
 
 /// One simulated second, for reports and plots.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Tick {
     pub t: f64,
     pub arrival: f64,
     pub lag: f64,
+    /// The lag in seconds of input.
+    pub lag_seconds: f64,
     pub replicas: i32,
 }
 
@@ -200,6 +202,11 @@ impl Cluster {
             t,
             arrival,
             lag,
+            lag_seconds: if lag <= 0.0 {
+                0.0
+            } else {
+                lag / arrival.max(1.0)
+            },
             replicas: self.pods(),
         }
     }

@@ -1,4 +1,6 @@
-//! An SVG plot of a simulation: arrival rate, lag and replicas over time for every policy.
+//! An SVG plot of a simulation (or of an observed run): arrival rate, lag in events, lag in
+//! seconds against the lag SLO, and replicas over time for every policy. The legend sits on the
+//! replicas panel, where the policies differ most.
 
 use plotters::{coord::Shift, prelude::*};
 
@@ -24,6 +26,7 @@ fn panel<DB: DrawingBackend>(
     series: &[(&str, &[Tick], RGBColor)],
     value: fn(&Tick) -> f64,
     legend: bool,
+    slo: Option<f64>,
 ) -> Result<(), String> {
     let Some(first) = series.first() else {
         return Ok(());
@@ -32,7 +35,7 @@ fn panel<DB: DrawingBackend>(
     let y_max = series
         .iter()
         .flat_map(|s| s.1.iter().map(value))
-        .fold(1.0, f64::max)
+        .fold(slo.unwrap_or(1.0), f64::max)
         * 1.1;
     // Downsample to at most ~2000 points per line.
     let every = (first.1.len() / 2000).max(1);
@@ -54,8 +57,25 @@ fn panel<DB: DrawingBackend>(
         .label(*name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
     }
+    if let Some(slo) = slo {
+        let red = RGBColor(200, 0, 0);
+        c.draw_series(DashedLineSeries::new(
+            [(0.0, slo), (t_max, slo)],
+            6,
+            4,
+            red.stroke_width(2),
+        ))
+        .map_err(err)?;
+        c.draw_series(std::iter::once(Text::new(
+            format!("lag SLO {slo:.0} s"),
+            (t_max * 0.01, slo * 1.02),
+            ("sans-serif", 14).into_font().color(&red),
+        )))
+        .map_err(err)?;
+    }
     if legend {
         c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
@@ -64,14 +84,19 @@ fn panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Writes the plot to `path` (SVG).
-pub fn svg(path: &std::path::Path, scenario: &str, reports: &[Report]) -> Result<(), String> {
+/// Writes the plot to `path` (SVG); `slo_seconds` draws the lag SLO on the lag-seconds panel.
+pub fn svg(
+    path: &std::path::Path,
+    scenario: &str,
+    reports: &[Report],
+    slo_seconds: Option<f64>,
+) -> Result<(), String> {
     let Some(first) = reports.first() else {
         return Ok(());
     };
-    let root = SVGBackend::new(path, (1200, 960)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 1200)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let panels = root.split_evenly((3, 1));
+    let panels = root.split_evenly((4, 1));
     let policies: Vec<(&str, &[Tick], RGBColor)> = reports
         .iter()
         .enumerate()
@@ -89,14 +114,80 @@ pub fn svg(path: &std::path::Path, scenario: &str, reports: &[Report]) -> Result
         &[("arrival", &first.ticks, BLACK)],
         |t| t.arrival,
         false,
+        None,
     )?;
-    panel(&panels[1], "lag (events)", &policies, |t| t.lag, true)?;
+    panel(
+        &panels[1],
+        "lag (events)",
+        &policies,
+        |t| t.lag,
+        false,
+        None,
+    )?;
     panel(
         &panels[2],
+        "lag (seconds of input)",
+        &policies,
+        |t| t.lag_seconds,
+        false,
+        slo_seconds,
+    )?;
+    panel(
+        &panels[3],
         "replicas",
         &policies,
         |t| f64::from(t.replicas),
-        false,
+        true,
+        None,
     )?;
     root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str) -> Report {
+        Report {
+            policy: name.into(),
+            replica_hours: 0.0,
+            seconds_over_slo: 0,
+            max_lag_events: 0.0,
+            max_lag_seconds: 0.0,
+            scaling_actions: 0,
+            load_changes: 0,
+            mean_settle_seconds: None,
+            wall_seconds: 0.0,
+            ticks: (0..120)
+                .map(|t| Tick {
+                    t: f64::from(t),
+                    arrival: 1000.0,
+                    lag: f64::from(t * 10),
+                    lag_seconds: f64::from(t) / 100.0,
+                    replicas: 1 + t / 40,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_legend_is_on_the_replicas_panel_and_the_slo_is_drawn() {
+        let dir = std::env::temp_dir().join(format!("plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.svg");
+        svg(&path, "step", &[report("ours"), report("keda")], Some(15.0)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} not in the plot"))
+        };
+        assert!(at("lag (seconds of input)") > at("lag (events)"));
+        // The legend (the policies' names) follows the replicas panel's caption.
+        assert!(
+            at("ours") > at("replicas"),
+            "legend before the replicas panel"
+        );
+        assert!(text.contains("lag SLO 15 s"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
