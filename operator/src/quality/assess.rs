@@ -52,12 +52,16 @@ fn share(n: f64, of: f64) -> f64 {
     }
 }
 
-/// The ratios of a window's counts; `None` when the window holds less than one impression event
-/// (nothing to judge: the condition is Unknown, not OK).
+/// Fewer impression events than this in a window are too few to judge: a handful of events
+/// (traffic stopping, a quiet region at night) would make any ratio swing to Critical.
+pub const MIN_IMPRESSIONS: f64 = 100.0;
+
+/// The ratios of a window's counts; `None` when the window holds fewer than
+/// [`MIN_IMPRESSIONS`] impression events (nothing to judge: the condition is Unknown, not OK).
 pub fn ratios(c: &WindowCounts) -> Option<QualityRatios> {
     let impressions = (c.processed - c.filtered).max(0.0);
     // `max` turns a NaN into 0.
-    if impressions < 1.0 {
+    if impressions < MIN_IMPRESSIONS {
         return None;
     }
     let dead_letters: f64 = c.rejected.values().filter(|v| v.is_finite()).sum();
@@ -311,7 +315,7 @@ pub enum NoData {
     NoPrometheus,
     #[error("Prometheus has no worker series for the pipeline")]
     NoSeries,
-    #[error("no impression events in the last {0}")]
+    #[error("fewer than 100 impression events in the last {0}: too few to judge")]
     NoEvents(String),
     #[error("Prometheus: {0}")]
     Unavailable(String),
@@ -514,6 +518,15 @@ mod tests {
     fn no_impression_events_is_no_data() {
         assert_eq!(ratios(&counts(0.0, 0.0)), None);
         assert_eq!(ratios(&counts(500.0, 500.0)), None, "only filtered events");
+        assert_eq!(
+            ratios(&counts(599.0, 500.0)),
+            None,
+            "99 impressions are too few"
+        );
+        assert!(
+            ratios(&counts(600.0, 500.0)).is_some(),
+            "100 impressions are judged"
+        );
         assert_eq!(ratios(&counts(f64::NAN, 0.0)), None);
         let r = Reading::of(&spec(), Some(&counts(10.0, 10.0)));
         assert_eq!(r.outcome, Err(NoData::NoEvents("5m".into())));
