@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use impressions_worker::invariants::EventCheck;
+use impressions_worker_core::invariants::EventCheck;
 use libfuzzer_sys::fuzz_target;
 
 thread_local! {

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 
 use arbitrary::Arbitrary;
-use impressions_worker::{
+use impressions_worker_core::{
     invariants::{EventCheck, NOW_MS},
     loadgen::events::FIRST_VIDEO_ID,
 };

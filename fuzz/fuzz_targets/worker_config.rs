@@ -2,7 +2,7 @@
 //! a validated config the worker can use, or an error naming a field; no panic.
 #![no_main]
 
-use impressions_worker::invariants::{check_config, config_input};
+use impressions_worker_core::invariants::{check_config, config_input};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use impressions_worker::invariants::check_config;
+use impressions_worker_core::invariants::check_config;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 

@@ -33,7 +33,7 @@ mod tests {
 
     fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz/corpus")
+            .join("../../fuzz/corpus")
             .join(target);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn write_seed_corpus() {
         let root = if std::env::var_os("IMPRESSIONS_WRITE_SEEDS").is_some() {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
         } else {
             std::env::temp_dir().join(format!("impressions-seeds-{}", std::process::id()))
         };

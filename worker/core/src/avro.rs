@@ -5,7 +5,7 @@
 use serde_avro_fast::{Schema, ser::SerializerConfig};
 
 /// The output schema, as kept in the repository.
-pub const IMPRESSION_SCHEMA: &str = include_str!("../schemas/impression.avsc");
+pub const IMPRESSION_SCHEMA: &str = include_str!("../../schemas/impression.avsc");
 
 /// How each record is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
