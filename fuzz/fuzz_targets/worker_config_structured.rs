@@ -86,8 +86,12 @@ fn text(v: V) -> Value {
     value(v, &edges)
 }
 
-const KAFKA_KEYS: [&str; 9] = [
+const KAFKA_KEYS: [&str; 13] = [
     "enable.auto.commit",
+    "enable.auto.offset.store",
+    "delivery.report.only.error",
+    "request.required.acks",
+    "message.max.bytes",
     "isolation.level",
     "enable.idempotence",
     "acks",
@@ -97,8 +101,10 @@ const KAFKA_KEYS: [&str; 9] = [
     "sasl.password",
     "security.protocol",
 ];
-const KAFKA_VALUES: [&str; 12] = [
+const KAFKA_VALUES: [&str; 14] = [
     "true",
+    "0",
+    "200000",
     "false",
     " FALSE ",
     "read_committed",
@@ -140,6 +146,8 @@ struct Cfg {
     processing: Option<(Option<V>, Option<V>, Option<V>)>,
     drain_timeout_secs: Option<V>,
     metrics: Option<V>,
+    /// maxPayloadBytes
+    dead_letter: Option<Option<V>>,
     unknown: Option<V>,
     overrides: Vec<(u8, V)>,
 }
@@ -174,7 +182,9 @@ struct Sink {
     kafka: Option<Vec<(u8, u8)>>,
 }
 
-const OVERRIDES: [&str; 12] = [
+const OVERRIDES: [&str; 14] = [
+    "WORKER__DEAD_LETTER__MAX_PAYLOAD_BYTES",
+    "WORKER__SOURCE__KAFKA__ENABLE_AUTO_OFFSET_STORE",
     "WORKER__SINK__TOPIC",
     "WORKER__SINK__DEAD_LETTER_TOPIC",
     "WORKER__SINK__DELIVERY_GUARANTEE",
@@ -291,6 +301,11 @@ fn render(c: Cfg) -> (String, Vec<(String, String)>) {
         put(&mut m, "maxAgeSecs", age.map(num));
         put(&mut m, "maxFutureSecs", future.map(num));
         doc.insert("limits".into(), Value::Object(m));
+    }
+    if let Some(max) = c.dead_letter {
+        let mut m = Map::new();
+        put(&mut m, "maxPayloadBytes", max.map(num));
+        doc.insert("deadLetter".into(), Value::Object(m));
     }
     if let Some((threads, batch, rate)) = c.processing {
         let mut m = Map::new();

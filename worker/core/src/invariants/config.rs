@@ -72,8 +72,18 @@ fn check_valid_config(cfg: &WorkerConfig) {
     );
     let t = cfg.transactions();
     assert!(t.interval_ms > 0 && t.max_events > 0 && t.timeout_ms > 0);
-    let (prefix, _) = cfg.sink_kafka();
+    let (prefix, props) = cfg.sink_kafka();
     assert!(prefix == "source.kafka" || prefix == "sink.kafka");
+    // A dead letter cut to its limit fits the producer's message size with room to spare.
+    let message_max: usize = props
+        .get("message.max.bytes")
+        .map_or(1_000_000, |v| v.trim().parse().expect("validated"));
+    assert!(
+        cfg.dead_letter.max_payload_bytes > 0
+            && cfg.dead_letter.max_payload_bytes + 64 * 1024 <= message_max,
+        "dead-letter payload limit {} with message.max.bytes {message_max}",
+        cfg.dead_letter.max_payload_bytes
+    );
     assert!(
         !cfg.sink_bootstrap().trim().is_empty(),
         "the sink has no bootstrap servers"

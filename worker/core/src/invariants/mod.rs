@@ -285,6 +285,20 @@ catalog: {topic: titles}
                 "sink-blank",
                 base.replace("{topic: out,", "{bootstrapServers: ' ', topic: out,"),
             ),
+            (
+                "dead-letter",
+                format!(
+                    "{}deadLetter: {{maxPayloadBytes: 100000}}\n",
+                    base.replace(
+                        "deadLetterTopic: dlq}",
+                        "deadLetterTopic: dlq, kafka: {message.max.bytes: '200000'}}"
+                    )
+                ),
+            ),
+            (
+                "at-least-once-acks",
+                format!("{base}#env WORKER__SINK__KAFKA__ACKS=1\n"),
+            ),
         ];
         for (name, text) in configs {
             write("worker_config", &format!("{name}.yaml"), text.as_bytes());
