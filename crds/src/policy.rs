@@ -153,6 +153,15 @@ pub struct ScaleBehavior {
     pub cooldown_seconds: u32,
 }
 
+impl ScalingPolicySpec {
+    /// The built-in policy: every field at its default, as an SRE reads an empty ScalingPolicy.
+    /// It applies to a pipeline with no policyRef in a region without a default policy.
+    pub fn builtin() -> Self {
+        serde_json::from_value(serde_json::json!({}))
+            .expect("every ScalingPolicy field has a default")
+    }
+}
+
 impl ScaleBehavior {
     /// Scale-ups: immediate, up to double or +4 per decision, 30 s apart.
     pub fn default_up() -> Self {

@@ -1,9 +1,6 @@
 //! The controller: what it watches, its shared context, and the retry policy.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use impressions_crds::{ImpressionPipeline, ScalingPolicy};
@@ -19,78 +16,19 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
 
+pub use crate::context::{Context, OperatorOptions};
 use crate::{
-    autoscale::scaler::Scaler, build::BuildOptions, error::Error, labels, metrics::Metrics,
-    quality::monitor::QualityMonitor, reconcile::reconcile,
+    autoscale::evaluator::Evaluator,
+    error::Error,
+    metrics::Metrics,
+    quality::evaluator::QualityEvaluator,
+    reconcile::{labels, reconcile},
 };
-
-/// The operator's settings that reconciles need.
-#[derive(Debug, Clone)]
-pub struct OperatorOptions {
-    pub region: String,
-    pub field_manager: String,
-    pub build: BuildOptions,
-}
-
-impl OperatorOptions {
-    /// Whether this operator serves pipelines of `region` (empty means any region).
-    pub fn serves(&self, region: &str) -> bool {
-        region.is_empty() || region == self.region
-    }
-}
-
-/// State shared by every reconcile.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub policies: Store<ScalingPolicy>,
-    pub opts: OperatorOptions,
-    pub scaler: Arc<Scaler>,
-    pub quality: Arc<QualityMonitor>,
-    failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
-    states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, &'static str>>,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("opts", &self.opts).finish()
-    }
-}
-
-impl Context {
-    /// Records a pipeline's state for the `pipelines` gauge.
-    pub fn record_state(&self, p: &ImpressionPipeline, state: &'static str) {
-        let mut states = self.states.lock().expect("states lock");
-        states.insert(ObjectRef::from_obj(p), state);
-        for s in crate::metrics::STATES {
-            let n = states.values().filter(|v| **v == s).count() as i64;
-            self.metrics
-                .pipelines
-                .get_or_create(&crate::metrics::StateLabel { state: s })
-                .set(n);
-        }
-    }
-
-    pub fn forget_failures(&self, p: &ImpressionPipeline) {
-        self.failures
-            .lock()
-            .expect("failures lock")
-            .remove(&ObjectRef::from_obj(p));
-    }
-
-    fn next_attempt(&self, p: &ImpressionPipeline) -> u32 {
-        let mut f = self.failures.lock().expect("failures lock");
-        let n = f.entry(ObjectRef::from_obj(p)).or_default();
-        *n += 1;
-        *n - 1
-    }
-}
 
 /// A metadata-only watch of one kind of child (in `ns`, or all namespaces).
 fn metadata<K>(
@@ -124,8 +62,8 @@ fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Ac
 /// The loops that evaluate pipelines apart from reconciles.
 #[derive(Debug, Clone)]
 pub struct Loops {
-    pub scaler: Arc<Scaler>,
-    pub quality: Arc<QualityMonitor>,
+    pub scaler: Arc<Evaluator>,
+    pub quality: Arc<QualityEvaluator>,
 }
 
 /// Runs the controller for `namespaces` (all when empty) until `shutdown` resolves.

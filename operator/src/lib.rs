@@ -1,23 +1,23 @@
 //! The impressions operator: reconciles ImpressionPipelines of its region into worker fleets
-//! (Deployment, ConfigMap, Service, PodDisruptionBudget) and keeps their status.
+//! (Deployment, ConfigMap, Service, PodDisruptionBudget), keeps their status, and scales them.
 //!
-//! Decisions are pure ([`build`], [`bounds`], [`status`], [`resolve::pick_policy`],
-//! [`quality::assess`]); IO lives in [`reconcile`] (the apply layer), [`resolve::resolve`],
-//! [`leader`] and the adapters of the evaluation loops ([`autoscale`], [`quality::source`]).
+//! - [`reconcile`]: one reconcile as a fixed sequence (dereference → bounds → children → apply →
+//!   status → Events); the children, the status and the Events are pure functions.
+//! - [`autoscale`]: signals (Kafka lag, Prometheus throughput) → estimate → decision (pure) in
+//!   an evaluation loop that triggers reconciles.
+//! - [`quality`]: the DataQuality judgement (pure) and its evaluation loop.
+//! - [`controller`], [`context`], [`leader`], [`shutdown`], [`http`], [`metrics`]: the runtime.
+//! - [`tools`]: `operator simulate` and `operator top`.
 
 pub mod autoscale;
-pub mod bounds;
-pub mod build;
+pub mod context;
 pub mod controller;
 pub mod error;
 pub mod http;
-pub mod labels;
+pub mod kafka_settings;
 pub mod leader;
 pub mod metrics;
 pub mod quality;
 pub mod reconcile;
-pub mod resolve;
 pub mod shutdown;
-pub mod simulate;
-pub mod status;
-pub mod top;
+pub mod tools;

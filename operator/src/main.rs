@@ -11,16 +11,19 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use impressions_operator::{
-    autoscale::{kafka_lag::KafkaLag, prometheus::PrometheusThroughput, scaler::Scaler},
-    build::BuildOptions,
+    autoscale::{
+        evaluator::Evaluator,
+        signals::{kafka_lag::KafkaLag, prometheus::PrometheusThroughput},
+    },
     controller::{self, Loops, OperatorOptions},
     http,
     leader::{Elector, LeaseConfig},
     metrics::Metrics,
     quality::{
-        monitor::QualityMonitor,
-        source::{PrometheusQuality, QualitySource},
+        evaluator::QualityEvaluator,
+        signals::{PrometheusQuality, QualitySource},
     },
+    reconcile::children::BuildOptions,
     shutdown,
 };
 use prometheus_client::registry::Registry;
@@ -175,9 +178,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn top(a: TopArgs) -> anyhow::Result<()> {
-    let written = impressions_operator::top::run(
+    let written = impressions_operator::tools::top::run(
         kube::Client::try_default().await?,
-        impressions_operator::top::TopOptions {
+        impressions_operator::tools::top::TopOptions {
             namespace: a.namespace,
             interval: Duration::from_secs_f64(a.interval.max(0.2)),
             duration: a.duration.map(Duration::from_secs_f64),
@@ -314,8 +317,8 @@ async fn lead(
         None => None,
     };
     let loops = Loops {
-        scaler: Arc::new(Scaler::new(Arc::new(KafkaLag::default()), prometheus)),
-        quality: Arc::new(QualityMonitor::new(quality_source)),
+        scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), prometheus)),
+        quality: Arc::new(QualityEvaluator::new(quality_source)),
     };
     let opts = OperatorOptions {
         region: args.region.clone(),
@@ -350,14 +353,14 @@ async fn lead(
 }
 
 async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    use impressions_operator::simulate::{self, model::ModelConfig, traces};
+    use impressions_operator::tools::simulate::{self, model::ModelConfig, traces};
     let (scenario, arrivals) = match (&a.prometheus, &a.pipeline) {
         (Some(url), Some(p)) => {
             let (ns, name) = p
                 .split_once('/')
                 .ok_or_else(|| anyhow::anyhow!("--pipeline must be NAMESPACE/NAME"))?;
             let prom = PrometheusThroughput::new(url).map_err(anyhow::Error::msg)?;
-            let queries = impressions_operator::resolve::default_policy().queries;
+            let queries = impressions_crds::ScalingPolicySpec::builtin().queries;
             let step = (a.hours * 3600.0 / 720.0).clamp(5.0, 60.0);
             let points = prom
                 .history(&queries, ns, name, (a.hours * 3600.0) as i64, step)

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::decision::Decision;
+use super::model::Decision;
 
 /// How long samples are kept (the longest window any policy may use is bounded by this).
 const KEEP_SECONDS: f64 = 3600.0;

@@ -1,13 +1,23 @@
-//! Autoscaling: signals (Kafka lag, Prometheus throughput) → a pure decision → the replica count
-//! applied by the reconcile, with every decision explained.
+//! Autoscaling: signals (Kafka lag, Prometheus throughput) → an estimate of demand and capacity
+//! → a decision within the policy's limits → the replica count applied by the reconcile, with
+//! every decision explained.
+//!
+//! - [`model`]: the shared types (signals, limits, estimate, decision, evaluation);
+//! - [`estimate`] (pure): arrival, capacity per replica, backlog → the recommended count;
+//! - [`decide`] (pure): the recommendation within stabilization windows, steps, cooldowns;
+//! - [`history`]: a pipeline's recent evaluations; [`rebuild`]: it rebuilt from Prometheus;
+//! - [`bounds`], [`effective`] (pure): the policy narrowed by the pipeline, as [`model::Limits`];
+//! - [`signals`]: the Kafka and Prometheus adapters; [`evaluator`]: the evaluation loop.
 
-pub mod decision;
+pub mod bounds;
+pub mod decide;
+pub mod effective;
+pub mod estimate;
+pub mod evaluator;
 pub mod history;
-pub mod kafka_lag;
-pub mod policy;
-pub mod prometheus;
+pub mod model;
 pub mod rebuild;
-pub mod scaler;
+pub mod signals;
 
 #[cfg(test)]
 pub(crate) mod tests;

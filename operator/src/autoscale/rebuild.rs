@@ -3,9 +3,10 @@
 //! stabilization windows and cooldowns continue instead of starting over. Pure.
 
 use super::{
-    decision::{Policy, Signals, decide},
+    decide::decide,
     history::History,
-    prometheus::HistoryPoint,
+    model::HistoryPoint,
+    model::{Limits, Signals},
 };
 
 /// Replays `points` (oldest first). `now` and `now_unix` are the same instant on the history's
@@ -13,7 +14,7 @@ use super::{
 pub fn rebuild(
     points: &[HistoryPoint],
     partitions: i32,
-    policy: &Policy,
+    policy: &Limits,
     now: f64,
     now_unix: f64,
 ) -> History {

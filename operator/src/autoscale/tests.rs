@@ -1,12 +1,14 @@
 //! Table tests of the scaling decision.
 
 use super::{
-    decision::{Decision, Policy, Signals, Step, decide, partition_aware},
+    decide::decide,
+    estimate::partition_aware,
     history::History,
+    model::{Decision, Limits, Signals, Step},
 };
 
-pub(crate) fn policy() -> Policy {
-    Policy {
+pub(crate) fn policy() -> Limits {
+    Limits {
         min: 1,
         max: 20,
         target_utilization: 0.7,
@@ -51,7 +53,7 @@ fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
 /// Runs evaluations every 15 s at a steady state, applying decisions, returning the last.
 fn settle(
     h: &mut History,
-    p: &Policy,
+    p: &Limits,
     from: f64,
     until: f64,
     mut replicas: i32,

@@ -3,9 +3,9 @@
 //! when the level changes and the `pipeline_data_quality` gauge.
 //!
 //! - [`assess`]: counts over a window → ratios → level and worst offender (pure, table-tested);
-//! - [`source`]: the counts from Prometheus, one set of queries per window for all pipelines;
-//! - [`monitor`]: the evaluation loop, which triggers a reconcile when a condition would change.
+//! - [`signals`]: the counts from Prometheus, one set of queries per window for all pipelines;
+//! - [`evaluator`]: the evaluation loop, which triggers a reconcile when a condition would change.
 
 pub mod assess;
-pub mod monitor;
-pub mod source;
+pub mod evaluator;
+pub mod signals;

@@ -8,7 +8,12 @@ use impressions_crds::{
 use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
 use kube::ResourceExt;
 
-use crate::{bounds::Bounds, error::Error, labels, quality::assess::Reading};
+use crate::{
+    autoscale::{bounds::Bounds, model::Evaluation},
+    error::Error,
+    quality::assess::Reading,
+    reconcile::labels,
+};
 
 /// What one reconcile found.
 #[derive(Debug)]
@@ -24,13 +29,31 @@ pub enum Observed<'a> {
     Failed(&'a Error),
 }
 
-/// The next status: the current one with what changed applied. Conditions keep their
-/// transition time unless their status flips.
-pub fn next(
+/// The next status, in one pass: the current one with what the reconcile saw and, once the
+/// children were applied, the latest autoscaling evaluation and data-quality reading folded in.
+/// Conditions keep their transition time unless their status flips. The reconcile writes it
+/// only when it differs from the current one.
+pub fn compute(
     p: &ImpressionPipeline,
     observed: &Observed<'_>,
+    evaluation: Option<&Evaluation>,
+    quality: Option<&Reading>,
     now: &Time,
 ) -> ImpressionPipelineStatus {
+    let mut s = next(p, observed, now);
+    if let Observed::Applied { .. } = observed {
+        if let Some(e) = evaluation {
+            with_evaluation(&mut s, p.metadata.generation, e, now);
+        }
+        if let Some(r) = quality {
+            with_quality(&mut s, p.metadata.generation, r, now);
+        }
+    }
+    s
+}
+
+/// The current status with what the reconcile saw applied.
+fn next(p: &ImpressionPipeline, observed: &Observed<'_>, now: &Time) -> ImpressionPipelineStatus {
     let mut s = p.status.clone().unwrap_or_default();
     let generation = p.metadata.generation;
     let set = |s: &mut ImpressionPipelineStatus, t: &str, ok: bool, reason: &str, msg: &str| {
@@ -112,10 +135,10 @@ pub fn is_true(s: Option<&ImpressionPipelineStatus>, t: &str) -> Option<bool> {
 /// Folds an autoscaling evaluation into the status: lag, throughput, partitions, the
 /// MetricsAvailable condition, and the last decision when its outcome changed (a repeated
 /// decision with fresh numbers does not rewrite it).
-pub fn with_evaluation(
+fn with_evaluation(
     s: &mut ImpressionPipelineStatus,
     generation: Option<i64>,
-    e: &crate::autoscale::scaler::Evaluation,
+    e: &Evaluation,
     now: &Time,
 ) {
     let from = e.from;
@@ -181,7 +204,7 @@ pub fn with_evaluation(
 
 /// Folds a data-quality reading into the DataQuality condition: True/OK, False/Warning or
 /// Critical, Unknown/NoData.
-pub fn with_quality(
+fn with_quality(
     s: &mut ImpressionPipelineStatus,
     generation: Option<i64>,
     r: &Reading,

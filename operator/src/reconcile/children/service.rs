@@ -7,7 +7,7 @@ use k8s_openapi::{
 use serde_json::json;
 
 use super::typed;
-use crate::{error::Error, labels};
+use crate::{error::Error, reconcile::labels};
 
 /// A headless Service over the workers' metrics ports (one scrape target per pod).
 pub fn service(name: &str, ns: &str, owner: &OwnerReference) -> Result<Service, Error> {

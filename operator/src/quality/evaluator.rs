@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     assess::{NoData, Reading, WindowCounts},
-    source::{PipelineId, QualitySource},
+    signals::{PipelineId, QualitySource},
 };
 
 /// What the loop needs to evaluate one pipeline, registered by its reconcile.
@@ -38,23 +38,23 @@ struct State {
 type Key = ObjectRef<ImpressionPipeline>;
 
 /// Shared between the loop and the reconciles.
-pub struct QualityMonitor {
+pub struct QualityEvaluator {
     source: Option<Arc<dyn QualitySource>>,
     states: Mutex<HashMap<Key, State>>,
 }
 
-impl std::fmt::Debug for QualityMonitor {
+impl std::fmt::Debug for QualityEvaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QualityMonitor")
+        f.debug_struct("QualityEvaluator")
             .field("source", &self.source.is_some())
             .finish()
     }
 }
 
-impl QualityMonitor {
+impl QualityEvaluator {
     /// A monitor reading from `source`; without one every reading is NoData.
     pub fn new(source: Option<Arc<dyn QualitySource>>) -> Self {
-        QualityMonitor {
+        QualityEvaluator {
             source,
             states: Mutex::default(),
         }
@@ -160,7 +160,7 @@ mod tests {
 
     use futures::future::BoxFuture;
 
-    use super::{super::source::SourceError, *};
+    use super::{super::signals::SourceError, *};
     use crate::quality::assess::Level;
 
     /// Counts set by the test; counts the reads.
@@ -208,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn triggers_only_when_the_condition_changes() {
         let fake = Arc::new(Fake::default());
-        let m = QualityMonitor::new(Some(fake.clone()));
+        let m = QualityEvaluator::new(Some(fake.clone()));
         m.register(key("a"), Some(reg("a", 60)));
         m.register(key("b"), Some(reg("b", 60)));
         m.register(key("c"), Some(reg("c", 300)));
@@ -236,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_source_every_reading_is_no_data_and_unregistered_pipelines_are_dropped() {
-        let m = QualityMonitor::new(None);
+        let m = QualityEvaluator::new(None);
         m.register(key("a"), Some(reg("a", 60)));
         assert_eq!(m.evaluate_due().await, [key("a")]);
         assert_eq!(
@@ -251,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn a_changed_spec_is_judged_at_once() {
         let fake = Arc::new(Fake::default());
-        let m = QualityMonitor::new(Some(fake.clone()));
+        let m = QualityEvaluator::new(Some(fake.clone()));
         let mut r = reg("a", 60);
         r.interval = Duration::from_secs(3600);
         m.register(key("a"), Some(r.clone()));

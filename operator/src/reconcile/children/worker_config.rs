@@ -10,7 +10,10 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::typed;
-use crate::{error::Error, labels, resolve::Resolved};
+use crate::{
+    error::Error,
+    reconcile::{labels, resolved::Resolved},
+};
 
 /// Where the config and the catalog are mounted in the worker container.
 pub const CONFIG_DIR: &str = "/etc/impressions";

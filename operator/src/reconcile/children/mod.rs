@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 
 pub use worker_config::{CONFIG_DIR, CONFIG_FILE, render as render_worker_config};
 
-use crate::{error::Error, resolve::Resolved};
+use crate::{error::Error, reconcile::resolved::Resolved};
 
 /// Settings of the operator that shape the children.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use impressions_crds::{
     policy::{FreezeWindow, MissingMetricsAction, ScaleBehavior},
 };
 
-use super::decision::{Policy, Step};
-use crate::bounds::Bounds;
+use super::model::{Limits, Step};
+use crate::autoscale::bounds::Bounds;
 
 /// The decision policy of a ScalingPolicy alone (no pipeline overrides), at a UTC minute.
-pub fn from_policy(policy: &ScalingPolicySpec, b: &Bounds, minute_of_day: u32) -> Policy {
+pub fn from_policy(policy: &ScalingPolicySpec, b: &Bounds, minute_of_day: u32) -> Limits {
     let spec: ImpressionPipelineSpec = serde_json::from_value(serde_json::json!({
         "source": {"bootstrapServers": "k:9092", "topic": "raw"},
         "sink": {"topic": "out", "deadLetterTopic": "dlq"},
@@ -26,7 +26,7 @@ pub fn effective(
     policy: &ScalingPolicySpec,
     b: &Bounds,
     minute_of_day: u32,
-) -> Policy {
+) -> Limits {
     let o = spec.scaling.overrides.clone().unwrap_or_default();
     let narrower = |over: Option<f64>, base: f64, lower_is_narrower: bool| match over {
         Some(v) if (lower_is_narrower && v < base) || (!lower_is_narrower && v > base) => v,
@@ -38,7 +38,7 @@ pub fn effective(
         down.stabilization_seconds,
         false,
     );
-    Policy {
+    Limits {
         min: b.min,
         max: b.max,
         target_utilization: narrower(o.target_utilization, policy.target_utilization, true),

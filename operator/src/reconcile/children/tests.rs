@@ -4,7 +4,7 @@ use impressions_crds::ImpressionPipeline;
 use kube::Resource;
 
 use super::*;
-use crate::resolve::{Resolved, ResolvedPolicy, default_policy};
+use crate::reconcile::resolved::{Resolved, ResolvedPolicy};
 
 fn pipeline(extra: serde_json::Value) -> ImpressionPipeline {
     let mut spec = serde_json::json!({
@@ -27,7 +27,7 @@ fn resolved() -> Resolved {
     Resolved {
         policy: ResolvedPolicy {
             name: None,
-            spec: default_policy(),
+            spec: impressions_crds::ScalingPolicySpec::builtin(),
         },
         source_secret: Some("kafka-creds".into()),
         sink_secret: None,

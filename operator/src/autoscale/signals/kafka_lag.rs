@@ -4,66 +4,20 @@
 //! and names an authentication or TLS failure instead of reporting a timeout.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+pub use crate::autoscale::model::LagSample;
+use crate::kafka_settings::KafkaSettings;
 use impressions_crds::pipeline::OffsetReset;
-use k8s_openapi::api::core::v1::Secret;
 use rdkafka::{
     ClientConfig, ClientContext, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::KafkaError,
     types::RDKafkaErrorCode,
 };
-
-/// librdkafka settings from a pipeline's Secret (`security.protocol`, `sasl.mechanism`,
-/// `sasl.username`, `sasl.password`, `ssl.ca.pem`, …). Debug shows the keys only: the values
-/// are credentials.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct KafkaSettings(BTreeMap<String, String>);
-
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl KafkaSettings {
-    /// The Secret's keys as the worker reads them. The worker gets each key as the environment
-    /// variable `WORKER__SOURCE__KAFKA__<key>` and takes the property name as the key lowercased
-    /// with `_` read as `.`, so `sasl.password` and `SASL_PASSWORD` are the same setting.
-    pub fn from_secret(secret: &Secret) -> Self {
-        Self::from_pairs(
-            secret
-                .data
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned())),
-        )
-    }
-
-    /// Settings from (key, value) pairs, keys read as [`KafkaSettings::from_secret`] does.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        KafkaSettings(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase().replace('_', "."), v))
-                .collect(),
-        )
-    }
-
-    /// A setting's value.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// No settings (a cluster without authentication).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// Properties of the lag consumer that a Secret does not change: it reads a group's offsets
 /// under the group's id and never commits.
@@ -75,7 +29,7 @@ pub fn lag_client_config(bootstrap: &str, group: &str, settings: &KafkaSettings)
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("socket.timeout.ms", "5000");
-    for (k, v) in &settings.0 {
+    for (k, v) in settings.iter() {
         if !OWN.contains(&k.as_str()) {
             c.set(k, v);
         }
@@ -135,16 +89,6 @@ fn explain(c: &LagConsumer, otherwise: String) -> String {
         .expect("lag failure lock")
         .clone()
         .unwrap_or(otherwise)
-}
-
-/// The lag of a group on a topic at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LagSample {
-    pub partitions: i32,
-    pub total: i64,
-    pub max_partition: i64,
-    /// Sum of the partitions' high watermarks (its growth is the input rate).
-    pub end_offsets: i64,
 }
 
 /// Where a pipeline's lag is read.
@@ -276,6 +220,7 @@ pub fn resting_on_marker(previous: Option<(i64, i64)>, committed: i64, high: i64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Secret;
 
     fn secret(data: &[(&str, &str)]) -> Secret {
         use k8s_openapi::ByteString;

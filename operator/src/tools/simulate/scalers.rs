@@ -7,8 +7,9 @@ use std::collections::VecDeque;
 
 use super::model::{Cluster, Observation};
 use crate::autoscale::{
-    decision::{Policy, Signals, decide},
+    decide::decide,
     history::History,
+    model::{Limits, Signals},
 };
 
 /// One autoscaler.
@@ -28,7 +29,7 @@ pub trait Autoscaler {
 /// The project's decision, with its history, exactly as the operator evaluates it.
 #[derive(Debug)]
 pub struct Ours {
-    pub policy: Policy,
+    pub policy: Limits,
     pub interval: f64,
     pub rate_window: f64,
     history: History,
@@ -36,7 +37,7 @@ pub struct Ours {
 }
 
 impl Ours {
-    pub fn new(policy: Policy, interval: f64) -> Self {
+    pub fn new(policy: Limits, interval: f64) -> Self {
         Ours {
             policy,
             interval,

@@ -15,10 +15,13 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use super::{
-    decision::{Decision, Policy, Signals, decide},
+    decide::decide,
     history::History,
-    kafka_lag::{LagSample, LagSource, LagTarget},
-    prometheus::PrometheusThroughput,
+    model::{Evaluation, Limits, Signals},
+    signals::{
+        kafka_lag::{LagSource, LagTarget},
+        prometheus::PrometheusThroughput,
+    },
 };
 
 /// What the loop needs to evaluate one pipeline, registered by its reconcile.
@@ -29,21 +32,9 @@ pub struct Registration {
     pub mode: ScalingMode,
     pub lag: LagTarget,
     pub queries: PrometheusQueries,
-    pub policy: Policy,
+    pub policy: Limits,
     pub interval: Duration,
     pub replicas: i32,
-}
-
-/// The outcome of one evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    /// Replicas running when the evaluation was made.
-    pub from: i32,
-    pub decision: Decision,
-    pub lag: Option<LagSample>,
-    pub processed_rate: Option<f64>,
-    /// Why metrics are missing, when they are.
-    pub problem: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -58,24 +49,24 @@ struct State {
 }
 
 /// Shared between the loop and the reconciles.
-pub struct Scaler {
+pub struct Evaluator {
     lag: Arc<dyn LagSource>,
     prometheus: Option<PrometheusThroughput>,
     started: Instant,
     states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, State>>,
 }
 
-impl std::fmt::Debug for Scaler {
+impl std::fmt::Debug for Evaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scaler")
+        f.debug_struct("Evaluator")
             .field("prometheus", &self.prometheus.is_some())
             .finish()
     }
 }
 
-impl Scaler {
+impl Evaluator {
     pub fn new(lag: Arc<dyn LagSource>, prometheus: Option<PrometheusThroughput>) -> Self {
-        Scaler {
+        Evaluator {
             lag,
             prometheus,
             started: Instant::now(),
@@ -195,7 +186,7 @@ impl Scaler {
     }
 }
 
-impl Scaler {
+impl Evaluator {
     /// After an operator (re)start, rebuilds the pipeline's history from what Prometheus
     /// recorded, once, so that windows and cooldowns continue where the last operator left them.
     async fn rebuild_once(
@@ -264,6 +255,7 @@ pub fn applied_replicas(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autoscale::model::{Decision, LagSample};
 
     fn eval(replicas: i32) -> Evaluation {
         Evaluation {
@@ -318,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kafka_failure_is_told_next_to_a_missing_prometheus() {
-        let s = Scaler::new(Arc::new(Refused), None);
+        let s = Evaluator::new(Arc::new(Refused), None);
         let key = ObjectRef::new("p").within("ns");
         let reg = Registration {
             namespace: "ns".into(),

@@ -156,7 +156,7 @@ mod tests {
 
 /// Arrival rates per second from a pipeline's recorded history: processed rate plus the growth
 /// of the lag between points, held between points.
-pub fn from_history(points: &[crate::autoscale::prometheus::HistoryPoint]) -> Vec<f64> {
+pub fn from_history(points: &[crate::autoscale::signals::prometheus::HistoryPoint]) -> Vec<f64> {
     let mut out = Vec::new();
     for w in points.windows(2) {
         let (a, b) = (w[0], w[1]);
@@ -170,7 +170,7 @@ pub fn from_history(points: &[crate::autoscale::prometheus::HistoryPoint]) -> Ve
 #[cfg(test)]
 mod history_tests {
     use super::*;
-    use crate::autoscale::prometheus::HistoryPoint;
+    use crate::autoscale::signals::prometheus::HistoryPoint;
 
     #[test]
     fn arrivals_are_processed_plus_lag_growth() {

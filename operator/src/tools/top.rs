@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration}
 use impressions_crds::{ImpressionPipeline, ScalingPolicy, conditions};
 use kube::{Api, Client, ResourceExt, api::ListParams};
 
-use crate::simulate::{Report, model::Tick, plot};
+use crate::tools::simulate::{Report, model::Tick, plot};
 
 /// One pipeline at one moment, as the view shows it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -138,7 +138,7 @@ impl Observed {
 /// The lag SLO of the policy a pipeline names (or of the built-in policy when it names none or
 /// its policy cannot be read).
 async fn lag_slo(client: &Client, p: &ImpressionPipeline) -> f64 {
-    let builtin = f64::from(crate::resolve::default_policy().lag_slo_seconds);
+    let builtin = f64::from(impressions_crds::ScalingPolicySpec::builtin().lag_slo_seconds);
     let Some(name) = &p.spec.scaling.policy_ref else {
         return builtin;
     };

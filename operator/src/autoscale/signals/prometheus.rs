@@ -10,16 +10,7 @@ pub struct Throughput {
     pub busy_fraction: Option<f64>,
 }
 
-/// One point of a pipeline's recent history, as Prometheus recorded it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HistoryPoint {
-    /// Unix seconds.
-    pub at: f64,
-    pub processed_rate: f64,
-    pub busy_fraction: f64,
-    pub lag: f64,
-    pub replicas: i32,
-}
+pub use crate::autoscale::model::HistoryPoint;
 
 /// Reads throughput for one pipeline.
 #[derive(Clone)]

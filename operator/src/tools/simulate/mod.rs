@@ -97,16 +97,16 @@ fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Rep
 
 /// The lag SLO the comparison counts against: the built-in policy's.
 pub fn slo_seconds() -> f64 {
-    f64::from(crate::resolve::default_policy().lag_slo_seconds)
+    f64::from(impressions_crds::ScalingPolicySpec::builtin().lag_slo_seconds)
 }
 
 /// The scenario run under every autoscaler: the project's policy (the built-in ScalingPolicy
 /// defaults), KEDA+HPA and the Flink autoscaler at their defaults and at the best setting of
 /// their main knob (a small grid search on the same trace), and static provisioning at the peak.
 pub fn compare(arrivals: &[f64], cfg: &ModelConfig) -> Vec<Report> {
-    use crate::{autoscale::policy::from_policy, bounds::Bounds, resolve::default_policy};
+    use crate::autoscale::{bounds::Bounds, effective::from_policy};
     use scalers::{Flink, KedaHpa, Ours, Static};
-    let spec = default_policy();
+    let spec = impressions_crds::ScalingPolicySpec::builtin();
     let slo = f64::from(spec.lag_slo_seconds);
     let b = Bounds {
         min: cfg.min_replicas,
@@ -179,7 +179,7 @@ pub fn compare(arrivals: &[f64], cfg: &ModelConfig) -> Vec<Report> {
     }));
     let peak = arrivals.iter().copied().fold(0.0, f64::max);
     // Enough for the peak at 80 % on average, with no replica's partitions above its capacity.
-    let fixed = crate::autoscale::decision::partition_aware(
+    let fixed = crate::autoscale::estimate::partition_aware(
         peak,
         cfg.capacity * 0.8,
         cfg.capacity,

@@ -11,7 +11,10 @@ use super::{
     BuildOptions, typed,
     worker_config::{CATALOG_DIR, CONFIG_DIR, CONFIG_FILE},
 };
-use crate::{error::Error, labels, resolve::Resolved};
+use crate::{
+    error::Error,
+    reconcile::{labels, resolved::Resolved},
+};
 
 /// The Deployment of `replicas` workers.
 pub fn deployment(

@@ -1,0 +1,139 @@
+//! The estimate: one evaluation's signals + the limits + the history → arrival rate, capacity
+//! per replica, backlog and the replica count the model recommends. Pure: no IO, no clock.
+//!
+//! The model (after DS2 and the Flink autoscaler, for stateless consumers):
+//! - arrival rate = input rate from the topic's watermarks (else processed rate + d(lag)/dt);
+//! - capacity per replica = processed rate / busy fraction / replicas (true capacity, not the
+//!   observed rate of a half-idle worker);
+//! - two demands: the steady rate, arrival × (1 + rebalance cost / catch-up), kept under the
+//!   target utilization, and the catch-up rate, arrival + backlog / catch-up, which may use the
+//!   headroom (full capacity), so a backlog left by a rebalance does not read as lasting demand;
+//! - replicas are partition-aware: a replica holding m of P partitions carries m/P of the load,
+//!   so the count keeps the average under the target utilization and the busiest replica under
+//!   target + tolerance, choosing the smallest count for a given busiest share.
+
+use super::{
+    history::History,
+    model::{Estimate, Limits, Signals},
+};
+
+/// Why there is no estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoEstimate {
+    /// These signals are missing or stale.
+    MetricsMissing(Vec<&'static str>),
+    /// Nothing processed yet: capacity cannot be measured.
+    NoCapacity {
+        processed: f64,
+        busy: f64,
+        arrival: f64,
+    },
+}
+
+/// Estimates demand and capacity from one evaluation's signals. `history` holds earlier
+/// evaluations of this pipeline (lag for its growth, the last settled capacity).
+pub fn estimate(s: &Signals, p: &Limits, h: &History) -> Result<Estimate, NoEstimate> {
+    let cur = s.replicas.max(0);
+    let (Some(lag), Some(processed), Some(busy)) = (s.lag, s.processed_rate, s.busy_fraction)
+    else {
+        return Err(NoEstimate::MetricsMissing(
+            [
+                ("lag", s.lag.is_none()),
+                ("processed rate", s.processed_rate.is_none()),
+                ("busy fraction", s.busy_fraction.is_none()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(n, _)| *n)
+            .collect(),
+        ));
+    };
+
+    // Rates. A worker that processed nothing has no measurable capacity yet.
+    let lag_growth = h.lag_growth(s.now, lag);
+    let arrival = s.input_rate.unwrap_or(processed + lag_growth).max(0.0);
+    let running = cur.max(1) as f64;
+    let settling =
+        h.since_last_change(s.now) < p.capacity_settle_seconds && h.last_capacity.is_some();
+    let measured = if processed > 0.0 && busy > 0.01 && !settling {
+        Some(processed / busy.min(1.0) / running)
+    } else {
+        None
+    };
+    // Time to drain the backlog at the rate it is being worked off (infinite if nothing moves).
+    let drain_rate = processed.max(arrival);
+    let backlog_s = if lag <= 0.0 {
+        0.0
+    } else if drain_rate > 0.0 {
+        lag / drain_rate
+    } else {
+        f64::INFINITY
+    };
+    let Some(cap) = measured.or(h.last_capacity) else {
+        return Err(NoEstimate::NoCapacity {
+            processed,
+            busy,
+            arrival,
+        });
+    };
+
+    // Two demands. The steady one (arrival, plus the rebalance a change costs) is served at the
+    // target utilization: that headroom absorbs bursts. Working off the backlog within the
+    // catch-up time may use the headroom, so it is served at full capacity; otherwise the backlog
+    // a scale-down's own rebalance leaves would read as demand and scale back up (flapping).
+    let steady = arrival * (1.0 + p.rebalance_cost_seconds / p.catch_up_seconds);
+    let catch_up = arrival + lag / p.catch_up_seconds;
+    let target = steady.max(catch_up);
+    let recommended = partition_aware(
+        steady,
+        cap * p.target_utilization,
+        cap * (p.target_utilization + p.tolerance).min(1.0),
+        s.partitions,
+    )
+    .max(partition_aware(catch_up, cap, cap, s.partitions))
+    .clamp(p.min, p.max.min(s.partitions.max(1)).max(p.min));
+    let util = arrival / (running * cap);
+    let why = format!(
+        "arrival {arrival:.0}/s, backlog {lag:.0} events ({}), capacity {cap:.0}/s per replica, utilization {util:.2} (target {:.2}); target rate {target:.0}/s → {recommended} replicas for {} partitions",
+        if backlog_s.is_finite() {
+            format!("{backlog_s:.0} s to drain")
+        } else {
+            "not draining".into()
+        },
+        p.target_utilization,
+        s.partitions
+    );
+    Ok(Estimate {
+        arrival,
+        capacity: cap,
+        capacity_measured: measured.is_some(),
+        backlog_seconds: backlog_s,
+        over_slo: backlog_s > p.lag_slo_seconds,
+        utilization: util,
+        recommended,
+        why,
+    })
+}
+
+/// The fewest replicas that carry `target` events/s at `average` per replica on average, with
+/// the busiest one (holding ceil(P/n) of P equally loaded partitions) at most at `peak`. Among
+/// counts that give the busiest replica the same number of partitions, the smallest is chosen,
+/// so the count never jumps to a much larger divisor of P.
+pub fn partition_aware(target: f64, average: f64, peak: f64, partitions: i32) -> i32 {
+    let p = partitions.max(1);
+    if target <= 0.0 {
+        return 1;
+    }
+    if average <= 0.0 || peak <= 0.0 {
+        return p;
+    }
+    let by_rate = (target / average).ceil().min(p as f64) as i32;
+    // Most partitions one replica may hold.
+    let m = ((peak.max(average) * p as f64) / target).floor() as i32;
+    let by_partitions = if m <= 0 {
+        p
+    } else {
+        (p + m.min(p) - 1) / m.min(p)
+    };
+    by_rate.max(by_partitions).clamp(1, p)
+}

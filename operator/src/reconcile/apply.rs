@@ -1,0 +1,77 @@
+//! The reconcile's writes: server-side apply of the children under the operator's field
+//! manager, the status (only when it changed) and Events.
+
+use impressions_crds::{ImpressionPipeline, ImpressionPipelineStatus};
+use k8s_openapi::NamespaceResourceScope;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::events::Note;
+use crate::{context::Context, error::Error};
+
+/// Server-side apply under the operator's field manager.
+pub async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(&ctx.opts.field_manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(Error::Kube)
+}
+
+/// Writes the status through the status subresource, only if it differs from the current one.
+pub async fn write_status_if_changed(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    next: ImpressionPipelineStatus,
+) -> Result<(), Error> {
+    if p.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<ImpressionPipeline> =
+        Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": "impressions.dev/v1alpha1",
+        "kind": "ImpressionPipeline",
+        "status": next,
+    });
+    api.patch_status(
+        &p.name_any(),
+        &PatchParams::apply(&ctx.opts.field_manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// Publishes an Event about `p` (a failure to publish is logged, not returned).
+pub async fn publish(ctx: &Context, p: &ImpressionPipeline, n: &Note) {
+    let ev = Event {
+        type_: if n.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: n.reason.clone(),
+        note: Some(n.note.clone()),
+        action: n.action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &p.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an Event");
+    }
+}

@@ -1,0 +1,249 @@
+//! One reconcile of one pipeline, as a fixed sequence, readable top to bottom:
+//!
+//! 1. [`dereference`]: fetch what the pipeline refers to (its ScalingPolicy, Secrets, catalog
+//!    ConfigMap) into [`resolved::Resolved`];
+//! 2. bounds: the policy's replica bounds narrowed by the pipeline ([`crate::autoscale::bounds`])
+//!    and the replica count to apply (the latest evaluation's, in Auto mode);
+//! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget;
+//! 4. [`apply`]: server-side apply of each child;
+//! 5. [`status`] (pure): the next status in one pass, written only when it changed;
+//! 6. [`events`] (pure): the Events the transition deserves, published.
+//!
+//! A failure at any step shows as Ready=False with its reason (and Degraded when the spec is at
+//! fault), an Event, and the `reconcile_failures_total` label.
+
+pub mod apply;
+pub mod children;
+pub mod dereference;
+pub mod events;
+pub mod labels;
+pub mod resolved;
+pub mod status;
+
+#[cfg(test)]
+mod tests;
+
+use std::{sync::Arc, time::Duration};
+
+use impressions_crds::{ImpressionPipeline, scaling::ScalingMode};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    ResourceExt,
+    runtime::{controller::Action, reflector::ObjectRef},
+};
+
+use self::{
+    apply::{apply, publish, write_status_if_changed},
+    resolved::Resolved,
+    status::Observed,
+};
+use crate::{
+    autoscale::{
+        bounds::{self, Bounds},
+        effective::effective,
+        evaluator::{Registration, applied_replicas},
+        model::Evaluation,
+        signals::kafka_lag::LagTarget,
+    },
+    context::Context,
+    error::Error,
+    quality::{assess::Reading, evaluator::QualityRegistration},
+};
+
+/// Reconciles one pipeline.
+#[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), name = p.name_any()))]
+pub async fn reconcile(p: Arc<ImpressionPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.duration_timer();
+    ctx.metrics.reconciles.inc();
+    if !ctx.opts.serves(&p.spec.region) {
+        ctx.record_state(&p, "other_region");
+        return Ok(Action::await_change());
+    }
+    match reconcile_served(&p, &ctx).await {
+        Ok(action) => {
+            ctx.forget_failures(&p);
+            Ok(action)
+        }
+        Err(e) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: e.reason().to_owned(),
+                })
+                .inc();
+            ctx.record_state(&p, "not_ready");
+            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
+            if e.is_spec_problem() {
+                let next = status::compute(&p, &Observed::Failed(&e), None, None, &now());
+                write_status_if_changed(&ctx, &p, next).await?;
+            }
+            if let Some(note) = events::on_failed(p.status.as_ref(), &e) {
+                publish(&ctx, &p, &note).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The sequence for a pipeline of this operator's region.
+async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Action, Error> {
+    let ns = p.namespace().ok_or(Error::NoNamespace)?;
+    // 1. Dereference.
+    let policies: Vec<_> = ctx.policies.state().iter().map(|p| (**p).clone()).collect();
+    let resolved = dereference::resolve(&ctx.client, p, &ctx.opts.region, &policies).await?;
+    // 2. Bounds and the replica count.
+    let b = bounds::bounds(&p.spec, &resolved.policy.spec);
+    let last = p.status.as_ref().and_then(|s| s.desired_replicas);
+    let base = bounds::base_replicas(&p.spec, &b, last);
+    let key = ObjectRef::from_obj(p);
+    let evaluation = ctx.scaler.latest(&key);
+    let replicas = applied_replicas(p.spec.scaling.mode, evaluation.as_ref(), base, b.min, b.max);
+    // 3. Children.
+    let children = children::children(p, &resolved, replicas, &ctx.opts.build)?;
+    // 4. Apply.
+    apply(ctx, &ns, &children.config_map).await?;
+    apply(ctx, &ns, &children.service).await?;
+    apply(ctx, &ns, &children.pdb).await?;
+    let deployment = apply(ctx, &ns, &children.deployment).await?;
+    // 5. Status.
+    let quality = ctx.quality.latest(&key);
+    let observed = Observed::Applied {
+        deployment: &deployment,
+        desired: replicas,
+        bounds: &b,
+        policy: resolved.policy.name.as_deref(),
+    };
+    let next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
+    register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
+    register_for_quality(ctx, p, &ns, &resolved);
+    observe(ctx, p, &ns, &next, evaluation.as_ref(), quality.as_ref());
+    let notes = events::on_applied(&events::Applied {
+        before: p.status.as_ref(),
+        after: &next,
+        mode: p.spec.scaling.mode,
+        base,
+        replicas,
+        evaluation: evaluation.as_ref(),
+        quality: quality.as_ref(),
+    });
+    write_status_if_changed(ctx, p, next).await?;
+    ctx.record_state(p, "ready");
+    // 6. Events.
+    for note in &notes {
+        publish(ctx, p, note).await;
+    }
+    // Periodic resync for drift; changes to the pipeline, its children and its policy trigger
+    // a reconcile earlier.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Per-pipeline gauges: desired vs current replicas, lag, rates and data quality; a counter of
+/// new decisions.
+fn observe(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    ns: &str,
+    next: &impressions_crds::ImpressionPipelineStatus,
+    e: Option<&Evaluation>,
+    quality: Option<&Reading>,
+) {
+    use crate::metrics::{DecisionLabels, PipelineLabels};
+    let l = PipelineLabels {
+        namespace: ns.to_owned(),
+        pipeline: p.name_any(),
+    };
+    let m = &ctx.metrics;
+    m.desired_replicas
+        .get_or_create(&l)
+        .set(i64::from(next.desired_replicas.unwrap_or(0)));
+    m.current_replicas
+        .get_or_create(&l)
+        .set(i64::from(next.replicas));
+    if let Some(lag) = &next.lag {
+        m.lag_events.get_or_create(&l).set(lag.total);
+    }
+    if let Some(t) = &next.throughput {
+        m.input_rate.get_or_create(&l).set(t.input_per_second);
+        m.processed_rate
+            .get_or_create(&l)
+            .set(t.processed_per_second);
+    }
+    match quality.and_then(Reading::level) {
+        Some(level) => {
+            m.data_quality.get_or_create(&l).set(level.gauge());
+        }
+        None => {
+            m.data_quality.remove(&l);
+        }
+    }
+    let new_decision = next
+        .last_decision
+        .as_ref()
+        .filter(|d| p.status.as_ref().and_then(|s| s.last_decision.as_ref()) != Some(*d));
+    if let (Some(d), Some(_)) = (new_decision, e) {
+        m.scaling_decisions
+            .get_or_create(&DecisionLabels {
+                namespace: l.namespace,
+                pipeline: l.pipeline,
+                reason: d.reason.clone(),
+            })
+            .inc();
+    }
+}
+
+/// Tells the evaluation loop what it needs for this pipeline (Auto and Recommend modes only).
+fn register_for_scaling(
+    ctx: &Context,
+    p: &ImpressionPipeline,
+    ns: &str,
+    resolved: &Resolved,
+    b: &Bounds,
+    replicas: i32,
+) {
+    let key = ObjectRef::from_obj(p);
+    let mode = p.spec.scaling.mode;
+    if !matches!(mode, ScalingMode::Auto | ScalingMode::Recommend) {
+        ctx.scaler.register(key, None);
+        return;
+    }
+    let minute = (Timestamp::now().as_second().rem_euclid(86_400) / 60) as u32;
+    let policy = &resolved.policy.spec;
+    ctx.scaler.register(
+        key,
+        Some(Registration {
+            namespace: ns.to_owned(),
+            name: p.name_any(),
+            mode,
+            lag: LagTarget {
+                bootstrap: p.spec.source.bootstrap_servers.clone(),
+                topic: p.spec.source.topic.clone(),
+                group: p.spec.consumer_group(ns, &p.name_any()),
+                reset: p.spec.source.offset_reset,
+                kafka: resolved.source_kafka.clone(),
+            },
+            queries: policy.queries.clone(),
+            policy: effective(&p.spec, policy, b, minute),
+            interval: Duration::from_secs(u64::from(policy.evaluation_interval_seconds)),
+            replicas,
+        }),
+    );
+}
+
+/// Tells the data-quality loop what it needs for this pipeline (every mode), evaluated every
+/// policy interval.
+fn register_for_quality(ctx: &Context, p: &ImpressionPipeline, ns: &str, resolved: &Resolved) {
+    let interval = resolved.policy.spec.evaluation_interval_seconds;
+    ctx.quality.register(
+        ObjectRef::from_obj(p),
+        Some(QualityRegistration {
+            namespace: ns.to_owned(),
+            name: p.name_any(),
+            spec: p.spec.quality.clone(),
+            interval: Duration::from_secs(u64::from(interval)),
+        }),
+    );
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}

@@ -1,0 +1,330 @@
+//! The reconcile sequence against a mock API server (tower-test): the order of the writes,
+//! the status written only when it changed, the Events of each transition, and a failure shown
+//! as a condition with no child applied. The stack tests prove the same against the real API
+//! server; these run in milliseconds.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use impressions_crds::{ImpressionPipeline, ScalingPolicy};
+use kube::{
+    Client, Resource,
+    client::Body,
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector,
+    },
+};
+use serde_json::{Value, json};
+
+use super::{events, reconcile};
+use crate::{
+    autoscale::{evaluator::Evaluator, signals::kafka_lag::KafkaLag},
+    context::{Context, OperatorOptions},
+    metrics::Metrics,
+    quality::evaluator::QualityEvaluator,
+    reconcile::children::BuildOptions,
+};
+
+/// One request the mock API server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+impl Seen {
+    fn what(&self) -> String {
+        // e.g. "PATCH configmaps", "PATCH impressionpipelines/status", "POST events".
+        let parts: Vec<&str> = self.path.split('?').next().unwrap().split('/').collect();
+        let kind = parts
+            .iter()
+            .rev()
+            .find(|s| s.ends_with('s') && !s.is_empty() && **s != "status")
+            .copied()
+            .unwrap_or("?");
+        let status = if self.path.split('?').next().unwrap().ends_with("/status") {
+            "/status"
+        } else {
+            ""
+        };
+        format!("{} {kind}{status}", self.method)
+    }
+}
+
+fn pipeline(extra: Value) -> ImpressionPipeline {
+    let mut spec = json!({
+        "region": "r",
+        "source": {"bootstrapServers": "k:9092", "topic": "raw"},
+        "sink": {"topic": "out", "deadLetterTopic": "dlq"},
+        "enrichment": {"catalog": {"topic": "titles"}},
+        "scaling": {"mode": "Auto", "minReplicas": 1, "maxReplicas": 4}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let mut p: ImpressionPipeline = serde_json::from_value(json!({
+        "apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "generation": 1},
+        "spec": spec
+    }))
+    .unwrap();
+    p.meta_mut().resource_version = Some("1".into());
+    p
+}
+
+/// Runs one reconcile of `p` against a mock API server that answers every write with the object
+/// written (the Deployment with 1 ready replica, the status subresource with the pipeline);
+/// returns the requests in order.
+async fn run(p: ImpressionPipeline, policies: Vec<ScalingPolicy>) -> (Vec<Seen>, bool) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = {
+        let (seen, p) = (seen.clone(), p.clone());
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let s = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.to_string(),
+                    body: body.clone(),
+                };
+                let answer = match s.what().as_str() {
+                    "PATCH deployments" => {
+                        let mut d = body;
+                        d["status"] = json!({"replicas": 1, "readyReplicas": 1});
+                        d
+                    }
+                    "PATCH impressionpipelines/status" => {
+                        let mut out = serde_json::to_value(&p).unwrap();
+                        out["status"] = body["status"].clone();
+                        out
+                    }
+                    _ => body,
+                };
+                seen.lock().unwrap().push(s);
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    };
+    let client = Client::new(service, "default");
+    let (store, mut writer) = reflector::store();
+    for policy in policies {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(policy));
+    }
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "impressions-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        client,
+        metrics: Arc::new(Metrics::default()),
+        policies: store,
+        opts: OperatorOptions {
+            region: "r".into(),
+            field_manager: "impressions-operator".into(),
+            build: BuildOptions {
+                worker_image: "worker:test".into(),
+            },
+        },
+        scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),
+        quality: Arc::new(QualityEvaluator::new(None)),
+        failures: Mutex::default(),
+        states: Mutex::default(),
+    });
+    let ok = reconcile(Arc::new(p), ctx).await.is_ok();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the mock API server ends once the reconcile dropped its clients")
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    (seen, ok)
+}
+
+fn whats(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(Seen::what).collect()
+}
+
+fn event_reasons(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.what() == "POST events")
+        .map(|s| s.body["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_pipeline_applies_its_children_in_order_then_status_then_one_event() {
+    let (seen, ok) = run(pipeline(json!({})), vec![]).await;
+    assert!(ok);
+    assert_eq!(
+        whats(&seen),
+        [
+            "PATCH configmaps",
+            "PATCH services",
+            "PATCH poddisruptionbudgets",
+            "PATCH deployments",
+            "PATCH impressionpipelines/status",
+            "POST events",
+        ]
+    );
+    for s in &seen[..4] {
+        assert!(
+            s.path.contains("fieldManager=impressions-operator") && s.path.contains("force=true"),
+            "server-side apply under the operator's field manager: {}",
+            s.path
+        );
+    }
+    assert_eq!(event_reasons(&seen), ["ChildrenCreated"]);
+    let status = &seen[4].body["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["readyReplicas"], 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_and_no_event_is_repeated() {
+    let (first, _) = run(pipeline(json!({})), vec![]).await;
+    let mut p = pipeline(json!({}));
+    p.status = Some(serde_json::from_value(first[4].body["status"].clone()).unwrap());
+    let (seen, ok) = run(p, vec![]).await;
+    assert!(ok);
+    assert_eq!(
+        whats(&seen),
+        [
+            "PATCH configmaps",
+            "PATCH services",
+            "PATCH poddisruptionbudgets",
+            "PATCH deployments",
+        ],
+        "no status write and no Event when nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_policy_is_a_condition_and_an_event_and_nothing_is_applied() {
+    let (seen, ok) = run(
+        pipeline(json!({"scaling": {"mode": "Auto", "policyRef": "gone"}})),
+        vec![],
+    )
+    .await;
+    assert!(!ok, "the reconcile fails (and is retried with backoff)");
+    assert_eq!(
+        whats(&seen),
+        ["PATCH impressionpipelines/status", "POST events"]
+    );
+    let ready = seen[0].body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "PolicyMissing");
+    assert!(ready["message"].as_str().unwrap().contains("gone"));
+    assert_eq!(event_reasons(&seen), ["PolicyMissing"]);
+}
+
+#[test]
+fn events_of_each_transition() {
+    use impressions_crds::{ImpressionPipelineStatus, conditions, scaling::ScalingMode};
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+    let now = Time(Timestamp::from_second(1).unwrap());
+    let status = |ready: bool, degraded: bool, generation: Option<i64>| {
+        let mut s = ImpressionPipelineStatus {
+            observed_generation: generation,
+            ..Default::default()
+        };
+        conditions::set(
+            &mut s.conditions,
+            conditions::READY,
+            ready,
+            "R",
+            "m",
+            None,
+            now.clone(),
+        );
+        conditions::set(
+            &mut s.conditions,
+            conditions::DEGRADED,
+            degraded,
+            "D",
+            "none ready",
+            None,
+            now.clone(),
+        );
+        s
+    };
+    let reasons = |before: Option<&ImpressionPipelineStatus>,
+                   after: &ImpressionPipelineStatus,
+                   base: i32,
+                   replicas: i32,
+                   mode: ScalingMode| {
+        events::on_applied(&events::Applied {
+            before,
+            after,
+            mode,
+            base,
+            replicas,
+            evaluation: None,
+            quality: None,
+        })
+        .into_iter()
+        .map(|n| (n.reason, n.warning))
+        .collect::<Vec<_>>()
+    };
+    let steady = status(true, false, Some(1));
+    assert_eq!(
+        reasons(Some(&steady), &steady, 2, 2, ScalingMode::Auto),
+        [],
+        "nothing happened"
+    );
+    assert_eq!(
+        reasons(None, &steady, 2, 2, ScalingMode::Auto),
+        [("ChildrenCreated".to_owned(), false)]
+    );
+    assert_eq!(
+        reasons(
+            Some(&status(false, false, Some(1))),
+            &steady,
+            2,
+            2,
+            ScalingMode::Auto
+        ),
+        [("Recovered".to_owned(), false)]
+    );
+    assert_eq!(
+        reasons(Some(&steady), &steady, 2, 3, ScalingMode::Auto),
+        [("Scaled".to_owned(), false)]
+    );
+    assert_eq!(
+        reasons(Some(&steady), &steady, 2, 3, ScalingMode::Recommend),
+        [],
+        "Recommend mode applies nothing, so announces nothing"
+    );
+    let degraded = status(true, true, Some(1));
+    assert_eq!(
+        reasons(Some(&steady), &degraded, 2, 2, ScalingMode::Auto),
+        [("Degraded".to_owned(), true)]
+    );
+    assert_eq!(
+        reasons(Some(&degraded), &degraded, 2, 2, ScalingMode::Auto),
+        [],
+        "Degraded is announced once"
+    );
+    let missing = crate::error::Error::PolicyMissing("x".into());
+    assert!(events::on_failed(Some(&steady), &missing).is_some());
+    assert!(
+        events::on_failed(Some(&status(false, false, Some(1))), &missing).is_none(),
+        "a pipeline already not Ready is not announced again"
+    );
+}
