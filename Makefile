@@ -91,6 +91,7 @@ crds:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 .ci/module_cycles.py $(wildcard crds/src operator/src worker/src worker/core/src)
 
 fmt:
 	$(CARGO) fmt --all
