@@ -16,6 +16,8 @@ pub type PipelineId = (String, String);
 pub enum SourceError {
     #[error("Prometheus: {0}")]
     Prometheus(#[from] prometheus_http_query::Error),
+    #[error("Prometheus did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// Reads every pipeline's counts over a window.
@@ -134,7 +136,10 @@ impl PrometheusQuality {
         let mut counts = HashMap::new();
         for (field, metric, by) in QUERIES {
             let q = query(metric, by, window_seconds);
-            let res = self.client.query(q.as_str()).get().await?;
+            let deadline = crate::autoscale::signals::prometheus::DEADLINE;
+            let res = tokio::time::timeout(deadline, self.client.query(q.as_str()).get())
+                .await
+                .map_err(|_| SourceError::Timeout(deadline))??;
             for s in res.data().as_vector().into_iter().flatten() {
                 add(&mut counts, field, s.metric(), by, s.sample().value());
             }

@@ -3,11 +3,29 @@
 
 use impressions_crds::policy::PrometheusQueries;
 
-/// Processed events/s and busy fraction, each `None` when Prometheus has no (fresh) series.
+/// Processed events/s, busy fraction and the number of workers reporting, each `None` when
+/// Prometheus has no (fresh) series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Throughput {
     pub processed_rate: Option<f64>,
     pub busy_fraction: Option<f64>,
+    /// Workers whose series Prometheus has (the `replicas` query): the capacity estimate divides
+    /// by these, not by the Deployment's count (pending or crash-looping pods report nothing).
+    pub workers: Option<f64>,
+}
+
+/// The deadline of one Prometheus query: a Prometheus that accepts connections and never
+/// answers must not hold the evaluation of any pipeline.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Awaits `fut` for at most [`DEADLINE`].
+pub async fn within_deadline<T>(
+    fut: impl std::future::Future<Output = Result<T, prometheus_http_query::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(r) => r.map_err(|e| format!("Prometheus: {e}")),
+        Err(_) => Err(format!("Prometheus did not answer within {DEADLINE:?}")),
+    }
 }
 
 pub use crate::autoscale::model::HistoryPoint;
@@ -50,11 +68,7 @@ impl PrometheusThroughput {
             let query = render(template, namespace, pipeline, &q.rate_window);
             let client = self.client.clone();
             async move {
-                let res = client
-                    .query(query.as_str())
-                    .get()
-                    .await
-                    .map_err(|e| format!("Prometheus: {e}"))?;
+                let res = within_deadline(client.query(query.as_str()).get()).await?;
                 Ok::<_, String>(
                     res.data()
                         .as_vector()
@@ -64,11 +78,17 @@ impl PrometheusThroughput {
                 )
             }
         };
-        let processed_rate = one(&q.processed_rate).await?;
-        let busy_fraction = one(&q.busy_fraction).await?;
+        // At once: a Prometheus that hangs costs one deadline, not one per query.
+        let (processed_rate, busy_fraction, workers) = futures::try_join!(
+            one(&q.processed_rate),
+            one(&q.busy_fraction),
+            one(&q.replicas)
+        )?;
+        let workers = workers.filter(|w| *w >= 1.0);
         Ok(Throughput {
             processed_rate,
             busy_fraction,
+            workers,
         })
     }
 
@@ -88,11 +108,9 @@ impl PrometheusThroughput {
             let query = render(template, namespace, pipeline, &q.rate_window);
             let client = self.client.clone();
             async move {
-                let res = client
-                    .query_range(query.as_str(), start, end, step)
-                    .get()
-                    .await
-                    .map_err(|e| format!("Prometheus: {e}"))?;
+                let res =
+                    within_deadline(client.query_range(query.as_str(), start, end, step).get())
+                        .await?;
                 let points: std::collections::BTreeMap<i64, f64> = res
                     .data()
                     .as_matrix()
@@ -108,10 +126,12 @@ impl PrometheusThroughput {
                 Ok::<_, String>(points)
             }
         };
-        let processed = series(&q.processed_rate).await?;
-        let busy = series(&q.busy_fraction).await?;
-        let lag = series(&q.lag).await?;
-        let replicas = series(&q.replicas).await?;
+        let (processed, busy, lag, replicas) = futures::try_join!(
+            series(&q.processed_rate),
+            series(&q.busy_fraction),
+            series(&q.lag),
+            series(&q.replicas)
+        )?;
         Ok(processed
             .iter()
             .filter_map(|(t, p)| {
