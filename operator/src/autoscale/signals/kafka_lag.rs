@@ -105,6 +105,46 @@ pub struct LagTarget {
 /// Reads lag (blocking; call from a blocking task).
 pub trait LagSource: Send + Sync {
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String>;
+    /// Drops what is kept for `t` (its client), once its pipeline is gone.
+    fn forget(&self, _t: &LagTarget) {}
+}
+
+/// Every partition's (low, high) watermark in two batched ListOffsets requests (earliest and
+/// latest), instead of one request per partition; per partition only if the batch fails.
+fn watermarks(
+    c: &LagConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, i64)>, String> {
+    let batch = |at: Offset| -> Option<HashMap<i32, i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition_offset(topic, *p, at).ok()?;
+        }
+        let got = c.offsets_for_times(tpl, TIMEOUT).ok()?;
+        got.elements()
+            .iter()
+            .map(|e| match (e.error(), e.offset()) {
+                (Ok(()), Offset::Offset(o)) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    };
+    if let (Some(low), Some(high)) = (batch(Offset::Beginning), batch(Offset::End))
+        && partitions
+            .iter()
+            .all(|p| low.contains_key(p) && high.contains_key(p))
+    {
+        return Ok(partitions.iter().map(|p| (*p, (low[p], high[p]))).collect());
+    }
+    partitions
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, *p, TIMEOUT)
+                .map(|w| (*p, w))
+                .map_err(|e| explain(c, format!("watermarks: {e}")))
+        })
+        .collect()
 }
 
 /// (group, topic, partition).
@@ -149,6 +189,17 @@ impl KafkaLag {
 }
 
 impl LagSource for KafkaLag {
+    fn forget(&self, t: &LagTarget) {
+        self.consumers
+            .lock()
+            .expect("lag consumers lock")
+            .remove(&(t.bootstrap.clone(), t.group.clone()));
+        self.previous
+            .lock()
+            .expect("previous lock")
+            .retain(|(group, topic, _), _| !(group == &t.group && topic == &t.topic));
+    }
+
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String> {
         let c = self.consumer(t)?;
         let md = c
@@ -175,11 +226,15 @@ impl LagSource for KafkaLag {
             max_partition: 0,
             end_offsets: 0,
         };
+        let partitions: Vec<i32> = committed.elements().iter().map(|e| e.partition()).collect();
+        let marks = watermarks(&c, &t.topic, &partitions)?;
+        // The lock is taken after the network calls: a slow cluster never holds other pipelines.
         let mut previous = self.previous.lock().expect("previous lock");
         for e in committed.elements() {
-            let (low, high) = c
-                .fetch_watermarks(&t.topic, e.partition(), TIMEOUT)
-                .map_err(|e| explain(&c, format!("watermarks: {e}")))?;
+            let (low, high) = marks
+                .get(&e.partition())
+                .copied()
+                .ok_or_else(|| format!("no watermarks for partition {}", e.partition()))?;
             let mut lag = partition_lag(e.offset(), low, high, t.reset);
             if let Offset::Offset(o) = e.offset() {
                 let key = (t.group.clone(), t.topic.clone(), e.partition());
@@ -191,6 +246,7 @@ impl LagSource for KafkaLag {
             s.max_partition = s.max_partition.max(lag);
             s.end_offsets += high;
         }
+        drop(previous);
         // Reached and authenticated: an earlier failure is over.
         c.context().failure.lock().expect("lag failure lock").take();
         Ok(s)
