@@ -62,6 +62,7 @@ pub fn effective(
             MissingMetricsAction::Hold => None,
             MissingMetricsAction::Fixed => policy.on_missing_metrics.replicas,
         },
+        stale_after_seconds: f64::from(policy.on_missing_metrics.stale_after_seconds),
         paused: policy.paused,
         frozen: policy
             .freeze_windows

@@ -52,7 +52,9 @@ pub fn estimate(s: &Signals, p: &Limits, h: &History) -> Result<Estimate, NoEsti
     // Rates. A worker that processed nothing has no measurable capacity yet.
     let lag_growth = h.lag_growth(s.now, lag);
     let arrival = s.input_rate.unwrap_or(processed + lag_growth).max(0.0);
-    let running = cur.max(1) as f64;
+    // Capacity is what the workers that report metrics process: pods that are pending or
+    // crash-looping add nothing to the processed rate and must not divide it.
+    let running = s.workers.filter(|w| *w >= 1.0).unwrap_or(cur.max(1) as f64);
     let settling =
         h.since_last_change(s.now) < p.capacity_settle_seconds && h.last_capacity.is_some();
     let measured = if processed > 0.0 && busy > 0.01 && !settling {

@@ -19,6 +19,10 @@ pub struct Signals {
     pub processed_rate: Option<f64>,
     /// Average busy fraction of the workers (0..1), if fresh.
     pub busy_fraction: Option<f64>,
+    /// Workers reporting metrics (Prometheus), if known: the capacity per replica divides by
+    /// these rather than by `replicas`, so pending or crash-looping pods do not make each worker
+    /// look weaker (and the fleet over-scale).
+    pub workers: Option<f64>,
 }
 
 /// The ScalingPolicy as the decision reads it: bounds, targets and steps, the pipeline's
@@ -39,6 +43,9 @@ pub struct Limits {
     pub down: Step,
     /// Replica count to go up to when metrics are missing (never down); hold when `None`.
     pub missing_metrics_replicas: Option<i32>,
+    /// A signal whose last successful read is older than this counts as missing; a younger one
+    /// stands in for a failed read (`onMissingMetrics.staleAfterSeconds`).
+    pub stale_after_seconds: f64,
     pub paused: bool,
     /// No scale-down now (inside a freeze window).
     pub frozen: bool,

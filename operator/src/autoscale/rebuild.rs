@@ -30,6 +30,7 @@ pub fn rebuild(
             input_rate: None,
             processed_rate: Some(p.processed_rate),
             busy_fraction: Some(p.busy_fraction),
+            workers: None,
         };
         let d = decide(&s, policy, &h);
         h.record(t, s.lag, p.replicas, &d, false);
@@ -72,6 +73,7 @@ mod tests {
             input_rate: Some(1400.0),
             processed_rate: Some(1400.0),
             busy_fraction: Some(0.175),
+            workers: None,
         };
         let d = decide(&s, &policy(), &h);
         assert_eq!((d.reason, d.replicas), ("ScaleDown", 4), "{}", d.message);

@@ -30,6 +30,7 @@ pub(crate) fn policy() -> Limits {
             cooldown_seconds: 60.0,
         },
         missing_metrics_replicas: None,
+        stale_after_seconds: 60.0,
         paused: false,
         frozen: false,
     }
@@ -47,6 +48,7 @@ fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
         input_rate: Some(rate),
         processed_rate: Some(processed),
         busy_fraction: Some((processed / capacity).clamp(0.02, 1.0)),
+        workers: None,
     }
 }
 
@@ -227,6 +229,7 @@ fn ineffective_scale_up_stops_further_scale_ups() {
         input_rate: Some(3000.0),
         processed_rate: Some(1000.0),
         busy_fraction: Some(1.0),
+        workers: None,
     };
     let d = decide(&sink_bound(0.0, 2), &p, &h);
     assert!(d.replicas > 2);
@@ -293,4 +296,25 @@ fn no_scale_down_until_a_whole_window_of_metrics_follows_an_outage() {
     assert_eq!(during, replicas, "{}", d.message);
     let (after, d) = settle(&mut h, &p, 555.0, 600.0, during, 2000.0, 0.0);
     assert!(after < replicas, "{}", d.message);
+}
+
+#[test]
+fn capacity_divides_by_the_workers_reporting_not_the_deployment() {
+    // 4 replicas wanted, 2 running (2 pending): 1,000/s processed at 50 % busy is 1,000/s per
+    // worker, not 500/s per replica.
+    let mut s = signals(0.0, 4, 1000.0, 0.0);
+    s.processed_rate = Some(1000.0);
+    s.busy_fraction = Some(0.5);
+    s.workers = Some(2.0);
+    let with_workers = decide(&s, &policy(), &History::default());
+    assert_eq!(with_workers.capacity_per_replica, Some(1000.0));
+    s.workers = None;
+    let by_deployment = decide(&s, &policy(), &History::default());
+    assert_eq!(by_deployment.capacity_per_replica, Some(500.0));
+    assert!(
+        with_workers.recommended < by_deployment.recommended,
+        "pending pods made each replica look weaker: {} vs {}",
+        with_workers.recommended,
+        by_deployment.recommended
+    );
 }

@@ -74,6 +74,7 @@ impl Autoscaler for Ours {
             input_rate,
             processed_rate: Some(o.processed_rate),
             busy_fraction: Some(o.busy_fraction),
+            workers: None,
         };
         let d = decide(&s, &self.policy, &self.history);
         self.history.record(t, s.lag, c.pods(), &d, true);
