@@ -17,10 +17,11 @@ use tokio::sync::mpsc;
 use super::{
     decide::decide,
     history::History,
+    model::LagSample,
     model::{Evaluation, Limits, Signals},
     signals::{
         kafka_lag::{LagSource, LagTarget},
-        prometheus::PrometheusThroughput,
+        prometheus::{PrometheusThroughput, Throughput},
     },
 };
 
@@ -37,11 +38,28 @@ pub struct Registration {
     pub replicas: i32,
 }
 
+/// A signal's last successful read, which stands in for a failed read while it is younger than
+/// the policy's `staleAfterSeconds`.
+#[derive(Debug, Clone)]
+struct LastGood<T> {
+    at: f64,
+    value: T,
+}
+
+/// The deadline of a pipeline's Kafka lag read (all its requests together).
+pub const KAFKA_DEADLINE: Duration = Duration::from_secs(10);
+/// Pipelines evaluated at once.
+pub const CONCURRENCY: usize = 32;
+
 #[derive(Debug, Default)]
 struct State {
     reg: Option<Registration>,
     history: History,
     last_eval: Option<Instant>,
+    /// An evaluation of this pipeline is under way (a slow one does not start twice).
+    in_flight: bool,
+    last_lag: Option<LastGood<LagSample>>,
+    last_throughput: Option<LastGood<Throughput>>,
     last_end: Option<(f64, i64)>,
     latest: Option<Evaluation>,
     /// The history was rebuilt from Prometheus (or that was tried) after this operator started.
@@ -74,15 +92,46 @@ impl Evaluator {
         }
     }
 
-    /// Registers (or updates) a pipeline; `None` removes it (Manual/External, deleted).
+    /// Registers (or updates) a pipeline; `None` removes it (Manual/External mode).
     pub fn register(&self, key: ObjectRef<ImpressionPipeline>, reg: Option<Registration>) {
         let mut states = self.states.lock().expect("scaler lock");
         match reg {
             Some(r) => states.entry(key).or_default().reg = Some(r),
             None => {
-                states.remove(&key);
+                if let Some(st) = states.remove(&key)
+                    && let Some(r) = st.reg
+                {
+                    self.lag.forget(&r.lag);
+                }
             }
         }
+    }
+
+    /// Forgets every pipeline not in `live` (deleted ones): their state, history and lag
+    /// client. Returns the forgotten keys.
+    pub fn retain(
+        &self,
+        live: &std::collections::HashSet<ObjectRef<ImpressionPipeline>>,
+    ) -> Vec<ObjectRef<ImpressionPipeline>> {
+        let mut states = self.states.lock().expect("scaler lock");
+        let gone: Vec<_> = states
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        for k in &gone {
+            if let Some(st) = states.remove(k)
+                && let Some(r) = st.reg
+            {
+                self.lag.forget(&r.lag);
+            }
+        }
+        gone
+    }
+
+    /// The pipelines the loop keeps state for.
+    pub fn tracked(&self) -> usize {
+        self.states.lock().expect("scaler lock").len()
     }
 
     /// The latest evaluation of a pipeline.
@@ -94,26 +143,39 @@ impl Evaluator {
             .and_then(|s| s.latest.clone())
     }
 
-    /// Runs forever: evaluates due pipelines and sends each evaluated one to `trigger`.
+    /// Runs forever: evaluates due pipelines, each in a task of its own (at most
+    /// [`CONCURRENCY`] at once, one at a time per pipeline), and sends each evaluated one to
+    /// `trigger`. A pipeline whose signals hang holds alone; the others are evaluated on time.
     pub async fn run(self: Arc<Self>, trigger: mpsc::Sender<ObjectRef<ImpressionPipeline>>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         loop {
             tick.tick().await;
             let due: Vec<(ObjectRef<ImpressionPipeline>, Registration)> = {
-                let states = self.states.lock().expect("scaler lock");
+                let mut states = self.states.lock().expect("scaler lock");
                 states
-                    .iter()
+                    .iter_mut()
                     .filter_map(|(k, s)| {
                         let r = s.reg.as_ref()?;
-                        let due = s.last_eval.is_none_or(|t| t.elapsed() >= r.interval);
-                        (due && matches!(r.mode, ScalingMode::Auto | ScalingMode::Recommend))
-                            .then(|| (k.clone(), r.clone()))
+                        let due = !s.in_flight
+                            && s.last_eval.is_none_or(|t| t.elapsed() >= r.interval)
+                            && matches!(r.mode, ScalingMode::Auto | ScalingMode::Recommend);
+                        due.then(|| {
+                            s.in_flight = true;
+                            (k.clone(), r.clone())
+                        })
                     })
                     .collect()
             };
             for (key, reg) in due {
-                self.evaluate(&key, &reg).await;
-                let _ = trigger.send(key).await;
+                let (this, trigger, slots) = (self.clone(), trigger.clone(), slots.clone());
+                tokio::spawn(async move {
+                    let Ok(_slot) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    this.evaluate(&key, &reg).await;
+                    let _ = trigger.send(key).await;
+                });
             }
         }
     }
@@ -122,9 +184,11 @@ impl Evaluator {
         let now = self.started.elapsed().as_secs_f64();
         let lag_src = self.lag.clone();
         let target = reg.lag.clone();
-        let lag = tokio::task::spawn_blocking(move || lag_src.sample(&target))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+        let read = tokio::task::spawn_blocking(move || lag_src.sample(&target));
+        let lag = match tokio::time::timeout(KAFKA_DEADLINE, read).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(e.to_string())),
+            Err(_) => Err(format!("Kafka did not answer within {KAFKA_DEADLINE:?}")),
+        };
         let throughput = match &self.prometheus {
             Some(p) => p.sample(&reg.queries, &reg.namespace, &reg.name).await,
             None => Err("no Prometheus URL configured (--prometheus-url)".into()),
@@ -132,17 +196,27 @@ impl Evaluator {
         let rebuilt = self
             .rebuild_once(key, reg, lag.as_ref().ok().map(|l| l.partitions), now)
             .await;
+        let stale_after = reg.policy.stale_after_seconds;
         // Both sources' problems are told (a Kafka authentication failure is not hidden behind a
         // missing Prometheus).
         let mut problems = Vec::new();
-        let lag = lag.map_err(|e| problems.push(e)).ok();
-        let tp = throughput.map_err(|e| problems.push(e)).ok();
-        let mut problem = (!problems.is_empty()).then(|| problems.join("; "));
         let mut states = self.states.lock().expect("scaler lock");
         let st = states.entry(key.clone()).or_default();
+        st.in_flight = false;
         if let Some(h) = rebuilt {
             st.history = h;
         }
+        // A failed read is stood in for by the last good one while it is fresh enough; older,
+        // the signal counts as missing (and the decision holds).
+        let lag = fresh_or_last(lag, &mut st.last_lag, now, stale_after, &mut problems);
+        let tp = fresh_or_last(
+            throughput,
+            &mut st.last_throughput,
+            now,
+            stale_after,
+            &mut problems,
+        );
+        let mut problem = (!problems.is_empty()).then(|| problems.join("; "));
         let input_rate = match (&lag, st.last_end) {
             (Some(l), Some((t0, e0))) if now > t0 => {
                 Some(((l.end_offsets - e0) as f64 / (now - t0)).max(0.0))
@@ -157,6 +231,7 @@ impl Evaluator {
             input_rate,
             processed_rate: tp.and_then(|t| t.processed_rate),
             busy_fraction: tp.and_then(|t| t.busy_fraction),
+            workers: tp.and_then(|t| t.workers),
         };
         if problem.is_none()
             && (signals.processed_rate.is_none() || signals.busy_fraction.is_none())
@@ -183,6 +258,37 @@ impl Evaluator {
             processed_rate: signals.processed_rate,
             problem,
         });
+    }
+}
+
+/// The read if it succeeded (remembered as the last good one); else the last good one while it
+/// is younger than `stale_after` seconds (the failure is told, with the age of what stands in);
+/// else `None` (the failure is told).
+fn fresh_or_last<T: Clone>(
+    read: Result<T, String>,
+    last: &mut Option<LastGood<T>>,
+    now: f64,
+    stale_after: f64,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match read {
+        Ok(v) => {
+            *last = Some(LastGood {
+                at: now,
+                value: v.clone(),
+            });
+            Some(v)
+        }
+        Err(e) => match last.as_ref().filter(|l| now - l.at <= stale_after) {
+            Some(l) => {
+                tracing::debug!(error = %e, age = now - l.at, "using the last good read");
+                Some(l.value.clone())
+            }
+            None => {
+                problems.push(e);
+                None
+            }
+        },
     }
 }
 
@@ -276,6 +382,108 @@ mod tests {
             processed_rate: None,
             problem: None,
         }
+    }
+
+    #[test]
+    fn a_failed_read_uses_the_last_good_one_until_it_is_stale() {
+        let mut last = None;
+        let mut problems = Vec::new();
+        assert_eq!(
+            fresh_or_last(Ok(7), &mut last, 100.0, 60.0, &mut problems),
+            Some(7)
+        );
+        let failed = || Err::<i32, _>("Kafka did not answer".to_owned());
+        assert_eq!(
+            fresh_or_last(failed(), &mut last, 160.0, 60.0, &mut problems),
+            Some(7),
+            "60 s old: still fresh"
+        );
+        assert!(problems.is_empty());
+        assert_eq!(
+            fresh_or_last(failed(), &mut last, 160.5, 60.0, &mut problems),
+            None,
+            "older than staleAfterSeconds: missing"
+        );
+        assert_eq!(problems, ["Kafka did not answer"]);
+    }
+
+    /// A lag source that answers once, then fails.
+    struct OnceThenFail(std::sync::atomic::AtomicBool);
+    impl LagSource for OnceThenFail {
+        fn sample(&self, _: &LagTarget) -> Result<LagSample, String> {
+            if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Err("broker down".into())
+            } else {
+                Ok(LagSample {
+                    partitions: 4,
+                    total: 10,
+                    max_partition: 5,
+                    end_offsets: 100,
+                })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_after_seconds_decides_how_long_a_lag_sample_stands_in() {
+        let key = ObjectRef::<ImpressionPipeline>::new("p").within("ns");
+        let reg = |stale: f64| Registration {
+            namespace: "ns".into(),
+            name: "p".into(),
+            mode: ScalingMode::Auto,
+            lag: LagTarget {
+                bootstrap: "k:9092".into(),
+                topic: "raw".into(),
+                group: "g".into(),
+                reset: impressions_crds::pipeline::OffsetReset::Latest,
+                kafka: Default::default(),
+            },
+            queries: impressions_crds::ScalingPolicySpec::builtin().queries,
+            policy: Limits {
+                stale_after_seconds: stale,
+                ..crate::autoscale::tests::policy()
+            },
+            interval: Duration::from_secs(1),
+            replicas: 2,
+        };
+        for (stale, lag_present) in [(3600.0, true), (0.0, false)] {
+            let e = Evaluator::new(
+                Arc::new(OnceThenFail(std::sync::atomic::AtomicBool::new(false))),
+                None,
+            );
+            e.register(key.clone(), Some(reg(stale)));
+            e.evaluate(&key, &reg(stale)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            e.evaluate(&key, &reg(stale)).await;
+            let latest = e.latest(&key).unwrap();
+            assert_eq!(
+                latest.lag.is_some(),
+                lag_present,
+                "staleAfterSeconds {stale}: {latest:?}"
+            );
+            assert_eq!(
+                latest
+                    .problem
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("broker down"),
+                !lag_present
+            );
+        }
+    }
+
+    #[test]
+    fn deleted_pipelines_are_forgotten() {
+        let e = Evaluator::new(Arc::new(OnceThenFail(Default::default())), None);
+        let (a, b) = (
+            ObjectRef::<ImpressionPipeline>::new("a").within("ns"),
+            ObjectRef::<ImpressionPipeline>::new("b").within("ns"),
+        );
+        e.states.lock().unwrap().insert(a.clone(), State::default());
+        e.states.lock().unwrap().insert(b.clone(), State::default());
+        let gone = e.retain(&[a.clone()].into_iter().collect());
+        assert_eq!(gone, [b]);
+        assert_eq!(e.tracked(), 1);
     }
 
     #[test]
