@@ -57,8 +57,50 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// Records a pipeline's state for the `pipelines` gauge.
     pub fn record_state(&self, p: &ImpressionPipeline, state: &'static str) {
-        let mut states = self.states.lock().expect("states lock");
-        states.insert(ObjectRef::from_obj(p), state);
+        self.states
+            .lock()
+            .expect("states lock")
+            .insert(ObjectRef::from_obj(p), state);
+        self.publish_states();
+    }
+
+    /// Forgets deleted pipelines: the evaluation loops' state and lag clients, the state and
+    /// failure maps, and the per-pipeline series of the operator's metrics. `live` is every
+    /// pipeline the watches know.
+    pub fn forget_deleted(&self, live: &std::collections::HashSet<ObjectRef<ImpressionPipeline>>) {
+        let gone = self.scaler.retain(live);
+        self.quality.retain(live);
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .retain(|k, _| live.contains(k));
+        let removed: Vec<ObjectRef<ImpressionPipeline>> = {
+            let mut states = self.states.lock().expect("states lock");
+            let gone: Vec<_> = states
+                .keys()
+                .filter(|k| !live.contains(*k))
+                .cloned()
+                .collect();
+            for k in &gone {
+                states.remove(k);
+            }
+            gone
+        };
+        let mut all: Vec<_> = gone.into_iter().chain(removed).collect();
+        all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        all.dedup();
+        for k in &all {
+            self.metrics
+                .forget_pipeline(k.namespace.as_deref().unwrap_or_default(), &k.name);
+            tracing::info!(pipeline = %k, "pipeline deleted: its state, clients and series are dropped");
+        }
+        if !all.is_empty() {
+            self.publish_states();
+        }
+    }
+
+    fn publish_states(&self) {
+        let states = self.states.lock().expect("states lock");
         for s in crate::metrics::STATES {
             let n = states.values().filter(|v| **v == s).count() as i64;
             self.metrics

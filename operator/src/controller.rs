@@ -54,6 +54,9 @@ where
         .touched_objects()
 }
 
+/// How often deleted pipelines are looked for.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Failed reconciles are retried with a per-pipeline growing backoff.
 fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Error::backoff(ctx.next_attempt(&p)))
@@ -121,6 +124,30 @@ pub async fn run(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
+    // Deleted pipelines are forgotten (state, lag clients, per-pipeline series): every few
+    // seconds the pipelines the watches know are compared with what the loops keep.
+    let stores = Arc::new(Mutex::new(
+        Vec::<reflector::Store<ImpressionPipeline>>::new(),
+    ));
+    {
+        let (stores, ctx) = (stores.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                let stores = stores.lock().expect("stores lock").clone();
+                if stores.is_empty() {
+                    continue;
+                }
+                let live: std::collections::HashSet<_> = stores
+                    .iter()
+                    .flat_map(|s| s.state())
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect();
+                ctx.forget_deleted(&live);
+            }
+        });
+    }
     let controllers = scopes.into_iter().map(|ns| {
         let api = |c: &Client| -> Api<ImpressionPipeline> {
             match &ns {
@@ -134,6 +161,7 @@ pub async fn run(
             .labels(&format!("{}=impressions-operator", labels::MANAGED_BY));
         // The pipelines' cache drops managed fields (a large part of each object at scale).
         let (pipelines, writer) = reflector::store();
+        stores.lock().expect("stores lock").push(pipelines.clone());
         let trigger = watcher(api(&client), watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(|p: &mut ImpressionPipeline| p.managed_fields_mut().clear())

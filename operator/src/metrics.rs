@@ -37,6 +37,11 @@ pub struct Metrics {
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
     pub data_quality: Family<PipelineLabels, Gauge>,
+    /// The decision reasons counted per (namespace, pipeline), to drop their series when the
+    /// pipeline is deleted.
+    decided: std::sync::Mutex<
+        std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>,
+    >,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +66,7 @@ impl Default for Metrics {
             processed_rate: Family::default(),
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
+            decided: Default::default(),
         }
     }
 }
@@ -69,6 +75,44 @@ impl Default for Metrics {
 pub const STATES: [&str; 3] = ["ready", "not_ready", "other_region"];
 
 impl Metrics {
+    /// Counts a new scaling decision of a pipeline.
+    pub fn count_decision(&self, l: DecisionLabels) {
+        self.decided
+            .lock()
+            .expect("decided lock")
+            .entry((l.namespace.clone(), l.pipeline.clone()))
+            .or_default()
+            .insert(l.reason.clone());
+        self.scaling_decisions.get_or_create(&l).inc();
+    }
+
+    /// Drops every series of a deleted pipeline.
+    pub fn forget_pipeline(&self, namespace: &str, pipeline: &str) {
+        let l = PipelineLabels {
+            namespace: namespace.to_owned(),
+            pipeline: pipeline.to_owned(),
+        };
+        self.desired_replicas.remove(&l);
+        self.current_replicas.remove(&l);
+        self.lag_events.remove(&l);
+        self.input_rate.remove(&l);
+        self.processed_rate.remove(&l);
+        self.data_quality.remove(&l);
+        let reasons = self
+            .decided
+            .lock()
+            .expect("decided lock")
+            .remove(&(l.namespace.clone(), l.pipeline.clone()))
+            .unwrap_or_default();
+        for reason in reasons {
+            self.scaling_decisions.remove(&DecisionLabels {
+                namespace: l.namespace.clone(),
+                pipeline: l.pipeline.clone(),
+                reason,
+            });
+        }
+    }
+
     /// Observes the duration of a reconcile when dropped.
     pub fn duration_timer(&self) -> DurationTimer<'_> {
         DurationTimer {

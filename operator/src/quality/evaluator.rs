@@ -79,6 +79,14 @@ impl QualityEvaluator {
     }
 
     /// The latest reading of a pipeline.
+    /// Forgets every pipeline not in `live` (deleted ones).
+    pub fn retain(&self, live: &std::collections::HashSet<Key>) {
+        self.states
+            .lock()
+            .expect("quality lock")
+            .retain(|k, _| live.contains(k));
+    }
+
     pub fn latest(&self, key: &Key) -> Option<Reading> {
         self.states
             .lock()

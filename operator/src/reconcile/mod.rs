@@ -181,13 +181,11 @@ fn observe(
         .as_ref()
         .filter(|d| p.status.as_ref().and_then(|s| s.last_decision.as_ref()) != Some(*d));
     if let (Some(d), Some(_)) = (new_decision, e) {
-        m.scaling_decisions
-            .get_or_create(&DecisionLabels {
-                namespace: l.namespace,
-                pipeline: l.pipeline,
-                reason: d.reason.clone(),
-            })
-            .inc();
+        m.count_decision(DecisionLabels {
+            namespace: l.namespace,
+            pipeline: l.pipeline,
+            reason: d.reason.clone(),
+        });
     }
 }
 
