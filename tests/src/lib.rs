@@ -8,7 +8,6 @@ pub mod blackhole;
 pub mod cluster;
 pub mod kafka;
 pub mod node;
-pub mod node_agent;
 pub mod observe;
 pub mod operator;
 pub mod worker;
