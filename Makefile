@@ -14,14 +14,16 @@ demo: prerequisites stack-up
 ## test: every test — unit tests, then integration tests against the local stack
 test: prerequisites lint test-unit stack-up test-integration
 
-## test-unit: tests that need no stack (pure functions, generated YAML, property tests)
+## test-unit: tests that need no stack (pure functions, generated YAML, property tests): every
+## package but the stack tests (impressions-stack-tests)
 test-unit:
-	$(CARGO) test --workspace --exclude impressions-tests
+	$(CARGO) test --workspace --exclude impressions-stack-tests
 
 ## test-integration: tests against the real API server, controller-manager, Kafka and Prometheus
+## (tests/tests/); they run the workspace's binaries (operator, worker, loadgen, node_agent)
 test-integration:
 	$(CARGO) build --bins
-	$(CARGO) test -p impressions-tests --no-fail-fast -- --test-threads=4
+	$(CARGO) test -p impressions-stack-tests --no-fail-fast -- --test-threads=4
 
 ## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
 ## end-to-end bench against a passthrough on the local Kafka, at-least-once and exactly-once
