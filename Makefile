@@ -9,7 +9,7 @@ CARGO ?= cargo
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
 	$(CARGO) build --bins
-	tests/demo.sh
+	tests/stack/demo.sh
 
 ## test: every test — unit tests, then integration tests against the local stack
 test: prerequisites lint test-unit stack-up test-integration
