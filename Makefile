@@ -14,8 +14,8 @@ demo: prerequisites stack-up
 ## test: every test — unit tests, then integration tests against the local stack
 test: prerequisites lint test-unit stack-up test-integration
 
-## test-unit: tests that need no stack (pure functions, generated YAML, property tests): every
-## package but the stack tests (impressions-stack-tests)
+## test-unit: tests that need no stack (pure functions, generated YAML, property tests, the
+## chart's files against the code): every package but the stack tests (impressions-stack-tests)
 test-unit:
 	$(CARGO) test --workspace --exclude impressions-stack-tests
 

@@ -5,6 +5,7 @@
 //! command that brings it up. Nothing skips itself.
 
 pub mod blackhole;
+pub mod chart;
 pub mod cluster;
 pub mod kafka;
 pub mod observe;
