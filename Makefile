@@ -9,19 +9,21 @@ CARGO ?= cargo
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
 	$(CARGO) build --bins
-	tests/demo.sh
+	tests/stack/demo.sh
 
 ## test: every test — unit tests, then integration tests against the local stack
 test: prerequisites lint test-unit stack-up test-integration
 
-## test-unit: tests that need no stack (pure functions, generated YAML, property tests)
+## test-unit: tests that need no stack (pure functions, generated YAML, property tests, the
+## chart's files against the code): every package but the stack tests (impressions-stack-tests)
 test-unit:
-	$(CARGO) test --workspace --exclude impressions-tests
+	$(CARGO) test --workspace --exclude impressions-stack-tests
 
 ## test-integration: tests against the real API server, controller-manager, Kafka and Prometheus
+## (tests/tests/); they run the workspace's binaries (operator, worker, loadgen, node_agent)
 test-integration:
 	$(CARGO) build --bins
-	$(CARGO) test -p impressions-tests --no-fail-fast -- --test-threads=4
+	$(CARGO) test -p impressions-stack-tests --no-fail-fast -- --test-threads=4
 
 ## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
 ## end-to-end bench against a passthrough on the local Kafka, at-least-once and exactly-once
@@ -91,7 +93,7 @@ crds:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	python3 .ci/module_cycles.py $(wildcard crds/src operator/src worker/src worker/core/src)
+	python3 .ci/module_cycles.py $(wildcard crds/src operator/src worker/src worker/core/src tests/support/src tests/node-agent/src)
 
 fmt:
 	$(CARGO) fmt --all

@@ -71,6 +71,25 @@ impl Default for Metrics {
     }
 }
 
+/// Every metric the operator exposes, by the name Prometheus stores its series under: counters
+/// with their `_total` suffix, histograms by their family name (series `_bucket`, `_sum`,
+/// `_count`). Checks of the chart's dashboard and alert rules read this list; a unit test checks
+/// it against what [`Metrics::register`] registers.
+pub const NAMES: &[&str] = &[
+    "impressions_operator_reconciles_total",
+    "impressions_operator_reconcile_failures_total",
+    "impressions_operator_reconcile_duration_seconds",
+    "impressions_operator_pipelines",
+    "impressions_operator_leader",
+    "impressions_operator_pipeline_desired_replicas",
+    "impressions_operator_pipeline_current_replicas",
+    "impressions_operator_pipeline_lag_events",
+    "impressions_operator_pipeline_input_rate",
+    "impressions_operator_pipeline_processed_rate",
+    "impressions_operator_scaling_decisions_total",
+    "impressions_operator_pipeline_data_quality",
+];
+
 /// Pipeline states for the `pipelines` gauge.
 pub const STATES: [&str; 3] = ["ready", "not_ready", "other_region"];
 
@@ -195,5 +214,60 @@ pub struct DurationTimer<'a> {
 impl Drop for DurationTimer<'_> {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_exactly_the_registered_metrics() {
+        let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
+        // A family without a member is not rendered: those register() leaves empty get one.
+        let pipeline = PipelineLabels {
+            namespace: "ns".into(),
+            pipeline: "p".into(),
+        };
+        let _ = m
+            .failures
+            .get_or_create(&ReasonLabel { reason: "r".into() });
+        for family in [
+            &m.desired_replicas,
+            &m.current_replicas,
+            &m.lag_events,
+            &m.data_quality,
+        ] {
+            let _ = family.get_or_create(&pipeline);
+        }
+        for family in [&m.input_rate, &m.processed_rate] {
+            let _ = family.get_or_create(&pipeline);
+        }
+        let _ = m.scaling_decisions.get_or_create(&DecisionLabels {
+            namespace: "ns".into(),
+            pipeline: "p".into(),
+            reason: "r".into(),
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        // OpenMetrics names a counter family without `_total`; its series carry it.
+        let registered: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| match kind {
+                "counter" => format!("{name}_total"),
+                _ => name.to_owned(),
+            })
+            .collect();
+        let listed: std::collections::BTreeSet<String> =
+            NAMES.iter().map(|n| n.to_string()).collect();
+        assert_eq!(listed.len(), NAMES.len(), "NAMES lists a name twice");
+        assert_eq!(
+            listed, registered,
+            "NAMES must list every registered metric, and nothing else"
+        );
     }
 }

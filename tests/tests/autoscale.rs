@@ -102,7 +102,9 @@ async fn backlog(stack: &Stack, client: &Client, id: &str, events: usize) -> Str
     let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": policy},
         "spec": {"minReplicas": 1, "maxReplicas": 8, "lagSloSeconds": 10, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,
                  "scaleUp": {"stabilizationWindowSeconds": 0, "maxStepPercent": 100, "maxStepReplicas": 4, "cooldownSeconds": 5},
-                 "queries": {"rateWindow": "15s"}}});
+                 "queries": {"rateWindow": "15s"},
+                 // A failed read is stood in for by the last good one for 10 s, then missing.
+                 "onMissingMetrics": {"action": "Hold", "staleAfterSeconds": 10}}});
     Api::<impressions_crds::ScalingPolicy>::all(client.clone())
         .patch(&policy, &PatchParams::apply("tests"), &Patch::Apply(&body))
         .await

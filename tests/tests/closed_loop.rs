@@ -14,9 +14,9 @@ use impressions_crds::ImpressionPipeline;
 use impressions_tests::{
     Stack, cluster,
     kafka::{self, Isolation},
-    node::{LoadgenRun, NodeAgentProcess},
     observe::{Account, Sample, Sampler},
     operator::{OperatorProcess, eventually},
+    processes::{LoadgenRun, NodeAgentProcess},
     unique,
 };
 use kube::{

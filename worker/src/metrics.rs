@@ -95,6 +95,37 @@ impl Default for CommitHistogram {
     }
 }
 
+/// Every metric the worker exposes, by the name Prometheus stores its series under: counters
+/// with their `_total` suffix, histograms by their family name (series `_bucket`, `_sum`,
+/// `_count`). Checks of the chart's dashboard and alert rules read this list; a unit test checks
+/// it against what [`Metrics::register`] registers.
+pub const NAMES: &[&str] = &[
+    "impressions_worker_events_consumed_total",
+    "impressions_worker_events_processed_total",
+    "impressions_worker_records_produced_total",
+    "impressions_worker_dead_letters_produced_total",
+    "impressions_worker_events_rejected_total",
+    "impressions_worker_events_filtered_total",
+    "impressions_worker_column_nulls_total",
+    "impressions_worker_column_invalid_total",
+    "impressions_worker_column_mismatches_total",
+    "impressions_worker_column_corrections_total",
+    "impressions_worker_busy_seconds_total",
+    "impressions_worker_rate_cap_wait_seconds_total",
+    "impressions_worker_event_latency_seconds",
+    "impressions_worker_consumer_lag",
+    "impressions_worker_assigned_partitions",
+    "impressions_worker_catalog_titles",
+    "impressions_worker_catalog_updates_total",
+    "impressions_worker_delivery_errors_total",
+    "impressions_worker_fatal_produce_errors_total",
+    "impressions_worker_dead_letters_truncated_total",
+    "impressions_worker_offset_commits_total",
+    "impressions_worker_transactions_total",
+    "impressions_worker_events_committed_total",
+    "impressions_worker_transaction_commit_seconds",
+];
+
 /// Output kinds (label values of `fatal_produce_errors`).
 pub const OUTPUTS: [&str; 2] = ["record", "dead_letter"];
 
@@ -379,5 +410,29 @@ mod tests {
         assert!(text.contains("# TYPE impressions_worker_events_consumed_total counter\n"));
         assert!(text.contains("\nimpressions_worker_events_consumed_total 3\n"));
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn names_are_exactly_the_registered_metrics() {
+        let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
+        // A family without a member is not rendered: the one register() leaves empty gets one.
+        let _ = m.consumer_lag.get_or_create(&PartitionLabels {
+            topic: "t".into(),
+            partition: "0".into(),
+        });
+        let text = to_prometheus_text(&encode(&r));
+        let registered: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = NAMES.iter().copied().collect();
+        assert_eq!(listed.len(), NAMES.len(), "NAMES lists a name twice");
+        assert_eq!(
+            listed, registered,
+            "NAMES must list every registered metric, and nothing else"
+        );
     }
 }

@@ -5,12 +5,12 @@
 //! command that brings it up. Nothing skips itself.
 
 pub mod blackhole;
+pub mod chart;
 pub mod cluster;
 pub mod kafka;
-pub mod node;
-pub mod node_agent;
 pub mod observe;
 pub mod operator;
+pub mod processes;
 pub mod worker;
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
@@ -153,10 +153,11 @@ pub fn log_tail(path: &std::path::Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The repository root.
+/// The repository root (this crate is `tests/support/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("tests/support/ is two levels below the repository root")
         .to_path_buf()
 }

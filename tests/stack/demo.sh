@@ -11,7 +11,7 @@
 # The demo fails (exit 1) unless the operator scaled the pipeline and the plot was written, and
 # when a process it started does not stop within 15 s of SIGTERM.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source "${IMPRESSIONS_STACK_DIR:-/tmp/impressions-stack}/stack.env"
 export KUBECONFIG PROMETHEUS_FILE_SD_DIR
 kubectl() { "$STACK_BIN/kubectl" "$@"; }
@@ -87,8 +87,8 @@ kubectl wait --for condition=Established --timeout=60s \
 echo "== a fresh demo namespace, the demo ScalingPolicy and ImpressionPipeline"
 kubectl delete namespace demo --ignore-not-found --wait=true --timeout=120s >/dev/null
 kubectl create namespace demo >/dev/null
-kubectl apply --server-side -f tests/demo/policy.yaml
-sed "s/KAFKA_BOOTSTRAP/$KAFKA_BOOTSTRAP/" tests/demo/pipeline.yaml | kubectl apply --server-side -n demo -f -
+kubectl apply --server-side -f tests/stack/demo/policy.yaml
+sed "s/KAFKA_BOOTSTRAP/$KAFKA_BOOTSTRAP/" tests/stack/demo/pipeline.yaml | kubectl apply --server-side -n demo -f -
 
 echo "== topics and the title catalog (Kafka at $KAFKA_BOOTSTRAP)"
 target/debug/loadgen topics --bootstrap "$KAFKA_BOOTSTRAP" --partitions 8 \

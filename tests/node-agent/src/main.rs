@@ -1,10 +1,10 @@
 //! `node_agent`: runs the pods of one namespace as local processes, for the local stack (which has
-//! no container runtime). See `impressions_tests::node_agent`.
+//! no container runtime). See the library, `impressions_node_agent`.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use impressions_tests::node_agent::{self, Agent};
+use impressions_node_agent::{self as node_agent, Agent};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -19,9 +19,9 @@ use impressions_crds::ImpressionPipeline;
 use impressions_tests::{
     Stack, cluster,
     kafka::{self, Isolation},
-    node::{LoadgenRun, NodeAgentProcess},
     observe::{Account, Outputs, Sample, Sampler},
     operator::OperatorProcess,
+    processes::{LoadgenRun, NodeAgentProcess},
     repo_root, unique,
 };
 use impressions_worker::loadgen::Kind;
