@@ -215,14 +215,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let elector = args.leader_election.then(|| {
         Elector::new(
             client.clone(),
-            LeaseConfig {
-                namespace: args.lease_namespace.clone(),
-                name: format!("impressions-operator-{}", args.region),
-                identity: identity.clone(),
-                duration: Duration::from_secs(args.lease_duration_seconds),
-                renew_every: Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
-                retry_every: Duration::from_secs(2),
-            },
+            LeaseConfig::for_duration(
+                &args.lease_namespace,
+                &format!("impressions-operator-{}", args.region),
+                &identity,
+                Duration::from_secs(args.lease_duration_seconds),
+            ),
         )
     });
     if let Some(e) = &elector {
@@ -236,7 +234,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
     let result = lead(&args, client, identity, metrics, elector.as_ref(), stop).await;
-    if let Some(e) = &elector
+    // A lost lease is not ours to release (and the API server may be what failed).
+    if let Some(e) = elector.as_ref().filter(|_| result.is_ok())
         && tokio::time::timeout(shutdown::RELEASE_GRACE, e.release())
             .await
             .is_err()
