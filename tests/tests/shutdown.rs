@@ -64,14 +64,7 @@ fn log_file(name: &str) -> PathBuf {
 
 /// A kubeconfig like the stack's whose server is `address` (a black hole).
 fn kubeconfig_to(address: &str) -> PathBuf {
-    let text = std::fs::read_to_string(&Stack::get().kubeconfig).unwrap();
-    let mut kc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for c in kc["clusters"].as_sequence_mut().unwrap() {
-        c["cluster"]["server"] = format!("https://{address}").into();
-    }
-    let path = log_file("kubeconfig-blackhole").with_extension("yaml");
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
-    path
+    Stack::get().kubeconfig_with_server(address)
 }
 
 async fn setup(prefix: &str) -> (Client, String) {

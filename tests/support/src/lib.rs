@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod observe;
 pub mod operator;
 pub mod processes;
+pub mod proxy;
 pub mod worker;
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
@@ -120,6 +121,35 @@ impl Stack {
             .await
             .expect("kube config from the stack's kubeconfig");
         kube::Client::try_from(cfg).expect("kube client")
+    }
+
+    /// The API server's address (host:port), from the kubeconfig.
+    pub fn api_server_address(&self) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("stack kubeconfig");
+        let kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+        let server = kc["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("a server in the kubeconfig");
+        let host_port = server.trim_start_matches("https://").trim_end_matches('/');
+        std::net::ToSocketAddrs::to_socket_addrs(host_port)
+            .expect("the server's address")
+            .next()
+            .expect("an address")
+    }
+
+    /// A copy of the stack's kubeconfig whose server is `address` (host:port): a black hole,
+    /// or a proxy that can cut the API server off for one client.
+    pub fn kubeconfig_with_server(&self, address: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("stack kubeconfig");
+        let mut kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+        for c in kc["clusters"].as_sequence_mut().expect("clusters") {
+            c["cluster"]["server"] = format!("https://{address}").into();
+        }
+        let dir = std::env::temp_dir().join("impressions-tests");
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let path = dir.join(format!("{}.kubeconfig", unique("via")));
+        std::fs::write(&path, serde_yaml::to_string(&kc).expect("YAML")).expect("write");
+        path
     }
 
     /// A `kubectl` command of the pinned version, pointed at the stack.

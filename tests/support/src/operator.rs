@@ -22,6 +22,17 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `operator run` for `region`, watching `namespace`, with extra flags.
     pub fn start(stack: &Stack, region: &str, namespace: &str, extra: &[&str]) -> OperatorProcess {
+        Self::start_with_kubeconfig(stack, &stack.kubeconfig, region, namespace, extra)
+    }
+
+    /// [`OperatorProcess::start`] with another kubeconfig (e.g. through a proxy).
+    pub fn start_with_kubeconfig(
+        _stack: &Stack,
+        kubeconfig: &std::path::Path,
+        region: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> OperatorProcess {
         let port = free_port();
         let dir = std::env::temp_dir().join("impressions-tests");
         std::fs::create_dir_all(&dir).unwrap();
@@ -39,7 +50,7 @@ impl OperatorProcess {
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
-            .env("KUBECONFIG", &stack.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("OPERATOR_LOG", "info,impressions_operator=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
