@@ -19,8 +19,64 @@ pub enum Error {
     NoNamespace,
     #[error("building the children: {0}")]
     Build(String),
+    #[error("the API server refused the worker {kind}: {message}{}", from.map(|f| format!(" (set by {f})")).unwrap_or_default())]
+    ChildRejected {
+        kind: &'static str,
+        message: String,
+        /// The pipeline field the refused value came from, when known.
+        from: Option<&'static str>,
+    },
     #[error("Kubernetes API: {0}")]
     Kube(#[source] kube::Error),
+}
+
+/// Where the fields of a child come from in the pipeline's spec: (prefix in the child, field of
+/// the pipeline). The first match wins.
+const FIELD_ORIGINS: [(&str, &str); 8] = [
+    (
+        "spec.template.spec.containers[0].resources",
+        "spec.worker.resources",
+    ),
+    ("spec.template.spec.containers[0].env", "spec.worker.env"),
+    (
+        "spec.template.spec.containers[0].image",
+        "spec.worker.image",
+    ),
+    ("spec.template.spec.containers[0]", "spec.worker"),
+    ("spec.template", "spec.worker"),
+    ("spec.replicas", "spec.scaling"),
+    ("metadata.name", "metadata.name"),
+    ("metadata.labels", "spec.region"),
+];
+
+/// The pipeline field a refused child field came from.
+pub fn field_origin(child_field: &str) -> Option<&'static str> {
+    FIELD_ORIGINS
+        .iter()
+        .find(|(prefix, _)| child_field.starts_with(prefix))
+        .map(|(_, origin)| *origin)
+}
+
+impl Error {
+    /// An apply of a child: a refusal by the API server's validation (422, 400) is a problem of
+    /// the spec, shown as a condition; any other failure is the operator's (retried).
+    pub fn from_apply(kind: &'static str, e: kube::Error) -> Error {
+        match e {
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+                let field = s
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.causes.first().map(|c| c.field.clone()))
+                    .unwrap_or_default();
+                Error::ChildRejected {
+                    kind,
+                    message: s.message.clone(),
+                    from: field_origin(&field),
+                }
+            }
+            other => Error::Kube(other),
+        }
+    }
 }
 
 impl Error {
@@ -33,6 +89,7 @@ impl Error {
             Error::CatalogKeyMissing { .. } => "CatalogKeyMissing",
             Error::NoNamespace => "NoNamespace",
             Error::Build(_) => "BuildFailed",
+            Error::ChildRejected { .. } => "ChildRejected",
             Error::Kube(_) => "KubernetesApiError",
         }
     }
@@ -53,6 +110,29 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_child_names_the_pipeline_field_it_came_from() {
+        assert_eq!(
+            field_origin("spec.template.spec.containers[0].resources.limits.cpu"),
+            Some("spec.worker.resources")
+        );
+        assert_eq!(
+            field_origin("spec.template.spec.containers[0].env[2].name"),
+            Some("spec.worker.env")
+        );
+        assert_eq!(field_origin("spec.ports[0].port"), None);
+        let e = Error::ChildRejected {
+            kind: "Deployment",
+            message: "Deployment.apps \"p-worker\" is invalid: cpu: bad".into(),
+            from: Some("spec.worker.resources"),
+        };
+        assert!(e.is_spec_problem());
+        assert!(
+            e.to_string().ends_with("(set by spec.worker.resources)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -13,7 +13,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::events::Note;
 use crate::{context::Context, error::Error};
 
-/// Server-side apply under the operator's field manager.
+/// Server-side apply under the operator's field manager. A refusal by the API server's
+/// validation is [`Error::ChildRejected`] (a problem of the spec, shown as a condition).
 pub async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -23,13 +24,17 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let kind = match K::kind(&()) {
+        std::borrow::Cow::Borrowed(k) => k,
+        std::borrow::Cow::Owned(_) => "child",
+    };
     api.patch(
         &obj.name_any(),
         &PatchParams::apply(&ctx.opts.field_manager).force(),
         &Patch::Apply(obj),
     )
     .await
-    .map_err(Error::Kube)
+    .map_err(|e| Error::from_apply(kind, e))
 }
 
 /// Writes the status through the status subresource, only if it differs from the current one.

@@ -78,6 +78,16 @@ fn pipeline(extra: Value) -> ImpressionPipeline {
 /// written (the Deployment with 1 ready replica, the status subresource with the pipeline);
 /// returns the requests in order.
 async fn run(p: ImpressionPipeline, policies: Vec<ScalingPolicy>) -> (Vec<Seen>, bool) {
+    run_refusing(p, policies, None).await
+}
+
+/// [`run`], with the API server refusing the writes of one kind of child (422, as its
+/// validation does) with `cause` as the invalid field.
+async fn run_refusing(
+    p: ImpressionPipeline,
+    policies: Vec<ScalingPolicy>,
+    refuse: Option<(&'static str, &'static str)>,
+) -> (Vec<Seen>, bool) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = {
@@ -92,6 +102,23 @@ async fn run(p: ImpressionPipeline, policies: Vec<ScalingPolicy>) -> (Vec<Seen>,
                     path: parts.uri.to_string(),
                     body: body.clone(),
                 };
+                if let Some((what, field)) = refuse.filter(|(w, _)| s.what() == *w) {
+                    let _ = what;
+                    let status = json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                        "reason": "Invalid",
+                        "message": format!("Deployment.apps \"p-worker\" is invalid: {field}: Invalid value: \"two\""),
+                        "details": {"causes": [{"reason": "FieldValueInvalid", "message": "Invalid value", "field": field}]}
+                    });
+                    seen.lock().unwrap().push(s);
+                    send.send_response(
+                        Response::builder()
+                            .status(422)
+                            .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                            .unwrap(),
+                    );
+                    continue;
+                }
                 let answer = match s.what().as_str() {
                     "PATCH deployments" => {
                         let mut d = body;
@@ -232,6 +259,46 @@ async fn a_missing_policy_is_a_condition_and_an_event_and_nothing_is_applied() {
     assert_eq!(ready["reason"], "PolicyMissing");
     assert!(ready["message"].as_str().unwrap().contains("gone"));
     assert_eq!(event_reasons(&seen), ["PolicyMissing"]);
+}
+
+#[tokio::test]
+async fn a_child_the_api_server_refuses_is_a_condition_naming_the_pipeline_field() {
+    let (seen, ok) = run_refusing(
+        pipeline(json!({})),
+        vec![],
+        Some((
+            "PATCH deployments",
+            "spec.template.spec.containers[0].resources.limits.cpu",
+        )),
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(
+        whats(&seen),
+        [
+            "PATCH configmaps",
+            "PATCH services",
+            "PATCH poddisruptionbudgets",
+            "PATCH deployments",
+            "PATCH impressionpipelines/status",
+            "POST events",
+        ]
+    );
+    let conditions = seen[4].body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let get = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap().clone();
+    let ready = get("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ChildRejected");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Deployment") && msg.contains("spec.worker.resources"),
+        "{msg}"
+    );
+    assert_eq!(get("Degraded")["status"], "True");
+    assert_eq!(event_reasons(&seen), ["ChildRejected"]);
 }
 
 #[test]
