@@ -132,9 +132,43 @@ pub fn is_true(s: Option<&ImpressionPipelineStatus>, t: &str) -> Option<bool> {
         .map(|c| c.status == "True")
 }
 
-/// Folds an autoscaling evaluation into the status: lag, throughput, partitions, the
-/// MetricsAvailable condition, and the last decision when its outcome changed (a repeated
-/// decision with fresh numbers does not rewrite it).
+/// Rates are rewritten when one moves by more than this share: under steady traffic the status
+/// (and the API server's write load) stays still while the numbers jitter.
+pub const RATE_TOLERANCE: f64 = 0.1;
+
+/// Whether a rate moved by more than [`RATE_TOLERANCE`] of the larger value and by more than
+/// 1/s.
+fn rate_moved(old: f64, new: f64) -> bool {
+    (new - old).abs() > (RATE_TOLERANCE * old.abs().max(new.abs())).max(1.0)
+}
+
+fn rates_moved(
+    old: &impressions_crds::status::ThroughputStatus,
+    new: &impressions_crds::status::ThroughputStatus,
+) -> bool {
+    rate_moved(old.input_per_second, new.input_per_second)
+        || rate_moved(old.processed_per_second, new.processed_per_second)
+        || match (old.capacity_per_replica, new.capacity_per_replica) {
+            (Some(a), Some(b)) => rate_moved(a, b),
+            (a, b) => a.is_some() != b.is_some(),
+        }
+}
+
+/// Whether the lag moved by more than [`RATE_TOLERANCE`] and by more than a second of input,
+/// or started or stopped being zero.
+fn lag_moved(
+    old: &impressions_crds::status::LagStatus,
+    new: &impressions_crds::status::LagStatus,
+    second_of_input: f64,
+) -> bool {
+    let (a, b) = (old.total as f64, new.total as f64);
+    let floor = (RATE_TOLERANCE * a.max(b)).max(second_of_input);
+    (a == 0.0) != (b == 0.0) || (b - a).abs() > floor
+}
+
+/// Folds an autoscaling evaluation into the status: lag and throughput when they moved (see
+/// [`RATE_TOLERANCE`]), partitions, the MetricsAvailable condition, and the last decision when
+/// its outcome changed (a repeated decision with fresh numbers does not rewrite it).
 fn with_evaluation(
     s: &mut ImpressionPipelineStatus,
     generation: Option<i64>,
@@ -146,18 +180,31 @@ fn with_evaluation(
     let d = &e.decision;
     if let Some(l) = &e.lag {
         s.partitions = Some(l.partitions);
-        s.lag = Some(LagStatus {
+        let next = LagStatus {
             total: l.total,
             max_partition: l.max_partition,
             estimated_seconds: d.backlog_seconds.map(|b| (b * 10.0).round() / 10.0),
-        });
+        };
+        let second_of_input = d.arrival_rate.unwrap_or(0.0);
+        if s.lag
+            .as_ref()
+            .is_none_or(|old| lag_moved(old, &next, second_of_input))
+        {
+            s.lag = Some(next);
+        }
     }
     if let (Some(arrival), Some(processed)) = (d.arrival_rate, e.processed_rate) {
-        s.throughput = Some(ThroughputStatus {
+        let next = ThroughputStatus {
             input_per_second: arrival.round(),
             processed_per_second: processed.round(),
             capacity_per_replica: d.capacity_per_replica.map(f64::round),
-        });
+        };
+        if s.throughput
+            .as_ref()
+            .is_none_or(|old| rates_moved(old, &next))
+        {
+            s.throughput = Some(next);
+        }
     }
     let (ok, reason, msg) = match &e.problem {
         None => (
@@ -298,6 +345,31 @@ mod tests {
             first, second,
             "an idle pipeline produces an identical status"
         );
+    }
+
+    #[test]
+    fn rates_and_lag_are_rewritten_only_when_they_move() {
+        use impressions_crds::status::{LagStatus, ThroughputStatus};
+        let t = |input: f64| ThroughputStatus {
+            input_per_second: input,
+            processed_per_second: input,
+            capacity_per_replica: Some(1000.0),
+        };
+        assert!(!rates_moved(&t(10_000.0), &t(10_600.0)), "6 % jitter");
+        assert!(rates_moved(&t(10_000.0), &t(11_500.0)), "15 % move");
+        assert!(!rates_moved(&t(0.0), &t(0.4)));
+        let l = |total: i64| LagStatus {
+            total,
+            max_partition: total,
+            estimated_seconds: None,
+        };
+        assert!(
+            !lag_moved(&l(1_000), &l(3_000), 5_000.0),
+            "under a second of input"
+        );
+        assert!(lag_moved(&l(1_000), &l(9_000), 5_000.0));
+        assert!(lag_moved(&l(0), &l(10), 5_000.0), "a backlog appears");
+        assert!(lag_moved(&l(10), &l(0), 5_000.0), "the backlog is gone");
     }
 
     #[test]
