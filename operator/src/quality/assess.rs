@@ -850,7 +850,7 @@ mod tests {
                     prop_assert!((0.0..=1.0).contains(&x), "{x}");
                 }
             } else {
-                prop_assert!(processed - filtered < 1.0);
+                prop_assert!(processed - filtered < MIN_IMPRESSIONS);
             }
         }
     }
