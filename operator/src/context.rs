@@ -44,6 +44,8 @@ pub struct Context {
     pub opts: OperatorOptions,
     pub scaler: Arc<Evaluator>,
     pub quality: Arc<QualityEvaluator>,
+    /// What was last applied to each child, and the children's live versions.
+    pub applied: crate::reconcile::applied::AppliedChildren,
     pub failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
     pub states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, &'static str>>,
 }

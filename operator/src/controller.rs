@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use impressions_crds::{ImpressionPipeline, ScalingPolicy};
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -35,6 +35,7 @@ fn metadata<K>(
     client: &Client,
     ns: &Option<String>,
     cfg: &watcher::Config,
+    ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -49,8 +50,30 @@ where
         Some(n) => Api::namespaced(client.clone(), n),
         None => Api::all(client.clone()),
     };
+    let kind = match K::kind(&()) {
+        std::borrow::Cow::Borrowed(k) => k,
+        std::borrow::Cow::Owned(_) => "child",
+    };
     watcher(api, cfg.clone())
         .default_backoff()
+        // The live versions of the children: a child nobody changed since the operator's last
+        // apply is not applied again.
+        .inspect_ok(move |event| {
+            let key = |o: &PartialObjectMeta<K>| {
+                (
+                    kind,
+                    o.metadata.namespace.clone().unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                )
+            };
+            match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => ctx
+                    .applied
+                    .observe(key(o), o.metadata.resource_version.clone()),
+                watcher::Event::Delete(o) => ctx.applied.observe(key(o), None),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        })
         .touched_objects()
 }
 
@@ -103,6 +126,7 @@ pub async fn run(
         opts,
         scaler: scaler.clone(),
         quality: quality.clone(),
+        applied: Default::default(),
         failures: Mutex::default(),
         states: Mutex::default(),
     });
@@ -171,10 +195,15 @@ pub async fn run(
         // Bounded concurrency bounds peak memory and spares the API server; the queue dedupes.
         Controller::for_stream(trigger, pipelines.clone())
             .with_config(kube::runtime::controller::Config::default().concurrency(16))
-            .owns_stream(metadata::<Deployment>(&client, &ns, &owned))
-            .owns_stream(metadata::<ConfigMap>(&client, &ns, &owned))
-            .owns_stream(metadata::<Service>(&client, &ns, &owned))
-            .owns_stream(metadata::<PodDisruptionBudget>(&client, &ns, &owned))
+            .owns_stream(metadata::<Deployment>(&client, &ns, &owned, ctx.clone()))
+            .owns_stream(metadata::<ConfigMap>(&client, &ns, &owned, ctx.clone()))
+            .owns_stream(metadata::<Service>(&client, &ns, &owned, ctx.clone()))
+            .owns_stream(metadata::<PodDisruptionBudget>(
+                &client,
+                &ns,
+                &owned,
+                ctx.clone(),
+            ))
             .watches(
                 Api::<ScalingPolicy>::all(client.clone()),
                 watcher::Config::default(),

@@ -10,11 +10,13 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::events::Note;
+use super::{applied::desired_hash, events::Note};
 use crate::{context::Context, error::Error};
 
-/// Server-side apply under the operator's field manager. A refusal by the API server's
-/// validation is [`Error::ChildRejected`] (a problem of the spec, shown as a condition).
+/// Server-side apply under the operator's field manager, unless the child is known to be as
+/// desired already (its desired form unchanged and nobody changed it since the operator's last
+/// apply): then the object of that apply is returned and nothing is sent. A refusal by the API
+/// server's validation is [`Error::ChildRejected`] (a problem of the spec, shown as a condition).
 pub async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -23,18 +25,31 @@ where
         + Serialize
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let kind = match K::kind(&()) {
         std::borrow::Cow::Borrowed(k) => k,
         std::borrow::Cow::Owned(_) => "child",
     };
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(&ctx.opts.field_manager).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map_err(|e| Error::from_apply(kind, e))
+    let key = (kind, ns.to_owned(), obj.name_any());
+    let desired = serde_json::to_value(obj).map_err(|e| Error::Build(e.to_string()))?;
+    let hash = desired_hash(&desired);
+    if let Some(current) = ctx.applied.unchanged(&key, hash)
+        && let Ok(current) = serde_json::from_value::<K>(current)
+    {
+        return Ok(current);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::apply(&ctx.opts.field_manager).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map_err(|e| Error::from_apply(kind, e))?;
+    if let Ok(returned) = serde_json::to_value(&applied) {
+        ctx.applied.record(key, hash, returned);
+    }
+    Ok(applied)
 }
 
 /// Writes the status through the status subresource, only if it differs from the current one.

@@ -12,6 +12,7 @@
 //! A failure at any step shows as Ready=False with its reason (and Degraded when the spec is at
 //! fault), an Event, and the `reconcile_failures_total` label.
 
+pub mod applied;
 pub mod apply;
 pub mod children;
 pub mod dereference;

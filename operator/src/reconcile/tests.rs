@@ -26,6 +26,38 @@ use crate::{
     reconcile::children::BuildOptions,
 };
 
+/// A reconcile context on `client`, with `policies` in its cache.
+fn context(client: Client, policies: Vec<ScalingPolicy>) -> Context {
+    let (store, mut writer) = reflector::store();
+    for policy in policies {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(policy));
+    }
+    Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "impressions-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        client,
+        metrics: Arc::new(Metrics::default()),
+        policies: store,
+        opts: OperatorOptions {
+            region: "r".into(),
+            field_manager: "impressions-operator".into(),
+            build: BuildOptions {
+                worker_image: "worker:test".into(),
+            },
+        },
+        scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),
+        quality: Arc::new(QualityEvaluator::new(None)),
+        applied: Default::default(),
+        failures: Mutex::default(),
+        states: Mutex::default(),
+    }
+}
+
 /// One request the mock API server received.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -141,34 +173,7 @@ async fn run_refusing(
             }
         })
     };
-    let client = Client::new(service, "default");
-    let (store, mut writer) = reflector::store();
-    for policy in policies {
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(policy));
-    }
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "impressions-operator".into(),
-                instance: Some("test".into()),
-            },
-        ),
-        client,
-        metrics: Arc::new(Metrics::default()),
-        policies: store,
-        opts: OperatorOptions {
-            region: "r".into(),
-            field_manager: "impressions-operator".into(),
-            build: BuildOptions {
-                worker_image: "worker:test".into(),
-            },
-        },
-        scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),
-        quality: Arc::new(QualityEvaluator::new(None)),
-        failures: Mutex::default(),
-        states: Mutex::default(),
-    });
+    let ctx = Arc::new(context(Client::new(service, "default"), policies));
     let ok = reconcile(Arc::new(p), ctx).await.is_ok();
     tokio::time::timeout(std::time::Duration::from_secs(5), server)
         .await
@@ -176,6 +181,62 @@ async fn run_refusing(
         .unwrap();
     let seen = seen.lock().unwrap().clone();
     (seen, ok)
+}
+
+/// Two reconciles of `p` with one context: the second after the children's watches saw the
+/// versions the first apply returned. Returns the second reconcile's requests.
+async fn run_twice(p: ImpressionPipeline) -> Vec<Seen> {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = {
+        let (seen, p) = (seen.clone(), p.clone());
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let s = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.to_string(),
+                    body: body.clone(),
+                };
+                if s.what() == "PATCH impressionpipelines/status" {
+                    let status = body["status"].clone();
+                    body = serde_json::to_value(&p).unwrap();
+                    body["status"] = status;
+                }
+                body["metadata"]["resourceVersion"] = json!("1");
+                seen.lock().unwrap().push(s);
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    };
+    let ctx = Arc::new(context(Client::new(service, "default"), vec![]));
+    let p = Arc::new(p);
+    reconcile(p.clone(), ctx.clone()).await.unwrap();
+    let first = seen.lock().unwrap().len();
+    // The second reconcile sees the status the first one wrote.
+    let status = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.what() == "PATCH impressionpipelines/status")
+        .map(|s| s.body["status"].clone())
+        .unwrap();
+    let mut p2 = (*p).clone();
+    p2.status = Some(serde_json::from_value(status).unwrap());
+    reconcile(Arc::new(p2), ctx.clone()).await.unwrap();
+    drop(ctx);
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let all = seen.lock().unwrap().clone();
+    all[first..].to_vec()
 }
 
 fn whats(seen: &[Seen]) -> Vec<String> {
@@ -215,6 +276,16 @@ async fn a_new_pipeline_applies_its_children_in_order_then_status_then_one_event
     let status = &seen[4].body["status"];
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["readyReplicas"], 1);
+}
+
+#[tokio::test]
+async fn a_reconcile_that_changes_nothing_sends_nothing() {
+    let second = run_twice(pipeline(json!({}))).await;
+    assert_eq!(
+        whats(&second),
+        Vec::<String>::new(),
+        "children as desired and untouched since the last apply, status unchanged"
+    );
 }
 
 #[tokio::test]
