@@ -316,7 +316,10 @@ async fn lead(
         None => None,
     };
     let loops = Loops {
-        scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), prometheus)),
+        scaler: Arc::new(
+            Evaluator::new(Arc::new(KafkaLag::default()), prometheus)
+                .with_interval_histogram(metrics.evaluation_interval.clone()),
+        ),
         quality: Arc::new(QualityEvaluator::new(quality_source)),
     };
     let opts = OperatorOptions {

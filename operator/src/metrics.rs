@@ -37,6 +37,9 @@ pub struct Metrics {
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
     pub data_quality: Family<PipelineLabels, Gauge>,
+    /// Seconds between the starts of two evaluations of one pipeline (the loop's punctuality:
+    /// close to the policy interval unless evaluations wait on each other or on slow signals).
+    pub evaluation_interval: Histogram,
     /// The decision reasons counted per (namespace, pipeline), to drop their series when the
     /// pipeline is deleted.
     decided: std::sync::Mutex<
@@ -66,6 +69,9 @@ impl Default for Metrics {
             processed_rate: Family::default(),
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
+            evaluation_interval: Histogram::new([
+                1.0, 2.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0,
+            ]),
             decided: Default::default(),
         }
     }
@@ -88,6 +94,7 @@ pub const NAMES: &[&str] = &[
     "impressions_operator_pipeline_processed_rate",
     "impressions_operator_scaling_decisions_total",
     "impressions_operator_pipeline_data_quality",
+    "impressions_operator_evaluation_interval_seconds",
 ];
 
 /// Pipeline states for the `pipelines` gauge.
@@ -143,6 +150,12 @@ impl Metrics {
     pub fn register(&self, r: &mut Registry) {
         let p = r.sub_registry_with_prefix("impressions_operator");
         p.register("reconciles", "Reconciles run", self.reconciles.clone());
+        p.register_with_unit(
+            "evaluation_interval",
+            "Seconds between the starts of two evaluations of one pipeline",
+            prometheus_client::registry::Unit::Seconds,
+            self.evaluation_interval.clone(),
+        );
         p.register(
             "reconcile_failures",
             "Reconciles that failed, by reason",

@@ -55,9 +55,10 @@ pub const CONCURRENCY: usize = 32;
 struct State {
     reg: Option<Registration>,
     history: History,
-    last_eval: Option<Instant>,
     /// An evaluation of this pipeline is under way (a slow one does not start twice).
     in_flight: bool,
+    /// When the last evaluation started.
+    last_started: Option<Instant>,
     last_lag: Option<LastGood<LagSample>>,
     last_throughput: Option<LastGood<Throughput>>,
     last_end: Option<(f64, i64)>,
@@ -69,6 +70,8 @@ struct State {
 /// Shared between the loop and the reconciles.
 pub struct Evaluator {
     lag: Arc<dyn LagSource>,
+    /// Observes the seconds between two evaluations of a pipeline.
+    intervals: Option<prometheus_client::metrics::histogram::Histogram>,
     prometheus: Option<PrometheusThroughput>,
     started: Instant,
     states: Mutex<HashMap<ObjectRef<ImpressionPipeline>, State>>,
@@ -86,10 +89,20 @@ impl Evaluator {
     pub fn new(lag: Arc<dyn LagSource>, prometheus: Option<PrometheusThroughput>) -> Self {
         Evaluator {
             lag,
+            intervals: None,
             prometheus,
             started: Instant::now(),
             states: Mutex::default(),
         }
+    }
+
+    /// Observes the seconds between two evaluations of each pipeline into `h`.
+    pub fn with_interval_histogram(
+        mut self,
+        h: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
+        self.intervals = Some(h);
+        self
     }
 
     /// Registers (or updates) a pipeline; `None` removes it (Manual/External mode).
@@ -157,8 +170,10 @@ impl Evaluator {
                     .iter_mut()
                     .filter_map(|(k, s)| {
                         let r = s.reg.as_ref()?;
+                        // Due an interval after the last evaluation *started*: evaluations
+                        // follow the policy interval, not the interval plus their own time.
                         let due = !s.in_flight
-                            && s.last_eval.is_none_or(|t| t.elapsed() >= r.interval)
+                            && s.last_started.is_none_or(|t| t.elapsed() >= r.interval)
                             && matches!(r.mode, ScalingMode::Auto | ScalingMode::Recommend);
                         due.then(|| {
                             s.in_flight = true;
@@ -182,6 +197,14 @@ impl Evaluator {
 
     async fn evaluate(&self, key: &ObjectRef<ImpressionPipeline>, reg: &Registration) {
         let now = self.started.elapsed().as_secs_f64();
+        {
+            let mut states = self.states.lock().expect("scaler lock");
+            let st = states.entry(key.clone()).or_default();
+            if let (Some(h), Some(t)) = (&self.intervals, st.last_started) {
+                h.observe(t.elapsed().as_secs_f64());
+            }
+            st.last_started = Some(Instant::now());
+        }
         let lag_src = self.lag.clone();
         let target = reg.lag.clone();
         let read = tokio::task::spawn_blocking(move || lag_src.sample(&target));
@@ -249,7 +272,6 @@ impl Evaluator {
         if let Some(l) = &lag {
             st.last_end = Some((now, l.end_offsets));
         }
-        st.last_eval = Some(Instant::now());
         tracing::debug!(pipeline = %key, reason = decision.reason, replicas = decision.replicas, message = %decision.message, "evaluated");
         st.latest = Some(Evaluation {
             from: reg.replicas,
