@@ -34,10 +34,14 @@ bench-worker: stack-up
 	target/release/bench_e2e 500000 1 AtLeastOnce,ExactlyOnce
 	target/release/bench_e2e 500000 2 AtLeastOnce,ExactlyOnce
 
-## bench-operator: 1,000 pipelines: time to reconcile, peak RSS, idle writes (docs/benchmarks.md)
+## bench-operator: 1,000 pipelines with real topics: evaluation interval p50/p99, API requests
+## per minute by verb, writes, RSS, threads; idle and under traffic, then with Prometheus hung and
+## 10 bootstraps black-holed (docs/benchmarks.md; results in docs/results/)
 bench-operator: stack-up
 	$(CARGO) build --release --bin operator --bin bench_operator
-	target/release/bench_operator 1000
+	mkdir -p docs/results
+	target/release/bench_operator 1000 --out docs/results/bench-operator.json
+	target/release/bench_operator 1000 --hang-prometheus --blackhole 10 --out docs/results/bench-operator-faults.json
 
 ## bench-autoscaler: the scaling simulator on every built-in scenario (docs/benchmarks.md)
 bench-autoscaler:
