@@ -172,7 +172,22 @@ async fn backlog_scales_up_with_an_explanation_and_missing_metrics_hold() {
         || async { replicas(&client, &ns, "auto").await.filter(|r| *r > 1) },
     )
     .await;
-    let p = api.get("auto").await.unwrap();
+    // The status is written right after the Deployment is applied: wait for it (and for the
+    // Deployment, should a further decision have come in between).
+    let p = eventually(Duration::from_secs(30), "the decision in status", || {
+        let (api, client, ns) = (api.clone(), client.clone(), ns.clone());
+        async move {
+            let p = api.get("auto").await.ok()?;
+            let to = p.status.as_ref()?.last_decision.as_ref()?.to;
+            (replicas(&client, &ns, "auto").await == Some(to)).then_some(p)
+        }
+    })
+    .await;
+    let scaled = p
+        .status
+        .as_ref()
+        .and_then(|s| s.last_decision.as_ref())
+        .map_or(scaled, |d| d.to);
     let st = p.status.clone().unwrap();
     let d = st.last_decision.clone().expect("a decision in status");
     println!(
