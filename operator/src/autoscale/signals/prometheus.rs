@@ -18,13 +18,44 @@ pub struct Throughput {
 /// answers must not hold the evaluation of any pipeline.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Awaits `fut` for at most [`DEADLINE`].
-pub async fn within_deadline<T>(
-    fut: impl std::future::Future<Output = Result<T, prometheus_http_query::Error>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(DEADLINE, fut).await {
-        Ok(r) => r.map_err(|e| format!("Prometheus: {e}")),
-        Err(_) => Err(format!("Prometheus did not answer within {DEADLINE:?}")),
+/// After a query that did not answer in time, how long every query fails at once instead of
+/// waiting out its deadline: a hung Prometheus costs one deadline per this period for the whole
+/// fleet, not one per pipeline and evaluation.
+pub const OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A circuit breaker shared by every query of one Prometheus.
+#[derive(Debug, Default, Clone)]
+pub struct Breaker(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Breaker {
+    /// Seconds the breaker stays open, if it is.
+    fn open_for(&self) -> Option<std::time::Duration> {
+        let until = (*self.0.lock().expect("breaker lock"))?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
+    fn trip(&self) {
+        *self.0.lock().expect("breaker lock") = Some(std::time::Instant::now() + OPEN_FOR);
+    }
+
+    /// Awaits `fut` for at most [`DEADLINE`]; while the breaker is open, fails at once.
+    pub async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, prometheus_http_query::Error>>,
+    ) -> Result<T, String> {
+        if let Some(left) = self.open_for() {
+            return Err(format!(
+                "Prometheus did not answer within {DEADLINE:?} (not asked again for {:.0} s)",
+                left.as_secs_f64().ceil()
+            ));
+        }
+        match tokio::time::timeout(DEADLINE, fut).await {
+            Ok(r) => r.map_err(|e| format!("Prometheus: {e}")),
+            Err(_) => {
+                self.trip();
+                Err(format!("Prometheus did not answer within {DEADLINE:?}"))
+            }
+        }
     }
 }
 
@@ -34,6 +65,7 @@ pub use crate::autoscale::model::HistoryPoint;
 #[derive(Clone)]
 pub struct PrometheusThroughput {
     client: prometheus_http_query::Client,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for PrometheusThroughput {
@@ -54,6 +86,7 @@ impl PrometheusThroughput {
     pub fn new(url: &str) -> Result<Self, String> {
         Ok(PrometheusThroughput {
             client: prometheus_http_query::Client::try_from(url).map_err(|e| e.to_string())?,
+            breaker: Breaker::default(),
         })
     }
 
@@ -66,9 +99,9 @@ impl PrometheusThroughput {
     ) -> Result<Throughput, String> {
         let one = |template: &str| {
             let query = render(template, namespace, pipeline, &q.rate_window);
-            let client = self.client.clone();
+            let (client, breaker) = (self.client.clone(), self.breaker.clone());
             async move {
-                let res = within_deadline(client.query(query.as_str()).get()).await?;
+                let res = breaker.call(client.query(query.as_str()).get()).await?;
                 Ok::<_, String>(
                     res.data()
                         .as_vector()
@@ -106,11 +139,11 @@ impl PrometheusThroughput {
         let start = end - seconds;
         let series = |template: &str| {
             let query = render(template, namespace, pipeline, &q.rate_window);
-            let client = self.client.clone();
+            let (client, breaker) = (self.client.clone(), self.breaker.clone());
             async move {
-                let res =
-                    within_deadline(client.query_range(query.as_str(), start, end, step).get())
-                        .await?;
+                let res = breaker
+                    .call(client.query_range(query.as_str(), start, end, step).get())
+                    .await?;
                 let points: std::collections::BTreeMap<i64, f64> = res
                     .data()
                     .as_matrix()
@@ -144,5 +177,27 @@ impl PrometheusThroughput {
                 })
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_that_hangs_opens_the_breaker_for_everyone() {
+        let b = Breaker::default();
+        let hung = std::future::pending::<Result<(), prometheus_http_query::Error>>();
+        let t0 = tokio::time::Instant::now();
+        assert!(b.call(hung).await.unwrap_err().contains("did not answer"));
+        assert_eq!(t0.elapsed(), DEADLINE);
+        // Open: the next query fails at once, without waiting.
+        let t1 = tokio::time::Instant::now();
+        let e = b
+            .clone()
+            .call(async { Ok::<_, prometheus_http_query::Error>(()) })
+            .await;
+        assert!(e.unwrap_err().contains("not asked again"));
+        assert_eq!(t1.elapsed(), std::time::Duration::ZERO);
     }
 }
