@@ -70,7 +70,8 @@ impl Default for Metrics {
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
             evaluation_interval: Histogram::new([
-                1.0, 2.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0,
+                1.0, 2.0, 5.0, 7.5, 10.0, 12.5, 15.0, 16.0, 17.5, 20.0, 25.0, 30.0, 45.0, 60.0,
+                90.0, 120.0, 300.0,
             ]),
             decided: Default::default(),
         }

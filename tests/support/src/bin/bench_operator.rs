@@ -280,8 +280,35 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_reconciled = start.elapsed().as_secs_f64();
-    eprintln!("all {n} reconciled in {all_reconciled:.1}s; settling 60 s");
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    eprintln!("all {n} reconciled in {all_reconciled:.1}s; waiting for the Deployments to settle");
+    // The controller-manager creates N ReplicaSets and pods meanwhile; each Deployment status
+    // change is a real change the pipeline follows. The windows start once they settled.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    let settle_start = Instant::now();
+    loop {
+        let list = deployments.list(&ListParams::default()).await.unwrap();
+        let settled = list
+            .items
+            .iter()
+            .filter(|d| {
+                let st = d.status.clone().unwrap_or_default();
+                st.observed_generation == d.metadata.generation
+                    && st.replicas == d.spec.as_ref().and_then(|s| s.replicas)
+            })
+            .count();
+        if settled == n {
+            break;
+        }
+        assert!(
+            settle_start.elapsed() < Duration::from_secs(1200),
+            "Deployments not settled: {settled}/{n}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let seconds_to_settle = settle_start.elapsed().as_secs_f64();
+    eprintln!("settled in {seconds_to_settle:.0}s; 30 s more");
+    tokio::time::sleep(Duration::from_secs(30)).await;
 
     eprintln!("idle minute…");
     let idle = window(stack, &op, 60).await;
@@ -324,6 +351,8 @@ async fn main() {
         "prometheus_hung": hang_prometheus,
         "evaluation_interval_seconds": 15,
         "seconds_to_reconcile_all": all_reconciled,
+        "seconds_for_the_deployments_to_settle": seconds_to_settle,
+        "note": "APPLY requests are the operator's (server-side apply); PUT, POST and PATCH include the controller-manager's",
         "idle": idle,
         "steady_traffic": steady,
         "events_sent": sent,
@@ -337,4 +366,9 @@ async fn main() {
         std::fs::write(&path, text + "\n").unwrap();
         eprintln!("written to {path}");
     }
+    drop(op);
+    // The stack is left as it was: the namespace (and its 1,000 Deployments) goes.
+    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&ns, &Default::default())
+        .await;
 }
