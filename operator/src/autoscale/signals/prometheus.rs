@@ -43,17 +43,20 @@ impl Breaker {
         &self,
         fut: impl std::future::Future<Output = Result<T, prometheus_http_query::Error>>,
     ) -> Result<T, String> {
-        if let Some(left) = self.open_for() {
+        // The same text on every failure: it becomes the MetricsAvailable message, and a text
+        // that changed with each evaluation would rewrite the status each time.
+        if self.open_for().is_some() {
             return Err(format!(
-                "Prometheus did not answer within {DEADLINE:?} (not asked again for {:.0} s)",
-                left.as_secs_f64().ceil()
+                "Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})"
             ));
         }
         match tokio::time::timeout(DEADLINE, fut).await {
             Ok(r) => r.map_err(|e| format!("Prometheus: {e}")),
             Err(_) => {
                 self.trip();
-                Err(format!("Prometheus did not answer within {DEADLINE:?}"))
+                Err(format!(
+                    "Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})"
+                ))
             }
         }
     }
@@ -197,7 +200,11 @@ mod breaker_tests {
             .clone()
             .call(async { Ok::<_, prometheus_http_query::Error>(()) })
             .await;
-        assert!(e.unwrap_err().contains("not asked again"));
+        assert_eq!(
+            e.unwrap_err(),
+            "Prometheus did not answer within 5s (asked again every 15s)",
+            "the same text each time: it becomes the status message"
+        );
         assert_eq!(t1.elapsed(), std::time::Duration::ZERO);
     }
 }
