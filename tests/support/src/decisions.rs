@@ -248,6 +248,18 @@ impl DecisionLog {
             .collect()
     }
 
+    /// The last sign, between `from` and `to`, that a read failed: a stand-in logged, or an
+    /// evaluation of any pipeline holding on missing metrics.
+    pub fn last_failed_read(&self, from: f64, to: f64) -> Option<f64> {
+        let stand_in = self.stand_ins(from, to).into_iter().map(|s| s.t);
+        let missing = self
+            .evaluations
+            .iter()
+            .filter(|e| e.reason == "HoldMetricsMissing" && e.t >= from && e.t <= to)
+            .map(|e| e.t);
+        stand_in.chain(missing).reduce(f64::max)
+    }
+
     fn rebuilt_by(&self, source: usize, namespace: &str, name: &str, before: f64) -> bool {
         self.rebuilds.iter().any(|r| {
             r.source == source && r.namespace == namespace && r.name == name && r.t <= before
