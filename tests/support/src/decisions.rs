@@ -11,14 +11,19 @@
 //!
 //! A replica change is **due** when a scale decision of the log explains it (the reason is
 //! `ScaleUp`, `ScaleUpForBacklog` or `ScaleDown` and the decided count is the new one, decided
-//! before the change and applied within a bound), that decision was made from fresh metrics
-//! (outside every interval in which a fault hid them: a failed read that a stand-in replaced or
-//! no read at all), and, for a scale-down, the log justifies it: every evaluation logged in the
-//! scale-down window before the decision recommended at most the new count, none had its
-//! metrics missing, no fault hid the metrics during it, and evaluations cover the window (no gap
-//! longer than a bound, except across a change of leader whose new leader logged the history it
-//! rebuilt). Anything else is **wrong**: a change the log does not explain, one decided while the
-//! metrics were missing or stood in for, or a scale-down the window does not justify.
+//! before the change and applied within a bound) and fresh metrics made it: evaluations made
+//! outside every interval in which a fault hid the metrics (a failed read that a stand-in
+//! replaced, or no read at all). A scale-up decided from fresh metrics is due. A scale-down
+//! needs its window: every fresh evaluation logged in the scale-down window before the decision
+//! recommended at most the new count, none had its metrics missing, and fresh evaluations cover
+//! the window from its start (no gap longer than a bound, except across a change of leader whose
+//! new leader logged the history it rebuilt). A decision taken during a fault, on a stand-in,
+//! is due only when the fresh evaluations before the fault had already made it: a scale-up the
+//! last fresh evaluation recommended, a scale-down whose window the fresh evaluations cover up
+//! to the fault's start (the fault delayed it, at most). Anything else is **wrong**: a change the
+//! log does not explain, one decided while the metrics were missing, one resting on
+//! recommendations made from stand-ins (a window that overlaps a fault other than the one the
+//! decision was taken in), or a scale-down the window does not justify.
 
 use std::path::PathBuf;
 
@@ -305,36 +310,74 @@ impl DecisionLog {
                 Some(d),
             );
         }
-        if let Some(b) = rules.blind.iter().find(|b| d.t >= b.from && d.t <= b.to) {
-            return verdict(
-                false,
-                format!(
-                    "decided at {:.1}, while {} hid the metrics ({:.1}–{:.1}): from a stand-in or without them",
-                    d.t, b.what, b.from, b.to
-                ),
-                Some(d),
-            );
-        }
+        let blind_at = |t: f64| rules.blind.iter().find(|b| t >= b.from && t <= b.to);
+        // A decision taken while a fault hid the metrics rests on a stand-in for a failed read:
+        // it is due only when the fresh evaluations before the fault had already made it (the
+        // fault delayed it at most), never on what the stand-ins alone recommended.
+        let during = blind_at(d.t);
         if c.to > c.from {
-            return verdict(true, format!("{} from fresh metrics", d.reason), Some(d));
+            let Some(b) = during else {
+                return verdict(true, format!("{} from fresh metrics", d.reason), Some(d));
+            };
+            let last = evs
+                .iter()
+                .rev()
+                .copied()
+                .find(|e| e.t < b.from && blind_at(e.t).is_none());
+            return match last.and_then(|e| Some((e.t, e.recommended?))) {
+                Some((t, r)) if r >= c.to => verdict(
+                    true,
+                    format!(
+                        "decided while {} hid the metrics, but the last fresh evaluation before it ({t:.1}) already recommended {r}",
+                        b.what
+                    ),
+                    Some(d),
+                ),
+                _ => verdict(
+                    false,
+                    format!(
+                        "decided at {:.1}, while {} hid the metrics ({:.1}–{:.1}), and no fresh evaluation before it recommended {}",
+                        d.t, b.what, b.from, b.to, c.to
+                    ),
+                    Some(d),
+                ),
+            };
         }
-        // A scale-down: its window must justify it.
+        // A scale-down: the fresh evaluations of its window must justify it. The window may end
+        // in the fault the decision was taken in; no other fault may have hidden any of it.
         let w0 = d.t - rules.down_window + WINDOW_SLACK;
-        if let Some(b) = rules.blind.iter().find(|b| b.from <= d.t && b.to >= w0) {
+        if let Some(b) = rules
+            .blind
+            .iter()
+            .find(|b| Some(*b) != during && b.from <= d.t && b.to >= w0)
+        {
             return verdict(
                 false,
                 format!(
-                    "its {:.0} s window ({w0:.1}–{:.1}) overlaps {} ({:.1}–{:.1}), which hid the metrics",
+                    "its {:.0} s window ({w0:.1}–{:.1}) overlaps {} ({:.1}–{:.1}), which hid the metrics: it rests on stand-ins or on nothing",
                     rules.down_window, d.t, b.what, b.from, b.to
                 ),
                 Some(d),
             );
         }
+        let fresh_until = during.map_or(d.t, |b| b.from);
         let window: Vec<&Evaluation> = evs
             .iter()
             .copied()
-            .filter(|e| e.t >= w0 && e.t <= d.t)
+            .filter(|e| e.t >= w0 && e.t <= fresh_until && blind_at(e.t).is_none())
             .collect();
+        if let Some(b) = during
+            && window.is_empty()
+        {
+            return verdict(
+                false,
+                format!(
+                    "decided at {:.1}, while {} hid the metrics ({:.1}–{:.1}), with no fresh evaluation in its window",
+                    d.t, b.what, b.from, b.to
+                ),
+                Some(d),
+            );
+        }
         if let Some(e) = window
             .iter()
             .find(|e| e.recommended.is_none_or(|r| r > c.to))
@@ -368,6 +411,20 @@ impl DecisionLog {
                 Some(d),
             );
         }
+        // Fresh evaluations reach the decision, or the start of the fault it was taken in.
+        let tail = during.map(|b| (points[points.len() - 1], b.from));
+        if let Some((last, from)) = tail
+            && from - last.t > rules.max_gap
+        {
+            return verdict(
+                false,
+                format!(
+                    "no fresh evaluation logged from {:.1} to the fault at {from:.1} (more than {:.0} s)",
+                    last.t, rules.max_gap
+                ),
+                Some(d),
+            );
+        }
         for p in points.windows(2) {
             let (a, b) = (p[0], p[1]);
             let leader_change =
@@ -383,10 +440,17 @@ impl DecisionLog {
                 );
             }
         }
+        let how = match during {
+            None => "from fresh metrics".to_owned(),
+            Some(b) => format!(
+                "decided while {} hid the metrics, but due before it",
+                b.what
+            ),
+        };
         verdict(
             true,
             format!(
-                "ScaleDown from fresh metrics; {} evaluations in its {:.0} s window recommended at most {}",
+                "ScaleDown {how}; {} fresh evaluations in its {:.0} s window recommended at most {}",
                 window.len(),
                 rules.down_window,
                 c.to
@@ -652,46 +716,95 @@ mod tests {
         }
     }
 
+    fn hidden(from: f64, to: f64) -> Rules {
+        let mut r = rules();
+        r.blind.push(Interval {
+            from,
+            to,
+            what: "a fault".into(),
+        });
+        r
+    }
+
     #[test]
-    fn a_decision_while_a_fault_hid_the_metrics_is_wrong_and_so_is_a_window_over_it() {
-        let mut lines = steady(0.0, 60.0, 8, 4);
+    fn a_scale_down_due_before_a_fault_and_decided_on_a_stand_in_is_due() {
+        // As in the chaos run of 2026-12-01: recommendations of 4 from fresh metrics since 22,
+        // Prometheus hung at 41, the scale-down decided at 51 on a stand-in for it.
+        let mut lines = vec![eval_line(16.0, "HoldMetricsMissing", 8, None, "holding")];
+        lines.extend(steady(22.0, 40.0, 8, 4));
         lines.push(eval_line(
-            62.0,
+            51.0,
             "ScaleDown",
             4,
             Some(4),
             "scaling down 8 → 4",
         ));
-        let l = log(&lines, 0);
-        for (from, to) in [(55.0, 70.0), (20.0, 40.0)] {
-            let mut r = rules();
-            r.blind.push(Interval {
-                from,
-                to,
-                what: "Prometheus hung".into(),
-            });
-            let v = l.judge(&down(63.0), "ns-1", "chaos", &r);
-            assert!(!v.due, "{from}: {v:?}");
+        let v = log(&lines, 0).judge(&down(52.0), "ns-1", "chaos", &hidden(41.0, 170.0));
+        assert!(v.due, "{v:?}");
+        assert!(v.why.contains("due before it"), "{}", v.why);
+    }
+
+    #[test]
+    fn a_scale_down_the_fresh_metrics_before_the_fault_did_not_make_is_wrong() {
+        // Fresh recommendations of 6 before the fault, stand-ins recommending 4 during it.
+        let mut lines = steady(0.0, 40.0, 8, 6);
+        lines.push(eval_line(46.0, "HoldStabilizing", 8, Some(4), "held"));
+        lines.push(eval_line(
+            51.0,
+            "ScaleDown",
+            4,
+            Some(4),
+            "scaling down 8 → 4",
+        ));
+        let v = log(&lines, 0).judge(&down(52.0), "ns-1", "chaos", &hidden(41.0, 170.0));
+        assert!(!v.due, "{v:?}");
+        assert!(v.why.contains("recommended 6 > 4"), "{}", v.why);
+        // Nor one whose whole window fell in the fault.
+        let v = log(&lines, 0).judge(&down(52.0), "ns-1", "chaos", &hidden(10.0, 170.0));
+        assert!(!v.due, "{v:?}");
+    }
+
+    #[test]
+    fn a_scale_down_after_a_fault_whose_window_rests_on_stand_ins_is_wrong() {
+        // As in a chaos run of 2026-12-01: the broker hung 18–48; stand-in reads gave arrival
+        // 0/s and recommendations of 1; at 56, with a capacity misread right after the hang,
+        // the operator scaled 8 → 4 with a backlog of 36,392 events.
+        let mut lines = steady(0.0, 14.0, 8, 4);
+        for t in [25.0, 36.0, 47.0] {
+            lines.push(eval_line(t, "HoldBacklog", 8, Some(1), "arrival 0/s"));
         }
-        // A scale-up decided while the metrics were hidden is wrong too.
-        let l = log(
-            &[eval_line(10.0, "ScaleUp", 6, Some(6), "scaling up 4 → 6")],
-            0,
-        );
-        let mut r = rules();
-        r.blind.push(Interval {
-            from: 5.0,
-            to: 15.0,
-            what: "broker hung".into(),
-        });
+        lines.push(eval_line(
+            56.0,
+            "ScaleDown",
+            4,
+            Some(2),
+            "scaling down 8 → 4",
+        ));
+        let v = log(&lines, 0).judge(&down(57.0), "ns-1", "chaos", &hidden(18.0, 47.0));
+        assert!(!v.due, "{v:?}");
+        assert!(v.why.contains("overlaps a fault"), "{}", v.why);
+    }
+
+    #[test]
+    fn a_scale_up_on_a_stand_in_is_due_only_if_fresh_metrics_had_made_it() {
         let up = Change {
             before: 9.5,
             t: 11.0,
             from: 4,
             to: 6,
         };
-        assert!(!l.judge(&up, "ns-1", "chaos", &r).due);
+        let stand_in = eval_line(10.0, "ScaleUp", 6, Some(6), "scaling up 4 → 6");
+        let l = log(std::slice::from_ref(&stand_in), 0);
+        assert!(!l.judge(&up, "ns-1", "chaos", &hidden(5.0, 15.0)).due);
         assert!(l.judge(&up, "ns-1", "chaos", &rules()).due);
+        let l = log(
+            &[
+                eval_line(2.0, "HoldCooldown", 4, Some(6), "held: cooldown"),
+                stand_in,
+            ],
+            0,
+        );
+        assert!(l.judge(&up, "ns-1", "chaos", &hidden(5.0, 15.0)).due);
     }
 
     #[test]
