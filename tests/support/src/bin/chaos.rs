@@ -733,12 +733,13 @@ async fn main() -> anyhow::Result<()> {
         run.sleep(1.0).await;
     }
     let end = run.now();
-    let (outcomes, invented) = judge(&run, &mut phases, end);
+    let (report, invented) = judge(&run, &mut phases, end);
+    let outcomes = &report.faults;
     let dir: PathBuf = repo_root().join("target/chaos");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("chaos-{guarantee}.json"));
-    std::fs::write(&file, serde_json::to_string_pretty(&outcomes)?)?;
-    print_table(&guarantee, &outcomes);
+    std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
+    print_table(&guarantee, outcomes);
     println!("\nresults: {}", file.display());
     let mut bad: Vec<String> = outcomes
         .iter()
@@ -756,7 +757,22 @@ async fn main() -> anyhow::Result<()> {
 /// Accounts for every phase: events, duplicates, recovery, evaluations, and every replica change
 /// judged against the decision log in the phase where it was seen. Also returns the records of
 /// events no run sent.
-fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Vec<Outcome>, Vec<String>) {
+/// The run's record: what the verdicts were judged from, and the faults.
+#[derive(Debug, Serialize)]
+struct Report {
+    guarantee: String,
+    namespace: String,
+    /// The wall-clock time (s since the Unix epoch) of the run's time 0.
+    clock_origin_unix: f64,
+    operator_logs: Vec<PathBuf>,
+    /// When faults hid the metrics (extended to the last failed read the log shows).
+    blind: Vec<Interval>,
+    /// When decisions could not be applied.
+    stalls: Vec<Interval>,
+    faults: Vec<Outcome>,
+}
+
+fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Report, Vec<String>) {
     let isolation = if run.guarantee == "ExactlyOnce" {
         Isolation::ReadCommitted
     } else {
@@ -777,7 +793,7 @@ fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Vec<Outcome>, Vec<St
         .collect();
     let log = DecisionLog::read(&run.op_logs, &run.clock);
     // A metrics fault hid the metrics until its end, or later while reads still failed.
-    let blind = run
+    let blind: Vec<Interval> = run
         .blind
         .iter()
         .map(|b| Interval {
@@ -791,7 +807,7 @@ fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Vec<Outcome>, Vec<St
         down_window: DOWN_WINDOW,
         max_gap: MAX_GAP,
         apply_within: APPLY_WITHIN,
-        blind,
+        blind: blind.clone(),
         stalls: run.stalls.clone(),
     };
     let samples: Vec<Vec<Sample>> = run.pipes.iter().map(Pipe::samples).collect();
@@ -976,7 +992,16 @@ fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Vec<Outcome>, Vec<St
             invented.push(format!("{}: {n} records of events never sent", pipe.name));
         }
     }
-    (outcomes, invented)
+    let report = Report {
+        guarantee: run.guarantee.clone(),
+        namespace: run.ns.clone(),
+        clock_origin_unix: run.clock.unix_origin(),
+        operator_logs: run.op_logs.clone(),
+        blind,
+        stalls: run.stalls.clone(),
+        faults: outcomes,
+    };
+    (report, invented)
 }
 
 async fn worker_kill(run: &mut Run<'_>) -> Phase {
