@@ -10,6 +10,9 @@
 #   stack.sh token NS SA [SECONDS]   mint a token for a ServiceAccount (TokenRequest API)
 #   stack.sh stop COMPONENT [--kill] / start COMPONENT   fault injection (the chaos suite): the
 #                      component comes back on its port with its data
+#   stack.sh stop COMPONENT --hang / start COMPONENT [--hang]   a hung component: SIGSTOP to its
+#                      process group (its port still accepts connections, nothing answers), then
+#                      SIGCONT (`start` resumes a hung component with or without --hang)
 #
 # `up` writes $IMPRESSIONS_STACK_DIR/stack.env (ports, URLs, paths) and an admin kubeconfig that
 # tests, the demo and the operator read. A component that fails to start is reported with the
@@ -304,6 +307,7 @@ down() {
     running+=("$c")
     local pid; pid="$(cat "$dir/pids/$c")"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    kill -CONT -- "-$pid" 2>/dev/null || true # a hung component handles SIGTERM once resumed
   done
   for _ in $(seq 1 50); do
     local any=0
@@ -322,30 +326,60 @@ status() {
   [[ -f "$dir/stack.env" ]] || { echo "stack is down ($dir/stack.env missing)"; return 1; }
   local rc=0
   for c in etcd kube-apiserver kube-controller-manager kafka prometheus; do
-    if alive "$c"; then echo "$c: running (pid $(cat "$dir/pids/$c"))"; else echo "$c: NOT running"; rc=1; fi
+    if hung "$c"; then echo "$c: hung (SIGSTOP; pid $(cat "$dir/pids/$c"))"; rc=1
+    elif alive "$c"; then echo "$c: running (pid $(cat "$dir/pids/$c"))"; else echo "$c: NOT running"; rc=1; fi
   done
   return $rc
 }
 
-# stop COMPONENT [--kill] / start COMPONENT: fault injection for the chaos suite. The component
-# comes back on the same port with its data (Kafka's log, etcd's keys, Prometheus's TSDB).
+# stop COMPONENT [--kill|--hang] / start COMPONENT [--hang]: fault injection for the chaos suite.
+# The component comes back on the same port with its data (Kafka's log, etcd's keys, Prometheus's
+# TSDB). --hang stops the process group with SIGSTOP instead: the kernel still accepts
+# connections on its port, nothing reads or answers them, until `start` sends SIGCONT.
 components="etcd kube-apiserver kube-controller-manager kafka prometheus"
+
+# hung NAME: the component's process is stopped (SIGSTOP).
+hung() {
+  alive "$1" || return 1
+  [[ "$(ps -o state= -p "$(cat "$dir/pids/$1")" 2>/dev/null | tr -d ' ')" == T* ]]
+}
+
 stop_component() {
   local c="$1" sig="${2:-}"
   [[ " $components " == *" $c "* ]] || die "unknown component $c (one of: $components)"
+  [[ -z "$sig" || "$sig" == --kill || "$sig" == --hang ]] || die "unknown option $sig (--kill or --hang)"
   alive "$c" || { say "$c is not running"; return; }
   local pid; pid="$(cat "$dir/pids/$c")"
+  if [[ "$sig" == --hang ]]; then
+    kill -STOP -- "-$pid" 2>/dev/null || kill -STOP "$pid"
+    for _ in $(seq 1 25); do hung "$c" && break; sleep 0.2; done
+    hung "$c" || die "$c (pid $pid) did not stop on SIGSTOP"
+    say "hung $c (SIGSTOP; its port accepts connections, nothing answers)"
+    return
+  fi
   if [[ "$sig" == --kill ]]; then kill -KILL -- "-$pid" 2>/dev/null || true; else kill -TERM -- "-$pid" 2>/dev/null || true; fi
+  # A hung process handles its SIGTERM only once it runs again.
+  kill -CONT -- "-$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do alive "$c" || break; sleep 0.2; done
   alive "$c" && { kill -KILL -- "-$pid" 2>/dev/null || true; sleep 0.5; }
   say "stopped $c${sig:+ ($sig)}"
 }
 
 start_component() {
-  local c="$1"
+  local c="$1" opt="${2:-}"
+  [[ -z "$opt" || "$opt" == --hang ]] || die "unknown option $opt (--hang)"
   [[ -f "$dir/ports.env" ]] || die "the stack is not up"
   source "$dir/ports.env"
   ADMIN_TOKEN="$(head -1 "$dir/tokens.csv" | cut -d, -f1)"
+  if hung "$c"; then
+    local pid; pid="$(cat "$dir/pids/$c")"
+    kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid"
+    for _ in $(seq 1 25); do hung "$c" || break; sleep 0.2; done
+    hung "$c" && die "$c (pid $pid) did not resume on SIGCONT"
+    say "resumed $c (SIGCONT)"
+    return
+  fi
+  [[ "$opt" == --hang ]] && { alive "$c" || die "$c is not running: nothing to resume"; say "$c was not hung"; return; }
   alive "$c" && { say "$c is already running"; return; }
   case "$c" in
     etcd) start_etcd ;;
@@ -370,5 +404,5 @@ case "${1:-}" in
   token) shift; token "$@" ;;
   stop) shift; stop_component "$@" ;;
   start) shift; start_component "$@" ;;
-  *) echo "usage: $0 up|down|status|token NS SA [SECONDS]|stop COMPONENT [--kill]|start COMPONENT" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|token NS SA [SECONDS]|stop COMPONENT [--kill|--hang]|start COMPONENT [--hang]" >&2; exit 2 ;;
 esac

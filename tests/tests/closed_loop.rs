@@ -3,9 +3,11 @@
 //! produces into Kafka, and the operator scales from lag and throughput.
 //!
 //! One run: steady load at half of two replicas' capacity (capacity set by the worker's rate
-//! cap), an operator restart (no replica change may follow from it), a 4× step (scale up, lag
-//! back under the SLO: the goal is within 90 s), a drop (scale down after the stabilization
-//! window, never up again), then an account of every event sent. The figures are written to
+//! cap), an operator restart (no replica change may follow from it), a 4× step (scale up; the
+//! lag may be above the SLO only within the policy's 30 s catch-up time after the step), a drop
+//! (scale down after the stabilization window, never up again), then an account of every event
+//! sent: nothing lost or invented, and duplicates (the pipeline is at-least-once) at most one
+//! commit interval of events at the peak rate per rebalance. The figures are written to
 //! `target/e2e/closed-loop.json` and the timeline to `target/e2e/closed-loop.csv`.
 
 use std::{collections::HashMap, time::Duration};
@@ -28,12 +30,18 @@ use serde_json::json;
 /// Events per second one worker may process (its emulated CPU).
 const CAP: f64 = 500.0;
 const LAG_SLO_S: f64 = 10.0;
+/// The policy's catch-up time: the fleet is sized to drain a backlog within it, so the lag may be
+/// above the SLO only this long after the step.
+const CATCH_UP_S: f64 = 30.0;
+/// The workers' `auto.commit.interval.ms` (`worker/src/kafka/client.rs`): a rebalance redelivers
+/// at most what was processed since the last commit.
+const COMMIT_INTERVAL_S: f64 = 1.0;
 
 async fn setup(stack: &Stack, client: &Client, ns: &str) -> String {
     let raw = kafka::pipeline_topics(stack, ns).await;
     let policy = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": ns},
         "spec": {"minReplicas": 1, "maxReplicas": 8, "targetUtilization": 0.7, "utilizationTolerance": 0.1,
-                 "lagSloSeconds": LAG_SLO_S as u32, "catchUpSeconds": 30, "evaluationIntervalSeconds": 5,
+                 "lagSloSeconds": LAG_SLO_S as u32, "catchUpSeconds": CATCH_UP_S as u32, "evaluationIntervalSeconds": 5,
                  "scaleUp": {"stabilizationWindowSeconds": 0, "maxStepPercent": 200, "maxStepReplicas": 4, "cooldownSeconds": 10},
                  "scaleDown": {"stabilizationWindowSeconds": 30, "maxStepPercent": 50, "maxStepReplicas": 0, "cooldownSeconds": 10},
                  "queries": {"rateWindow": "15s"}}});
@@ -167,6 +175,11 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         .rev()
         .find(|s| s.lag_seconds() > LAG_SLO_S)
         .map_or(0.0, |s| s.t + 1.0 - step_at);
+    let seconds_over_slo = phase2
+        .windows(2)
+        .filter(|w| w[0].lag_seconds() > LAG_SLO_S)
+        .map(|w| w[1].t - w[0].t)
+        .fold(0.0, |a, b| a + b);
     let ups_in_phase3 = phase3
         .windows(2)
         .filter(|w| w[1].replicas > w[0].replicas)
@@ -198,6 +211,17 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         &format!("{ns}-dlq"),
         Isolation::ReadUncommitted,
     );
+    // Duplicates: each worker joining or leaving the group is a rebalance, which may redeliver
+    // what was processed in one commit interval (a revoke commits first; a worker stopped by a
+    // scale-down drains and commits).
+    let all = sampler.since(0.0);
+    let rebalances: usize = std::iter::once(0)
+        .chain(all.iter().map(|s| s.replicas))
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| (w[1] - w[0]).unsigned_abs() as usize)
+        .sum();
+    let duplicates_bound = (high * COMMIT_INTERVAL_S) as usize * rebalances;
 
     let report = json!({
         "steady_input_per_s": steady, "step_input_per_s": high, "drop_input_per_s": low,
@@ -205,10 +229,10 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         "replicas_settled": settled,
         "replicas_after_operator_restart": after_restart.iter().map(|s| s.replicas).collect::<Vec<_>>(),
         "step_to_first_scale_up_s": first_up, "peak_replicas": peak_replicas,
-        "peak_lag_s": peak_lag_s, "step_to_lag_under_slo_s": recovery,
+        "peak_lag_s": peak_lag_s, "step_to_lag_under_slo_s": recovery, "seconds_over_slo": seconds_over_slo,
         "drop_to_first_scale_down_s": first_down, "final_replicas": final_replicas,
         "scale_ups_after_drop": ups_in_phase3, "scale_downs_under_step": downs_after_first_up,
-        "account": account,
+        "account": account, "rebalances": rebalances, "duplicates_bound": duplicates_bound,
     });
     let dir = impressions_tests::repo_root().join("target/e2e");
     std::fs::create_dir_all(&dir).unwrap();
@@ -234,8 +258,8 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
         "no scale-up after the 4x step\n{report:#}\n{diag}"
     );
     assert!(
-        recovery <= 90.0,
-        "lag back under the SLO {recovery:.0}s after the step (goal 90s)\n{report:#}\n{diag}"
+        recovery <= CATCH_UP_S,
+        "lag above the {LAG_SLO_S} s SLO until {recovery:.0} s after the step (allowed: the {CATCH_UP_S} s catch-up)\n{report:#}\n{diag}"
     );
     assert_eq!(
         downs_after_first_up, 0,
@@ -251,6 +275,11 @@ async fn step_load_scales_up_recovers_scales_down_and_accounts_for_every_event()
     );
     assert_eq!(ups_in_phase3, 0, "flapping after the drop\n{report:#}");
     assert!(account.complete(), "events lost or invented\n{report:#}");
+    assert!(
+        account.duplicates <= duplicates_bound,
+        "{} duplicates, above {duplicates_bound} ({high}/s × {COMMIT_INTERVAL_S} s × {rebalances} rebalances)\n{report:#}",
+        account.duplicates
+    );
     let filtered = sent
         .values()
         .filter(|k| !k.is_record() && k.reject_reason().is_none())

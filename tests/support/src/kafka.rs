@@ -1,9 +1,14 @@
 //! Kafka helpers for tests: topics, producing generated traffic, reading a topic back, and
 //! a consumer group's committed offsets; the client settings of the SASL_SSL listener.
+//!
+//! Reads of metadata, watermarks and committed offsets retry the errors a retry may cure (a
+//! coordinator that moved or is loading, a broker restarting or hung, a request timing out;
+//! [`transient`]) until a deadline: the `try_` functions return the last error after it, the
+//! others panic with it.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use impressions_worker::loadgen::{Generator, Kind, Mix, events};
@@ -12,8 +17,10 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
+    error::{KafkaError, KafkaResult},
     message::{Headers, OwnedMessage},
     producer::{FutureProducer, FutureRecord, Producer},
+    types::RDKafkaErrorCode,
 };
 
 use crate::Stack;
@@ -243,12 +250,106 @@ pub fn read_to_end(
     out
 }
 
-/// The partition ids of a topic.
+/// The partition ids of a topic (retrying transient errors for up to 30 s; panics after).
 fn partition_ids(c: &BaseConsumer, topic: &str) -> Vec<i32> {
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0].partitions().iter().map(|p| p.id()).collect()
+    try_partition_ids(c, topic, READ_DEADLINE).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// How long the panicking helpers retry transient errors.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest one attempt may wait for the broker (a hung broker costs this much per attempt).
+const PER_ATTEMPT: Duration = Duration::from_secs(3);
+/// The pause between attempts.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Whether a retry may cure `e`: a coordinator that moved, is loading or is not known yet
+/// (`NotCoordinator` right after a group's first commit), a broker that cannot be reached,
+/// restarts or does not answer (`BrokerTransportFailure`, `AllBrokersDown`, time-outs), a
+/// partition leader being elected, a topic whose metadata is not propagated yet.
+pub fn transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    e.rdkafka_error_code().is_some_and(|c| {
+        matches!(
+            c,
+            C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::WaitingForCoordinator
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::BrokerNotAvailable
+                | C::Resolve
+                | C::OperationTimedOut
+                | C::TimedOutQueue
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::PreferredLeaderNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::Partial
+        )
+    })
+}
+
+/// Runs `attempt` (given the time it may take) until it succeeds, fails with an error that is not
+/// [`transient`], or `within` has passed; the error names `what`, the attempts and the last error.
+pub fn retrying<T>(
+    what: &str,
+    within: Duration,
+    mut attempt: impl FnMut(Duration) -> KafkaResult<T>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match attempt(left.clamp(Duration::from_millis(100), PER_ATTEMPT)) {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) && Instant::now() + RETRY_PAUSE < deadline => {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            Err(e) => {
+                let kind = if transient(&e) { "transient" } else { "fatal" };
+                anyhow::bail!(
+                    "{what}: {e} ({kind}; {attempts} attempts in {:.1} s)",
+                    start.elapsed().as_secs_f64()
+                )
+            }
+        }
+    }
+}
+
+/// One attempt at a topic's partition ids: an error unless the broker knows the topic and its
+/// partitions.
+fn partitions_once(c: &BaseConsumer, topic: &str, timeout: Duration) -> KafkaResult<Vec<i32>> {
+    let md = c.fetch_metadata(Some(topic), timeout)?;
+    let unknown = KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition);
+    let t = md.topics().first().ok_or(unknown.clone())?;
+    if let Some(e) = t.error() {
+        return Err(KafkaError::MetadataFetch(e.into()));
+    }
+    let ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    if ids.is_empty() {
+        return Err(unknown);
+    }
+    Ok(ids)
+}
+
+/// The partition ids of a topic, retrying transient errors for `within`.
+pub fn try_partition_ids(
+    c: &BaseConsumer,
+    topic: &str,
+    within: Duration,
+) -> anyhow::Result<Vec<i32>> {
+    retrying(&format!("partitions of {topic}"), within, |t| {
+        partitions_once(c, topic, t)
+    })
 }
 
 /// A header's value as text.
@@ -260,44 +361,105 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// The committed offsets of `group` on `topic`, per partition (absent: nothing committed).
+/// The committed offsets of `group` on `topic`, per partition (absent: nothing committed),
+/// retrying transient errors for up to 30 s; panics after.
 pub fn committed(stack: &Stack, group: &str, topic: &str) -> HashMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.kafka_bootstrap)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in partition_ids(&c, topic) {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
+    OffsetReader::new(stack, group, topic)
+        .committed(READ_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// High watermarks of a topic, per partition.
+/// High watermarks of a topic, per partition, retrying transient errors for up to 30 s; panics
+/// after.
 pub fn high_watermarks(stack: &Stack, topic: &str) -> HashMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.kafka_bootstrap)
-        .create()
-        .unwrap();
-    partition_ids(&c, topic)
-        .into_iter()
-        .map(|p| {
-            (
-                p,
-                c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .unwrap()
-                    .1,
-            )
+    OffsetReader::new(stack, &crate::unique("watermarks"), topic)
+        .high_watermarks(READ_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A long-lived client reading one topic's high watermarks and one group's committed offsets on
+/// it (it never joins the group). It reconnects by itself after a broker restart; every read
+/// retries transient errors until its deadline and returns the last error after it.
+pub struct OffsetReader {
+    consumer: BaseConsumer,
+    group: String,
+    topic: String,
+}
+
+impl std::fmt::Debug for OffsetReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetReader")
+            .field("group", &self.group)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OffsetReader {
+    pub fn new(stack: &Stack, group: &str, topic: &str) -> OffsetReader {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", &stack.kafka_bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset reader");
+        OffsetReader {
+            consumer,
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// The group's committed offsets per partition (absent: nothing committed), within `within`.
+    pub fn committed(&self, within: Duration) -> anyhow::Result<HashMap<i32, i64>> {
+        let deadline = Instant::now() + within;
+        let ids = try_partition_ids(&self.consumer, &self.topic, within)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let what = format!("committed offsets of {} on {}", self.group, self.topic);
+        retrying(&what, left, |t| {
+            let mut tpl = TopicPartitionList::new();
+            for p in &ids {
+                tpl.add_partition(&self.topic, *p);
+            }
+            let got = self.consumer.committed_offsets(tpl, t)?;
+            let mut out = HashMap::new();
+            for e in got.elements() {
+                e.error()?;
+                if let Offset::Offset(o) = e.offset() {
+                    out.insert(e.partition(), o);
+                }
+            }
+            Ok(out)
         })
-        .collect()
+    }
+
+    /// The topic's high watermarks per partition, within `within`.
+    pub fn high_watermarks(&self, within: Duration) -> anyhow::Result<HashMap<i32, i64>> {
+        let deadline = Instant::now() + within;
+        let ids = try_partition_ids(&self.consumer, &self.topic, within)?;
+        let mut out = HashMap::new();
+        for p in ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let what = format!("high watermark of {}/{p}", self.topic);
+            let (_, high) = retrying(&what, left, |t| {
+                self.consumer.fetch_watermarks(&self.topic, p, t)
+            })?;
+            out.insert(p, high);
+        }
+        Ok(out)
+    }
+
+    /// The group's lag on the topic (high watermarks less committed offsets; a partition with
+    /// nothing committed counts from 0), both read within `within`.
+    pub fn lag(&self, within: Duration) -> anyhow::Result<i64> {
+        let deadline = Instant::now() + within;
+        let high = self.high_watermarks(within)?;
+        let done = self.committed(deadline.saturating_duration_since(Instant::now()))?;
+        Ok(high
+            .iter()
+            .map(|(p, h)| h - done.get(p).copied().unwrap_or(0).max(0))
+            .sum())
+    }
 }
 
 /// The topics of an end-to-end pipeline named after `prefix`: `<prefix>-raw` (8 partitions),

@@ -7,6 +7,7 @@
 pub mod blackhole;
 pub mod chart;
 pub mod cluster;
+pub mod decisions;
 pub mod kafka;
 pub mod observe;
 pub mod operator;

@@ -19,13 +19,60 @@ use crate::{
     worker::event_id,
 };
 
+/// A time origin shared by samplers and logs: seconds since it, and the wall clock at it (to
+/// place timestamps of other processes' logs on the same axis).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    unix: f64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Clock {
+            start: Instant::now(),
+            unix,
+        }
+    }
+
+    /// Seconds since the origin.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// The wall-clock time at the origin, seconds since the Unix epoch.
+    pub fn unix_origin(&self) -> f64 {
+        self.unix
+    }
+
+    /// A wall-clock time (seconds since the Unix epoch) on this clock's axis.
+    pub fn of_unix(&self, unix: f64) -> f64 {
+        unix - self.unix
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// When the Deployment was read (seconds on the sampler's clock).
     pub t: f64,
     pub input: f64,
+    /// The Deployment's `spec.replicas` (0 when it does not exist).
     pub replicas: i32,
     pub ready: i32,
+    /// The consumer group's lag (read just after the Deployment).
     pub lag: i64,
+    /// Whether the Deployment existed (a change from or to a missing Deployment is its creation
+    /// or deletion, not a scaling action).
+    pub deployment: bool,
 }
 
 impl Sample {
@@ -34,63 +81,88 @@ impl Sample {
     }
 }
 
-/// Samples replicas and lag every second until dropped.
+/// A sample that could not be taken: when, and why (the read that failed after its retries).
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub t: f64,
+    pub why: String,
+}
+
+/// How long one sample's Kafka reads may retry transient errors before the sample is skipped.
+const SAMPLE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Samples replicas and lag about every second until dropped. A sample whose Deployment or lag
+/// cannot be read (an API server or broker fault) is skipped, never guessed: replicas are
+/// unknown, not 0, and lag is unknown, not 0. Skipped samples are kept with their reason.
 #[derive(Debug)]
 pub struct Sampler {
     samples: Arc<Mutex<Vec<Sample>>>,
+    skipped: Arc<Mutex<Vec<Skipped>>>,
     input: Arc<Mutex<f64>>,
     task: tokio::task::JoinHandle<()>,
-    start: Instant,
+    clock: Clock,
 }
 
 impl Sampler {
     pub fn start(client: Client, ns: &str, deploy: &str, raw: &str, group: &str) -> Sampler {
+        Sampler::with_clock(Clock::new(), client, ns, deploy, raw, group)
+    }
+
+    /// A sampler whose times are on `clock` (several samplers and logs on one axis).
+    pub fn with_clock(
+        clock: Clock,
+        client: Client,
+        ns: &str,
+        deploy: &str,
+        raw: &str,
+        group: &str,
+    ) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let skipped = Arc::new(Mutex::new(Vec::new()));
         let input = Arc::new(Mutex::new(0.0));
-        let start = Instant::now();
         let api: Api<Deployment> = Api::namespaced(client, ns);
-        let (deploy, raw, group) = (deploy.to_owned(), raw.to_owned(), group.to_owned());
-        let (out, rate) = (samples.clone(), input.clone());
+        let deploy = deploy.to_owned();
+        let reader = Arc::new(kafka::OffsetReader::new(Stack::get(), group, raw));
+        let (out, skips, rate) = (samples.clone(), skipped.clone(), input.clone());
         let task = tokio::spawn(async move {
+            let skip = |t: f64, why: String| skips.lock().unwrap().push(Skipped { t, why });
             loop {
-                // No sample while the API server cannot be read (replicas are unknown, not 0).
-                let Ok(d) = api.get_opt(&deploy).await else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
-                let ready = d.and_then(|d| d.status?.ready_replicas).unwrap_or(0);
-                let (raw2, group2) = (raw.clone(), group.clone());
-                let lag = tokio::task::spawn_blocking(move || {
-                    let stack = Stack::get();
-                    let high = kafka::high_watermarks(stack, &raw2);
-                    let done = kafka::committed(stack, &group2, &raw2);
-                    high.iter()
-                        .map(|(p, h)| h - done.get(p).copied().unwrap_or(0).max(0))
-                        .sum::<i64>()
-                })
-                .await;
-                // No sample while Kafka cannot be read (a broker fault): lag is unknown, not 0.
-                let Ok(lag) = lag else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                let input = *rate.lock().unwrap();
-                out.lock().unwrap().push(Sample {
-                    t: start.elapsed().as_secs_f64(),
-                    input,
-                    replicas: replicas.unwrap_or(0),
-                    ready,
-                    lag,
-                });
+                let d = api.get_opt(&deploy).await;
+                let t = clock.now();
+                match d {
+                    Err(e) => skip(t, format!("Deployment {deploy}: {e}")),
+                    Ok(d) => {
+                        let r = reader.clone();
+                        let lag = tokio::task::spawn_blocking(move || r.lag(SAMPLE_DEADLINE)).await;
+                        match lag {
+                            Ok(Ok(lag)) => {
+                                let input = *rate.lock().unwrap();
+                                let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
+                                let deployment = d.is_some();
+                                let ready = d.and_then(|d| d.status?.ready_replicas).unwrap_or(0);
+                                out.lock().unwrap().push(Sample {
+                                    t,
+                                    input,
+                                    replicas: replicas.unwrap_or(0),
+                                    ready,
+                                    lag,
+                                    deployment,
+                                });
+                            }
+                            Ok(Err(e)) => skip(t, format!("lag: {e:#}")),
+                            Err(e) => skip(t, format!("lag: {e}")),
+                        }
+                    }
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
         Sampler {
             samples,
+            skipped,
             input,
             task,
-            start,
+            clock,
         }
     }
 
@@ -99,7 +171,11 @@ impl Sampler {
     }
 
     pub fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     pub fn since(&self, t: f64) -> Vec<Sample> {
@@ -109,6 +185,17 @@ impl Sampler {
             .iter()
             .filter(|s| s.t >= t)
             .copied()
+            .collect()
+    }
+
+    /// The samples skipped from `from` until `to`.
+    pub fn skipped(&self, from: f64, to: f64) -> Vec<Skipped> {
+        self.skipped
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.t >= from && s.t < to)
+            .cloned()
             .collect()
     }
 }
@@ -211,7 +298,8 @@ impl Account {
         a
     }
 
-    /// Nothing lost, nothing invented.
+    /// Nothing lost, nothing invented. Duplicates are not part of it: each caller checks them
+    /// against the pipeline's guarantee (0 under ExactlyOnce, a stated bound under AtLeastOnce).
     pub fn complete(&self) -> bool {
         self.missing_records == 0 && self.unexpected_records == 0 && self.missing_dead_letters == 0
     }

@@ -119,17 +119,41 @@ impl LoadgenRun {
         assert!(status.success(), "loadgen failed: {status}");
     }
 
-    /// Every event sent, by id.
+    /// Asks loadgen to stop if it still runs (SIGTERM: it stops sending and waits up to 3 s for
+    /// the acknowledgements of what it sent, whose ids it has recorded) and waits for it.
+    pub fn stop(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        }
+        self.child.wait()
+    }
+
+    /// Whether loadgen still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Every event sent, by id; panics when loadgen left no list.
     pub fn sent(&self) -> HashMap<String, Kind> {
-        let text = std::fs::read_to_string(&self.ids).unwrap();
-        text.lines()
+        self.try_sent()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.ids.display()))
+    }
+
+    /// Every event sent, by id; an error when loadgen left no list (it was stopped before it
+    /// started).
+    pub fn try_sent(&self) -> std::io::Result<HashMap<String, Kind>> {
+        let text = std::fs::read_to_string(&self.ids)?;
+        Ok(text
+            .lines()
             .filter_map(|l| l.split_once(' '))
             .map(|(id, kind)| {
                 let kind: Kind = serde_json::from_value(serde_json::json!(kind))
                     .unwrap_or_else(|e| panic!("kind {kind}: {e}"));
                 (id.to_owned(), kind)
             })
-            .collect()
+            .collect())
     }
 }
 
