@@ -159,6 +159,18 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
     } else {
         d.message = format!("{why}; no change");
     }
+    if s.stale {
+        // A stand-in for a failed read: it may justify more replicas, never fewer, and the
+        // evaluation is a gap in the scale-down window.
+        d.metrics_available = false;
+        if d.replicas < cur {
+            d.replicas = cur;
+            d.reason = "HoldStaleMetrics";
+            d.message = format!(
+                "{why}; held: a signal is the last good read standing in for a failed one (no scale-down on stale data)"
+            );
+        }
+    }
     d
 }
 

@@ -54,7 +54,13 @@ pub fn estimate(s: &Signals, p: &Limits, h: &History) -> Result<Estimate, NoEsti
     let arrival = s.input_rate.unwrap_or(processed + lag_growth).max(0.0);
     // Capacity is what the workers that report metrics process: pods that are pending or
     // crash-looping add nothing to the processed rate and must not divide it.
-    let running = s.workers.filter(|w| *w >= 1.0).unwrap_or(cur.max(1) as f64);
+    // Prometheus keeps a removed pod's series for its lookback (5 min), so after a scale-down
+    // more series than replicas are counted: the count is at most the replicas.
+    let replicas = cur.max(1) as f64;
+    let running = s
+        .workers
+        .filter(|w| *w >= 1.0)
+        .map_or(replicas, |w| w.min(replicas));
     let settling =
         h.since_last_change(s.now) < p.capacity_settle_seconds && h.last_capacity.is_some();
     let measured = if processed > 0.0 && busy > 0.01 && !settling {

@@ -231,6 +231,8 @@ impl Evaluator {
         }
         // A failed read is stood in for by the last good one while it is fresh enough; older,
         // the signal counts as missing (and the decision holds).
+        let lag_fresh = lag.is_ok();
+        let tp_fresh = throughput.is_ok();
         let lag = fresh_or_last(lag, &mut st.last_lag, now, stale_after, &mut problems);
         let tp = fresh_or_last(
             throughput,
@@ -239,9 +241,11 @@ impl Evaluator {
             stale_after,
             &mut problems,
         );
+        let stale = (lag.is_some() && !lag_fresh) || (tp.is_some() && !tp_fresh);
         let mut problem = (!problems.is_empty()).then(|| problems.join("; "));
+        // A stand-in's end offsets do not move: no input rate from it.
         let input_rate = match (&lag, st.last_end) {
-            (Some(l), Some((t0, e0))) if now > t0 => {
+            (Some(l), Some((t0, e0))) if now > t0 && lag_fresh => {
                 Some(((l.end_offsets - e0) as f64 / (now - t0)).max(0.0))
             }
             _ => None,
@@ -255,6 +259,7 @@ impl Evaluator {
             processed_rate: tp.and_then(|t| t.processed_rate),
             busy_fraction: tp.and_then(|t| t.busy_fraction),
             workers: tp.and_then(|t| t.workers),
+            stale,
         };
         if problem.is_none()
             && (signals.processed_rate.is_none() || signals.busy_fraction.is_none())
@@ -264,12 +269,12 @@ impl Evaluator {
         let decision = decide(&signals, &reg.policy, &st.history);
         st.history.record(
             now,
-            signals.lag,
+            signals.lag.filter(|_| lag_fresh),
             reg.replicas,
             &decision,
             reg.mode == ScalingMode::Auto,
         );
-        if let Some(l) = &lag {
+        if let Some(l) = lag.as_ref().filter(|_| lag_fresh) {
             st.last_end = Some((now, l.end_offsets));
         }
         tracing::debug!(pipeline = %key, reason = decision.reason, replicas = decision.replicas, message = %decision.message, "evaluated");

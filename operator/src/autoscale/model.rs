@@ -23,6 +23,10 @@ pub struct Signals {
     /// these rather than by `replicas`, so pending or crash-looping pods do not make each worker
     /// look weaker (and the fleet over-scale).
     pub workers: Option<f64>,
+    /// A signal is a stand-in: the last good read of a signal whose read failed (within
+    /// `staleAfterSeconds`). The decision may scale up on it, never down, and the evaluation
+    /// counts as a gap in the scale-down window.
+    pub stale: bool,
 }
 
 /// The ScalingPolicy as the decision reads it: bounds, targets and steps, the pipeline's

@@ -31,6 +31,7 @@ pub fn rebuild(
             processed_rate: Some(p.processed_rate),
             busy_fraction: Some(p.busy_fraction),
             workers: None,
+            stale: false,
         };
         let d = decide(&s, policy, &h);
         h.record(t, s.lag, p.replicas, &d, false);
@@ -74,6 +75,7 @@ mod tests {
             processed_rate: Some(1400.0),
             busy_fraction: Some(0.175),
             workers: None,
+            stale: false,
         };
         let d = decide(&s, &policy(), &h);
         assert_eq!((d.reason, d.replicas), ("ScaleDown", 4), "{}", d.message);

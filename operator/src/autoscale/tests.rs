@@ -49,6 +49,7 @@ fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
         processed_rate: Some(processed),
         busy_fraction: Some((processed / capacity).clamp(0.02, 1.0)),
         workers: None,
+        stale: false,
     }
 }
 
@@ -230,6 +231,7 @@ fn ineffective_scale_up_stops_further_scale_ups() {
         processed_rate: Some(1000.0),
         busy_fraction: Some(1.0),
         workers: None,
+        stale: false,
     };
     let d = decide(&sink_bound(0.0, 2), &p, &h);
     assert!(d.replicas > 2);
@@ -317,4 +319,39 @@ fn capacity_divides_by_the_workers_reporting_not_the_deployment() {
         with_workers.recommended,
         by_deployment.recommended
     );
+}
+
+#[test]
+fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
+    // The load fell to a quarter: with fresh metrics the window would scale down.
+    let mut h = History::default();
+    let p = policy();
+    let mut s = signals(0.0, 8, 2000.0, 0.0);
+    s.stale = true;
+    let d = decide(&s, &p, &h);
+    assert_eq!(d.replicas, 8, "{}", d.message);
+    // Even with a down window that held on fresh metrics, a stand-in does not scale down.
+    let mut held = History::default();
+    for t in (0..=150).step_by(15) {
+        let fresh = decide(&signals(f64::from(t), 8, 2000.0, 0.0), &p, &held);
+        held.record(f64::from(t), Some(0.0), 8, &fresh, false);
+    }
+    let mut late = signals(165.0, 8, 2000.0, 0.0);
+    late.stale = true;
+    let late = decide(&late, &p, &held);
+    assert_eq!(
+        (late.reason, late.replicas),
+        ("HoldStaleMetrics", 8),
+        "{}",
+        late.message
+    );
+    assert!(!d.metrics_available, "a gap in the down window");
+    h.record(0.0, None, 8, &d, true);
+    // Fresh again at 130 s: the 120 s down window must be refilled before any scale-down.
+    let fresh = decide(&signals(130.0, 8, 2000.0, 0.0), &p, &h);
+    assert_eq!(fresh.replicas, 8, "{}", fresh.message);
+    // A stand-in may still justify a scale-up.
+    let mut up = signals(0.0, 2, 8000.0, 0.0);
+    up.stale = true;
+    assert!(decide(&up, &p, &History::default()).replicas > 2);
 }

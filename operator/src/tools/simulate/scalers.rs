@@ -75,6 +75,7 @@ impl Autoscaler for Ours {
             processed_rate: Some(o.processed_rate),
             busy_fraction: Some(o.busy_fraction),
             workers: None,
+            stale: false,
         };
         let d = decide(&s, &self.policy, &self.history);
         self.history.record(t, s.lag, c.pods(), &d, true);
