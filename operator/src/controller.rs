@@ -50,10 +50,7 @@ where
         Some(n) => Api::namespaced(client.clone(), n),
         None => Api::all(client.clone()),
     };
-    let kind = match K::kind(&()) {
-        std::borrow::Cow::Borrowed(k) => k,
-        std::borrow::Cow::Owned(_) => "child",
-    };
+    let kind = crate::reconcile::applied::kind_of::<K>();
     watcher(api, cfg.clone())
         .default_backoff()
         // The live versions of the children: a child nobody changed since the operator's last

@@ -27,6 +27,14 @@ pub struct AppliedChildren {
     live: Mutex<HashMap<ChildKey, String>>,
 }
 
+/// The kind of a child type, as the keys name it.
+pub fn kind_of<K: kube::Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(k) => k,
+        std::borrow::Cow::Owned(_) => "child",
+    }
+}
+
 /// A hash of a desired object's JSON.
 pub fn desired_hash(desired: &serde_json::Value) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();

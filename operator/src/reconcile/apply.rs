@@ -25,10 +25,7 @@ where
         + Serialize
         + std::fmt::Debug,
 {
-    let kind = match K::kind(&()) {
-        std::borrow::Cow::Borrowed(k) => k,
-        std::borrow::Cow::Owned(_) => "child",
-    };
+    let kind = crate::reconcile::applied::kind_of::<K>();
     let key = (kind, ns.to_owned(), obj.name_any());
     let desired = serde_json::to_value(obj).map_err(|e| Error::Build(e.to_string()))?;
     let hash = desired_hash(&desired);

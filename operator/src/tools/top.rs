@@ -227,21 +227,9 @@ pub async fn run(client: Client, o: TopOptions) -> anyhow::Result<Vec<PathBuf>> 
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
             path.with_file_name(format!("{stem}-{}.svg", key.replace('/', "-")))
         };
-        let report = |name: &str, ticks: &[Tick]| Report {
-            policy: name.into(),
-            replica_hours: 0.0,
-            seconds_over_slo: 0,
-            max_lag_events: 0.0,
-            max_lag_seconds: 0.0,
-            scaling_actions: 0,
-            load_changes: 0,
-            mean_settle_seconds: None,
-            wall_seconds: 0.0,
-            ticks: ticks.to_vec(),
-        };
         let reports = [
-            report("ready replicas", &obs.running),
-            report("desired replicas", &obs.desired),
+            Report::of_ticks("ready replicas", obs.running.clone()),
+            Report::of_ticks("desired replicas", obs.desired.clone()),
         ];
         plot::svg(&file, key, &reports, obs.lag_slo_seconds).map_err(anyhow::Error::msg)?;
         written.push(file);

@@ -32,6 +32,24 @@ pub struct Report {
     pub ticks: Vec<Tick>,
 }
 
+impl Report {
+    /// A report that only carries ticks (an observed run, a plot's input), no figures.
+    pub fn of_ticks(policy: &str, ticks: Vec<Tick>) -> Report {
+        Report {
+            policy: policy.into(),
+            replica_hours: 0.0,
+            seconds_over_slo: 0,
+            max_lag_events: 0.0,
+            max_lag_seconds: 0.0,
+            scaling_actions: 0,
+            load_changes: 0,
+            mean_settle_seconds: None,
+            wall_seconds: 0.0,
+            ticks,
+        }
+    }
+}
+
 /// Runs `scaler` over `arrivals` (events/s, one per second).
 pub fn run(
     arrivals: &[f64],

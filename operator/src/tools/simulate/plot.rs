@@ -148,17 +148,9 @@ mod tests {
     use super::*;
 
     fn report(name: &str) -> Report {
-        Report {
-            policy: name.into(),
-            replica_hours: 0.0,
-            seconds_over_slo: 0,
-            max_lag_events: 0.0,
-            max_lag_seconds: 0.0,
-            scaling_actions: 0,
-            load_changes: 0,
-            mean_settle_seconds: None,
-            wall_seconds: 0.0,
-            ticks: (0..120)
+        Report::of_ticks(
+            name,
+            (0..120)
                 .map(|t| Tick {
                     t: f64::from(t),
                     arrival: 1000.0,
@@ -167,7 +159,7 @@ mod tests {
                     replicas: 1 + t / 40,
                 })
                 .collect(),
-        }
+        )
     }
 
     #[test]
