@@ -113,6 +113,76 @@ async fn run(p: ImpressionPipeline, policies: Vec<ScalingPolicy>) -> (Vec<Seen>,
     run_refusing(p, policies, None).await
 }
 
+/// The requests a mock API server received, in order.
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A mock API server that answers every write with the object written (resource version 1; the
+/// Deployment with 1 ready replica, the status subresource with `p`), except the writes
+/// `refuse` names (what, invalid field), which it refuses with 422 as its validation does.
+fn mock_api(
+    p: &ImpressionPipeline,
+    refuse: Option<(&'static str, &'static str)>,
+) -> (Client, Log, tokio::task::JoinHandle<()>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen: Log = Arc::default();
+    let (log, p) = (seen.clone(), p.clone());
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let s = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.to_string(),
+                body: body.clone(),
+            };
+            let (code, answer) = match (refuse, s.what().as_str()) {
+                (Some((what, field)), w) if w == what => (
+                    422,
+                    json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                        "reason": "Invalid",
+                        "message": format!("Deployment.apps \"p-worker\" is invalid: {field}: Invalid value: \"two\""),
+                        "details": {"causes": [{"reason": "FieldValueInvalid", "message": "Invalid value", "field": field}]}
+                    }),
+                ),
+                (_, "PATCH deployments") => {
+                    let mut d = body;
+                    d["status"] = json!({"replicas": 1, "readyReplicas": 1});
+                    d["metadata"]["resourceVersion"] = json!("1");
+                    (200, d)
+                }
+                (_, "PATCH impressionpipelines/status") => {
+                    let mut out = serde_json::to_value(&p).unwrap();
+                    out["status"] = body["status"].clone();
+                    (200, out)
+                }
+                _ => {
+                    let mut out = body;
+                    out["metadata"]["resourceVersion"] = json!("1");
+                    (200, out)
+                }
+            };
+            log.lock().unwrap().push(s);
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, "default"), seen, server)
+}
+
+/// Waits for the mock API server to end (once every client of it was dropped).
+async fn finish(server: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the mock API server ends once the reconcile dropped its clients")
+        .unwrap();
+}
+
 /// [`run`], with the API server refusing the writes of one kind of child (422, as its
 /// validation does) with `cause` as the invalid field.
 async fn run_refusing(
@@ -120,65 +190,10 @@ async fn run_refusing(
     policies: Vec<ScalingPolicy>,
     refuse: Option<(&'static str, &'static str)>,
 ) -> (Vec<Seen>, bool) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let server = {
-        let (seen, p) = (seen.clone(), p.clone());
-        tokio::spawn(async move {
-            while let Some((req, send)) = handle.next_request().await {
-                let (parts, body) = req.into_parts();
-                let bytes = body.collect_bytes().await.unwrap();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let s = Seen {
-                    method: parts.method.to_string(),
-                    path: parts.uri.to_string(),
-                    body: body.clone(),
-                };
-                if let Some((what, field)) = refuse.filter(|(w, _)| s.what() == *w) {
-                    let _ = what;
-                    let status = json!({
-                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
-                        "reason": "Invalid",
-                        "message": format!("Deployment.apps \"p-worker\" is invalid: {field}: Invalid value: \"two\""),
-                        "details": {"causes": [{"reason": "FieldValueInvalid", "message": "Invalid value", "field": field}]}
-                    });
-                    seen.lock().unwrap().push(s);
-                    send.send_response(
-                        Response::builder()
-                            .status(422)
-                            .body(Body::from(serde_json::to_vec(&status).unwrap()))
-                            .unwrap(),
-                    );
-                    continue;
-                }
-                let answer = match s.what().as_str() {
-                    "PATCH deployments" => {
-                        let mut d = body;
-                        d["status"] = json!({"replicas": 1, "readyReplicas": 1});
-                        d
-                    }
-                    "PATCH impressionpipelines/status" => {
-                        let mut out = serde_json::to_value(&p).unwrap();
-                        out["status"] = body["status"].clone();
-                        out
-                    }
-                    _ => body,
-                };
-                seen.lock().unwrap().push(s);
-                send.send_response(
-                    Response::builder()
-                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                        .unwrap(),
-                );
-            }
-        })
-    };
-    let ctx = Arc::new(context(Client::new(service, "default"), policies));
+    let (client, seen, server) = mock_api(&p, refuse);
+    let ctx = Arc::new(context(client, policies));
     let ok = reconcile(Arc::new(p), ctx).await.is_ok();
-    tokio::time::timeout(std::time::Duration::from_secs(5), server)
-        .await
-        .expect("the mock API server ends once the reconcile dropped its clients")
-        .unwrap();
+    finish(server).await;
     let seen = seen.lock().unwrap().clone();
     (seen, ok)
 }
@@ -186,38 +201,9 @@ async fn run_refusing(
 /// Two reconciles of `p` with one context: the second after the children's watches saw the
 /// versions the first apply returned. Returns the second reconcile's requests.
 async fn run_twice(p: ImpressionPipeline) -> Vec<Seen> {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let server = {
-        let (seen, p) = (seen.clone(), p.clone());
-        tokio::spawn(async move {
-            while let Some((req, send)) = handle.next_request().await {
-                let (parts, body) = req.into_parts();
-                let bytes = body.collect_bytes().await.unwrap();
-                let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let s = Seen {
-                    method: parts.method.to_string(),
-                    path: parts.uri.to_string(),
-                    body: body.clone(),
-                };
-                if s.what() == "PATCH impressionpipelines/status" {
-                    let status = body["status"].clone();
-                    body = serde_json::to_value(&p).unwrap();
-                    body["status"] = status;
-                }
-                body["metadata"]["resourceVersion"] = json!("1");
-                seen.lock().unwrap().push(s);
-                send.send_response(
-                    Response::builder()
-                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                        .unwrap(),
-                );
-            }
-        })
-    };
-    let ctx = Arc::new(context(Client::new(service, "default"), vec![]));
-    let p = Arc::new(p);
-    reconcile(p.clone(), ctx.clone()).await.unwrap();
+    let (client, seen, server) = mock_api(&p, None);
+    let ctx = Arc::new(context(client, vec![]));
+    reconcile(Arc::new(p.clone()), ctx.clone()).await.unwrap();
     let first = seen.lock().unwrap().len();
     // The second reconcile sees the status the first one wrote.
     let status = seen
@@ -227,14 +213,11 @@ async fn run_twice(p: ImpressionPipeline) -> Vec<Seen> {
         .find(|s| s.what() == "PATCH impressionpipelines/status")
         .map(|s| s.body["status"].clone())
         .unwrap();
-    let mut p2 = (*p).clone();
+    let mut p2 = p;
     p2.status = Some(serde_json::from_value(status).unwrap());
     reconcile(Arc::new(p2), ctx.clone()).await.unwrap();
     drop(ctx);
-    tokio::time::timeout(std::time::Duration::from_secs(5), server)
-        .await
-        .unwrap()
-        .unwrap();
+    finish(server).await;
     let all = seen.lock().unwrap().clone();
     all[first..].to_vec()
 }
