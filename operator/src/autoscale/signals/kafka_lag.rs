@@ -1,14 +1,18 @@
-//! Consumer lag from Kafka through rdkafka: the group's committed offsets against the
-//! partitions' watermarks. A consumer per (cluster, group) is kept; it never joins the group.
-//! It connects with the settings of the pipeline's source Secret (SASL, TLS), as the workers do,
-//! and names an authentication or TLS failure instead of reporting a timeout.
+//! Consumer lag from Kafka through rdkafka: each group's committed offsets against the
+//! partitions' watermarks. One client per (cluster, credentials) serves every pipeline on that
+//! cluster (it never joins a group: the committed offsets of any group are asked through the
+//! admin API, [`super::group_offsets`]), so the operator's threads and memory do not grow with
+//! the number of pipelines. It connects with the settings of the pipeline's source Secret (SASL,
+//! TLS), as the workers do, and names an authentication or TLS failure instead of reporting a
+//! timeout.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use super::group_offsets;
 pub use crate::autoscale::model::LagSample;
 use crate::kafka_settings::KafkaSettings;
 use impressions_crds::pipeline::OffsetReset;
@@ -19,13 +23,16 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-/// Properties of the lag consumer that a Secret does not change: it reads a group's offsets
-/// under the group's id and never commits.
+/// Properties of the lag client that a Secret does not change: it never joins or commits.
 const OWN: [&str; 2] = ["group.id", "enable.auto.commit"];
 
-/// The lag consumer's client settings: the Secret's settings over the defaults, as the worker
-/// applies them, except [`OWN`].
-pub fn lag_client_config(bootstrap: &str, group: &str, settings: &KafkaSettings) -> ClientConfig {
+/// The group id the shared client is made with; it never joins it (librdkafka needs one for
+/// a consumer handle). Each pipeline's group is named per request.
+const CLIENT_GROUP: &str = "impressions-operator-lag";
+
+/// The lag client's settings: the Secret's settings over the defaults, as the worker applies
+/// them, except [`OWN`].
+pub fn lag_client_config(bootstrap: &str, settings: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("socket.timeout.ms", "5000");
@@ -34,7 +41,8 @@ pub fn lag_client_config(bootstrap: &str, group: &str, settings: &KafkaSettings)
             c.set(k, v);
         }
     }
-    c.set("group.id", group).set("enable.auto.commit", "false");
+    c.set("group.id", CLIENT_GROUP)
+        .set("enable.auto.commit", "false");
     c
 }
 
@@ -150,13 +158,19 @@ fn watermarks(
 /// (group, topic, partition).
 type PartitionKey = (String, String, i32);
 
-/// (bootstrap, group) → the settings the consumer was made with, and the consumer.
-type Consumers = HashMap<(String, String), (KafkaSettings, Arc<LagConsumer>)>;
+/// A cluster as reached with one set of credentials: one client each.
+type ClientKey = (String, KafkaSettings);
+
+/// A shared client and the (group, topic) pairs that use it.
+struct Shared {
+    client: Arc<LagConsumer>,
+    users: HashSet<(String, String)>,
+}
 
 /// The rdkafka implementation.
 #[derive(Default)]
 pub struct KafkaLag {
-    consumers: Mutex<Consumers>,
+    clients: Mutex<HashMap<ClientKey, Shared>>,
     /// (group, topic, partition) → (committed, high watermark) at the previous sample.
     previous: Mutex<HashMap<PartitionKey, (i64, i64)>>,
 }
@@ -170,30 +184,54 @@ impl std::fmt::Debug for KafkaLag {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl KafkaLag {
-    /// The consumer of (bootstrap, group), made again when the Secret's settings changed.
-    fn consumer(&self, t: &LagTarget) -> Result<Arc<LagConsumer>, String> {
-        let mut map = self.consumers.lock().expect("lag consumers lock");
-        let key = (t.bootstrap.clone(), t.group.clone());
-        if let Some((settings, c)) = map.get(&key)
-            && *settings == t.kafka
-        {
-            return Ok(c.clone());
+    /// The client of `t`'s cluster and credentials, made on first use; `t` is counted among its
+    /// users. A Secret whose settings changed gets (or shares) another client; the old one goes
+    /// with its last user.
+    fn client(&self, t: &LagTarget) -> Result<Arc<LagConsumer>, String> {
+        let mut map = self.clients.lock().expect("lag clients lock");
+        let user = (t.group.clone(), t.topic.clone());
+        // A pipeline whose settings changed leaves its previous client.
+        let key = (t.bootstrap.clone(), t.kafka.clone());
+        map.retain(|k, s| {
+            if *k != key {
+                s.users.remove(&user);
+            }
+            *k == key || !s.users.is_empty()
+        });
+        if let Some(s) = map.get_mut(&key) {
+            s.users.insert(user);
+            return Ok(s.client.clone());
         }
-        let c: LagConsumer = lag_client_config(&t.bootstrap, &t.group, &t.kafka)
+        let c: LagConsumer = lag_client_config(&t.bootstrap, &t.kafka)
             .create_with_context(LagContext::default())
             .map_err(|e| format!("Kafka client settings (source Secret): {e}"))?;
-        let c = Arc::new(c);
-        map.insert(key, (t.kafka.clone(), c.clone()));
-        Ok(c)
+        let client = Arc::new(c);
+        map.insert(
+            key,
+            Shared {
+                client: client.clone(),
+                users: HashSet::from([user]),
+            },
+        );
+        Ok(client)
+    }
+
+    /// Clients currently kept (one per cluster and credentials in use).
+    pub fn clients(&self) -> usize {
+        self.clients.lock().expect("lag clients lock").len()
     }
 }
 
 impl LagSource for KafkaLag {
     fn forget(&self, t: &LagTarget) {
-        self.consumers
+        let user = (t.group.clone(), t.topic.clone());
+        self.clients
             .lock()
-            .expect("lag consumers lock")
-            .remove(&(t.bootstrap.clone(), t.group.clone()));
+            .expect("lag clients lock")
+            .retain(|_, s| {
+                s.users.remove(&user);
+                !s.users.is_empty()
+            });
         self.previous
             .lock()
             .expect("previous lock")
@@ -201,7 +239,7 @@ impl LagSource for KafkaLag {
     }
 
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String> {
-        let c = self.consumer(t)?;
+        let c = self.client(t)?;
         let md = c
             .fetch_metadata(Some(&t.topic), TIMEOUT)
             .map_err(|e| explain(&c, format!("Kafka unreachable: {e}")))?;
@@ -213,31 +251,35 @@ impl LagSource for KafkaLag {
         if topic.error().is_some() || topic.partitions().is_empty() {
             return Err(format!("topic {} missing", t.topic));
         }
-        let mut tpl = TopicPartitionList::new();
-        for p in topic.partitions() {
-            tpl.add_partition(&t.topic, p.id());
-        }
-        let committed = c
-            .committed_offsets(tpl, TIMEOUT)
-            .map_err(|e| explain(&c, format!("committed offsets: {e}")))?;
+        let partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        // `c` (an Arc) keeps the handle alive across the call.
+        let committed = group_offsets::committed(
+            c.client().native_ptr(),
+            &t.group,
+            &t.topic,
+            &partitions,
+            TIMEOUT,
+        )
+        .map_err(|e| explain(&c, e))?;
         let mut s = LagSample {
-            partitions: topic.partitions().len() as i32,
+            partitions: partitions.len() as i32,
             total: 0,
             max_partition: 0,
             end_offsets: 0,
         };
-        let partitions: Vec<i32> = committed.elements().iter().map(|e| e.partition()).collect();
         let marks = watermarks(&c, &t.topic, &partitions)?;
         // The lock is taken after the network calls: a slow cluster never holds other pipelines.
         let mut previous = self.previous.lock().expect("previous lock");
-        for e in committed.elements() {
+        for p in &partitions {
             let (low, high) = marks
-                .get(&e.partition())
+                .get(p)
                 .copied()
-                .ok_or_else(|| format!("no watermarks for partition {}", e.partition()))?;
-            let mut lag = partition_lag(e.offset(), low, high, t.reset);
-            if let Offset::Offset(o) = e.offset() {
-                let key = (t.group.clone(), t.topic.clone(), e.partition());
+                .ok_or_else(|| format!("no watermarks for partition {p}"))?;
+            let offset = committed.get(p).copied().flatten();
+            let at = offset.map_or(Offset::Invalid, Offset::Offset);
+            let mut lag = partition_lag(at, low, high, t.reset);
+            if let Some(o) = offset {
+                let key = (t.group.clone(), t.topic.clone(), *p);
                 if resting_on_marker(previous.insert(key, (o, high)), o, high) {
                     lag = 0;
                 }
@@ -306,18 +348,18 @@ mod tests {
     }
 
     #[test]
-    fn the_lag_client_takes_the_secret_but_keeps_its_group_and_never_commits() {
+    fn the_lag_client_takes_the_secret_but_never_joins_or_commits() {
         let s = KafkaSettings::from_pairs([
             ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
             ("group.id".to_owned(), "elsewhere".to_owned()),
             ("enable.auto.commit".to_owned(), "true".to_owned()),
             ("socket.timeout.ms".to_owned(), "9000".to_owned()),
         ]);
-        let c = lag_client_config("k:9093", "ns.p", &s);
+        let c = lag_client_config("k:9093", &s);
         assert_eq!(c.get("bootstrap.servers"), Some("k:9093"));
         assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(c.get("socket.timeout.ms"), Some("9000"));
-        assert_eq!(c.get("group.id"), Some("ns.p"));
+        assert_eq!(c.get("group.id"), Some(CLIENT_GROUP));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
     }
 
