@@ -348,3 +348,121 @@ async fn recommend_mode_changes_status_not_the_deployment() {
     std::fs::remove_file(stack.file_sd_dir.join(format!("{ns}-rec.json"))).ok();
     drop(w);
 }
+
+/// Serves a fixed Prometheus exposition on a free port until the test ends.
+async fn serve_metrics(text: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Queries Prometheus answered on `/api/v1/query`, from its own metrics.
+async fn queries_answered(url: &str) -> f64 {
+    let text = reqwest_text(&format!("{url}/metrics")).await;
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn reqwest_text(url: &str) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sf", "--max-time", "5", url])
+        .output()
+        .await
+        .expect("curl");
+    assert!(out.status.success(), "GET {url}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every pipeline's signals from one query per signal: 40 pipelines sharing the templates are
+/// answered, each with its own values, from at most two refreshes (six queries), and a
+/// pipeline without series reads as no data, not as an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_query_per_signal_answers_every_pipeline() {
+    use impressions_crds::policy::PrometheusQueries;
+    use impressions_operator::autoscale::signals::prometheus::PrometheusThroughput;
+    let dir = std::env::temp_dir().join(unique("prom-fleet"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prom = OwnPrometheus::start(&dir);
+    let n = 40;
+    let mut text = String::new();
+    for i in 1..=n {
+        for (metric, v) in [("t_rate", i as f64), ("t_busy", i as f64 / 100.0)] {
+            text.push_str(&format!(
+                "{metric}{{namespace=\"fleet\",pipeline=\"p{i}\"}} {v}\n"
+            ));
+        }
+    }
+    let port = serve_metrics(text).await;
+    let sd = json!([{ "targets": [format!("127.0.0.1:{port}")] }]);
+    std::fs::write(prom.targets.join("fleet.json"), sd.to_string()).unwrap();
+    let client = prometheus_http_query::Client::try_from(prom.url.as_str()).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus scraped the series",
+        || {
+            let client = client.clone();
+            async move {
+                let r = client.query("count(t_rate)").get().await.ok()?;
+                let v = r.data().as_vector()?.first()?.sample().value();
+                (v as usize == n).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let q = PrometheusQueries {
+        processed_rate: "sum(t_rate{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
+        busy_fraction: "avg(t_busy{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
+        replicas: "count(t_rate{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
+        ..PrometheusQueries::default()
+    };
+    let tp = PrometheusThroughput::new(&prom.url).unwrap();
+    let before = queries_answered(&prom.url).await;
+    let reads = (1..=n + 1).map(|i| {
+        let (tp, q) = (tp.clone(), q.clone());
+        async move { (i, tp.sample(&q, "fleet", &format!("p{i}")).await) }
+    });
+    for (i, r) in futures::future::join_all(reads).await {
+        let t = r.unwrap_or_else(|e| panic!("p{i}: {e}"));
+        if i > n {
+            assert_eq!(t.processed_rate, None, "no series: no data");
+            assert_eq!(t.workers, None);
+            continue;
+        }
+        assert_eq!(t.processed_rate, Some(i as f64), "p{i}");
+        assert_eq!(t.busy_fraction, Some(i as f64 / 100.0), "p{i}");
+        assert_eq!(t.workers, Some(1.0), "p{i}");
+    }
+    let asked = queries_answered(&prom.url).await - before;
+    assert!(
+        (3.0..=6.0).contains(&asked),
+        "{} pipelines read with {asked} queries",
+        n + 1
+    );
+    assert_eq!(tp.reading_for(), n + 1);
+    tp.forget("fleet", "p1");
+    assert_eq!(tp.reading_for(), n);
+}

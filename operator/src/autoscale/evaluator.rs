@@ -114,7 +114,7 @@ impl Evaluator {
                 if let Some(st) = states.remove(&key)
                     && let Some(r) = st.reg
                 {
-                    self.lag.forget(&r.lag);
+                    self.forget(&r);
                 }
             }
         }
@@ -136,10 +136,19 @@ impl Evaluator {
             if let Some(st) = states.remove(k)
                 && let Some(r) = st.reg
             {
-                self.lag.forget(&r.lag);
+                self.forget(&r);
             }
         }
         gone
+    }
+
+    /// Drops what the signal sources keep for a pipeline: its lag client (with its last
+    /// pipeline) and its place in the Prometheus refresh.
+    fn forget(&self, r: &Registration) {
+        self.lag.forget(&r.lag);
+        if let Some(p) = &self.prometheus {
+            p.forget(&r.namespace, &r.name);
+        }
     }
 
     /// The pipelines the loop keeps state for.

@@ -1,7 +1,20 @@
-//! Throughput from Prometheus through prometheus-http-query: the pipeline's processed rate and
-//! its workers' busy fraction, from the ScalingPolicy's query templates.
+//! Throughput from Prometheus through prometheus-http-query: each pipeline's processed rate,
+//! its workers' busy fraction and their number, from the ScalingPolicy's query templates.
+//!
+//! The signals of every pipeline are read together: a refresher asks one query per signal for
+//! all pipelines that share the same templates ([`fleet_query`]) every [`REFRESH`], and an
+//! evaluation reads the latest answer. The number of queries does not grow with the number of
+//! pipelines, and an evaluation never waits on a Prometheus that hangs.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use impressions_crds::policy::PrometheusQueries;
+
+use super::fleet_query::{self, PipelineId};
 
 /// Processed events/s, busy fraction and the number of workers reporting, each `None` when
 /// Prometheus has no (fresh) series.
@@ -64,11 +77,48 @@ impl Breaker {
 
 pub use crate::autoscale::model::HistoryPoint;
 
-/// Reads throughput for one pipeline.
+/// How often the refresher reads every pipeline's signals.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// A reading older than this is not used (the refresher is stuck or failing).
+const MAX_AGE: Duration = Duration::from_secs(20);
+
+/// The templates a group of pipelines shares: one query per signal answers the group.
+type Templates = (String, String, String, String);
+
+fn templates(q: &PrometheusQueries) -> Templates {
+    (
+        q.processed_rate.clone(),
+        q.busy_fraction.clone(),
+        q.replicas.clone(),
+        q.rate_window.clone(),
+    )
+}
+
+/// One pipeline's signals as of one refresh.
+#[derive(Debug, Clone)]
+struct Reading {
+    at: Instant,
+    result: Result<Throughput, String>,
+}
+
+/// The pipelines to read and their latest readings.
+#[derive(Debug, Default)]
+struct Board {
+    wanted: Mutex<HashMap<PipelineId, Templates>>,
+    readings: Mutex<HashMap<PipelineId, Reading>>,
+    /// Counts finished refreshes.
+    refreshed: tokio::sync::watch::Sender<u64>,
+    wake: tokio::sync::Notify,
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// Reads every pipeline's throughput from one Prometheus.
 #[derive(Clone)]
 pub struct PrometheusThroughput {
     client: prometheus_http_query::Client,
     breaker: Breaker,
+    board: Arc<Board>,
 }
 
 impl std::fmt::Debug for PrometheusThroughput {
@@ -90,42 +140,134 @@ impl PrometheusThroughput {
         Ok(PrometheusThroughput {
             client: prometheus_http_query::Client::try_from(url).map_err(|e| e.to_string())?,
             breaker: Breaker::default(),
+            board: Arc::default(),
         })
     }
 
-    /// Queries both signals; an unreachable Prometheus is an error, an empty result `None`.
+    /// The pipeline's signals from the latest refresh; an unreachable Prometheus is an error,
+    /// a signal without series `None`. A pipeline seen for the first time (or whose templates
+    /// changed) waits for the next refresh, which it starts at once, for at most two deadlines.
     pub async fn sample(
         &self,
         q: &PrometheusQueries,
         namespace: &str,
         pipeline: &str,
     ) -> Result<Throughput, String> {
+        self.start_refresher();
+        let id = (namespace.to_owned(), pipeline.to_owned());
+        let mut refreshed = self.board.refreshed.subscribe();
+        let changed = {
+            let t = templates(q);
+            let mut wanted = self.board.wanted.lock().expect("board lock");
+            wanted.insert(id.clone(), t.clone()) != Some(t)
+        };
+        if changed {
+            self.board.readings.lock().expect("board lock").remove(&id);
+            self.board.wake.notify_one();
+            let until = tokio::time::Instant::now() + 2 * DEADLINE + Duration::from_secs(1);
+            while self.reading(&id).is_none()
+                && tokio::time::timeout_at(until, refreshed.changed())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            {}
+        }
+        match self.reading(&id) {
+            Some(r) if r.at.elapsed() <= MAX_AGE => r.result,
+            Some(_) => Err(format!(
+                "Prometheus signals not refreshed for over {MAX_AGE:?}"
+            )),
+            None => Err(format!(
+                "Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})"
+            )),
+        }
+    }
+
+    fn reading(&self, id: &PipelineId) -> Option<Reading> {
+        self.board
+            .readings
+            .lock()
+            .expect("board lock")
+            .get(id)
+            .cloned()
+    }
+
+    /// Stops reading a pipeline (deleted, or no longer autoscaled).
+    pub fn forget(&self, namespace: &str, pipeline: &str) {
+        let id = (namespace.to_owned(), pipeline.to_owned());
+        self.board.wanted.lock().expect("board lock").remove(&id);
+        self.board.readings.lock().expect("board lock").remove(&id);
+    }
+
+    /// Pipelines whose signals are read.
+    pub fn reading_for(&self) -> usize {
+        self.board.wanted.lock().expect("board lock").len()
+    }
+
+    /// Starts the refresher on the current runtime, once.
+    fn start_refresher(&self) {
+        use std::sync::atomic::Ordering;
+        if self.board.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                this.refresh().await;
+                let _ = tokio::time::timeout(REFRESH, this.board.wake.notified()).await;
+            }
+        });
+    }
+
+    /// Reads every wanted pipeline's signals: per group of pipelines sharing templates and per
+    /// chunk of [`fleet_query::CHUNK`] pipelines, one query per signal, all at once.
+    async fn refresh(&self) {
+        let mut groups: HashMap<Templates, Vec<PipelineId>> = HashMap::new();
+        for (id, t) in self.board.wanted.lock().expect("board lock").iter() {
+            groups.entry(t.clone()).or_default().push(id.clone());
+        }
+        let reads = groups.iter().flat_map(|(t, ids)| {
+            ids.chunks(fleet_query::CHUNK)
+                .map(move |chunk| self.read_chunk(t, chunk))
+        });
+        let results = futures::future::join_all(reads).await;
+        let at = Instant::now();
+        {
+            let mut readings = self.board.readings.lock().expect("board lock");
+            for (id, result) in results.into_iter().flatten() {
+                readings.insert(id, Reading { at, result });
+            }
+        }
+        self.board.refreshed.send_modify(|n| *n += 1);
+    }
+
+    async fn read_chunk(
+        &self,
+        (processed, busy, replicas, window): &Templates,
+        ids: &[PipelineId],
+    ) -> Vec<(PipelineId, Result<Throughput, String>)> {
         let one = |template: &str| {
-            let query = render(template, namespace, pipeline, &q.rate_window);
+            let query = fleet_query::union(template, window, ids);
             let (client, breaker) = (self.client.clone(), self.breaker.clone());
             async move {
-                let res = breaker.call(client.query(query.as_str()).get()).await?;
-                Ok::<_, String>(
-                    res.data()
-                        .as_vector()
-                        .and_then(|v| v.first())
-                        .map(|s| s.sample().value())
-                        .filter(|v| v.is_finite()),
-                )
+                let res = breaker.call(client.query(query.as_str()).post()).await?;
+                Ok::<_, String>(fleet_query::by_pipeline(res.data()))
             }
         };
         // At once: a Prometheus that hangs costs one deadline, not one per query.
-        let (processed_rate, busy_fraction, workers) = futures::try_join!(
-            one(&q.processed_rate),
-            one(&q.busy_fraction),
-            one(&q.replicas)
-        )?;
-        let workers = workers.filter(|w| *w >= 1.0);
-        Ok(Throughput {
-            processed_rate,
-            busy_fraction,
-            workers,
-        })
+        match futures::try_join!(one(processed), one(busy), one(replicas)) {
+            Ok((p, b, w)) => ids
+                .iter()
+                .map(|id| {
+                    let t = Throughput {
+                        processed_rate: p.get(id).copied(),
+                        busy_fraction: b.get(id).copied(),
+                        workers: w.get(id).copied().filter(|w| *w >= 1.0),
+                    };
+                    (id.clone(), Ok(t))
+                })
+                .collect(),
+            Err(e) => ids.iter().map(|id| (id.clone(), Err(e.clone()))).collect(),
+        }
     }
 
     /// The last `seconds` of the pipeline's processed rate, busy fraction, lag and worker count
