@@ -206,6 +206,15 @@ pub struct SinkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub schema_id: Option<i32>,
+
+    /// A dead letter's payload is cut to this many bytes (headers then give the original size
+    /// and its SHA-256), so that an oversize event is dead-lettered, never refused by the
+    /// broker. Default 256 KiB. It must fit the sink producer's `message.max.bytes` (from the
+    /// sink Secret, default 1,000,000) less 64 KiB for the key and headers: the operator checks
+    /// it with the worker's own validation and shows a refusal as Ready=False.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 104857600))]
+    pub dead_letter_max_payload_bytes: Option<u32>,
 }
 
 /// The delivery guarantee between the raw topic and the sink topic.

@@ -19,6 +19,8 @@ pub enum Error {
     NoNamespace,
     #[error("building the children: {0}")]
     Build(String),
+    #[error("the worker would refuse its config: {0}")]
+    WorkerConfig(String),
     #[error("the API server refused the worker {kind}: {message}{}", from.map(|f| format!(" (set by {f})")).unwrap_or_default())]
     ChildRejected {
         kind: &'static str,
@@ -89,6 +91,7 @@ impl Error {
             Error::CatalogKeyMissing { .. } => "CatalogKeyMissing",
             Error::NoNamespace => "NoNamespace",
             Error::Build(_) => "BuildFailed",
+            Error::WorkerConfig(_) => "WorkerConfigInvalid",
             Error::ChildRejected { .. } => "ChildRejected",
             Error::Kube(_) => "KubernetesApiError",
         }

@@ -29,14 +29,10 @@ pub async fn resolve(
             None => return Err(Error::SecretMissing(r.name.clone())),
         },
     };
-    let sink_secret = match &pipeline.spec.sink.secret_ref {
-        None => None,
-        Some(r) => match secrets
-            .get_metadata_opt(&r.name)
-            .await
-            .map_err(Error::Kube)?
-        {
-            Some(_) => Some(r.name.clone()),
+    let (sink_secret, sink_kafka) = match &pipeline.spec.sink.secret_ref {
+        None => (None, KafkaSettings::default()),
+        Some(r) => match secrets.get_opt(&r.name).await.map_err(Error::Kube)? {
+            Some(secret) => (Some(r.name.clone()), KafkaSettings::from_secret(&secret)),
             None => return Err(Error::SecretMissing(r.name.clone())),
         },
     };
@@ -64,6 +60,7 @@ pub async fn resolve(
         source_secret,
         sink_secret,
         source_kafka,
+        sink_kafka,
         catalog_config_map,
     })
 }

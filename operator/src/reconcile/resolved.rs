@@ -19,6 +19,8 @@ pub struct Resolved {
     /// The source Secret's librdkafka settings, for the operator's own client of the source
     /// cluster (consumer lag); empty without a source Secret.
     pub source_kafka: KafkaSettings,
+    /// The sink Secret's librdkafka settings (the worker's config is checked with them).
+    pub sink_kafka: KafkaSettings,
     /// The catalog ConfigMap key, when the catalog comes from a ConfigMap that exists.
     pub catalog_config_map: Option<ConfigMapKeyRef>,
 }

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 
 use prometheus_http_query::response::Data;
 
-use super::prometheus::render;
-
 /// A pipeline as (namespace, name).
 pub type PipelineId = (String, String);
 
@@ -18,6 +16,14 @@ pub const CHUNK: usize = 250;
 
 /// The label that names the pipeline in a union's result.
 const LABEL: &str = "impressions_pipeline";
+
+/// Substitutes `{namespace}`, `{pipeline}` and `{window}` in a query template.
+pub fn render(template: &str, namespace: &str, pipeline: &str, window: &str) -> String {
+    template
+        .replace("{namespace}", namespace)
+        .replace("{pipeline}", pipeline)
+        .replace("{window}", window)
+}
 
 /// The union query of `template` for `pipelines`.
 pub fn union(template: &str, window: &str, pipelines: &[PipelineId]) -> String {

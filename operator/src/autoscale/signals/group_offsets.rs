@@ -10,19 +10,15 @@ use std::{
     time::Duration,
 };
 
-use rdkafka::bindings as rd;
+use rdkafka::{ClientContext, bindings as rd, client::Client};
 
 /// `RD_KAFKA_OFFSET_INVALID`: the group has committed nothing for the partition.
 const NO_OFFSET: i64 = -1001;
 
 /// The committed offset of each of `partitions` of `topic` for `group` (`None`: nothing
-/// committed), asked through the client handle `rk` with a deadline of `timeout`.
-///
-/// # Safety of the call
-/// `rk` must be a live client handle (from `Client::native_ptr`) for the whole call; the
-/// caller keeps the client (an `Arc`) alive across it.
-pub fn committed(
-    rk: *mut rd::rd_kafka_t,
+/// committed), asked through `client` (any consumer or producer) with a deadline of `timeout`.
+pub fn committed<C: ClientContext>(
+    client: &Client<C>,
     group: &str,
     topic: &str,
     partitions: &[i32],
@@ -31,6 +27,8 @@ pub fn committed(
     let group_c = CString::new(group).map_err(|_| "group id contains NUL".to_owned())?;
     let topic_c = CString::new(topic).map_err(|_| "topic contains NUL".to_owned())?;
     let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // Alive for the whole call: `client` is borrowed across it.
+    let rk = client.native_ptr();
     // SAFETY: every object made here is destroyed here, on every path; librdkafka copies the
     // request and the partition list, and the result lives until the event is destroyed. A
     // temporary queue that is destroyed before its answer arrives is reference-counted by the

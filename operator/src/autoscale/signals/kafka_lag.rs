@@ -252,15 +252,9 @@ impl LagSource for KafkaLag {
             return Err(format!("topic {} missing", t.topic));
         }
         let partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-        // `c` (an Arc) keeps the handle alive across the call.
-        let committed = group_offsets::committed(
-            c.client().native_ptr(),
-            &t.group,
-            &t.topic,
-            &partitions,
-            TIMEOUT,
-        )
-        .map_err(|e| explain(&c, e))?;
+        let committed =
+            group_offsets::committed(c.client(), &t.group, &t.topic, &partitions, TIMEOUT)
+                .map_err(|e| explain(&c, e))?;
         let mut s = LagSample {
             partitions: partitions.len() as i32,
             total: 0,

@@ -14,7 +14,7 @@ use std::{
 
 use impressions_crds::policy::PrometheusQueries;
 
-use super::fleet_query::{self, PipelineId};
+use super::fleet_query::{self, PipelineId, render};
 
 /// Processed events/s, busy fraction and the number of workers reporting, each `None` when
 /// Prometheus has no (fresh) series.
@@ -125,14 +125,6 @@ impl std::fmt::Debug for PrometheusThroughput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PrometheusThroughput")
     }
-}
-
-/// Substitutes `{namespace}`, `{pipeline}` and `{window}` in a query template.
-pub fn render(template: &str, namespace: &str, pipeline: &str, window: &str) -> String {
-    template
-        .replace("{namespace}", namespace)
-        .replace("{pipeline}", pipeline)
-        .replace("{window}", window)
 }
 
 impl PrometheusThroughput {

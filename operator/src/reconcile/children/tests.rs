@@ -32,6 +32,7 @@ fn resolved() -> Resolved {
         source_secret: Some("kafka-creds".into()),
         sink_secret: None,
         source_kafka: Default::default(),
+        sink_kafka: Default::default(),
         catalog_config_map: None,
     }
 }
@@ -181,4 +182,40 @@ fn catalog_from_a_config_map_is_mounted_and_configured() {
         vols.iter()
             .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "titles"))
     );
+}
+
+#[test]
+fn the_dead_letter_size_reaches_the_worker_and_one_it_would_refuse_is_a_spec_problem() {
+    let sink = |n: u32| {
+        serde_json::json!({"sink": {"topic": "out", "deadLetterTopic": "dlq",
+            "deadLetterMaxPayloadBytes": n}})
+    };
+    let c = children(&pipeline(sink(100_000)), &resolved(), 1, &opts()).unwrap();
+    let yaml = &c.config_map.data.as_ref().unwrap()["worker.yaml"];
+    let cfg = impressions_worker_core::config::WorkerConfig::from_yaml(yaml, []).unwrap();
+    assert_eq!(cfg.dead_letter.max_payload_bytes, 100_000);
+
+    // 990,000 does not fit the producer's default 1,000,000 less the headers' room.
+    let e = children(&pipeline(sink(990_000)), &resolved(), 1, &opts()).unwrap_err();
+    assert_eq!(e.reason(), "WorkerConfigInvalid");
+    let text = e.to_string();
+    assert!(
+        text.contains("spec.sink.deadLetterMaxPayloadBytes") && text.contains("at most 934464"),
+        "{text}"
+    );
+    assert!(e.is_spec_problem());
+
+    // The sink Secret raises the producer's limit: then it fits.
+    let mut r = resolved();
+    r.sink_secret = Some("sink-creds".into());
+    r.sink_kafka = crate::kafka_settings::KafkaSettings::from_pairs([(
+        "message.max.bytes".to_owned(),
+        "2000000".to_owned(),
+    )]);
+    let p = pipeline(
+        serde_json::json!({"sink": {"topic": "out", "deadLetterTopic": "dlq",
+        "bootstrapServers": "sink:9092", "secretRef": {"name": "sink-creds"},
+        "deadLetterMaxPayloadBytes": 990_000}}),
+    );
+    children(&p, &r, 1, &opts()).expect("fits the sink Secret's message.max.bytes");
 }

@@ -46,7 +46,7 @@ pub fn render(p: &ImpressionPipeline, ns: &str, resolved: &Resolved) -> Result<S
     if let Some(cap) = s.worker.max_events_per_second {
         processing["maxEventsPerSecond"] = json!(cap);
     }
-    let doc = json!({
+    let mut doc = json!({
         "pipeline": { "namespace": ns, "name": p.name_any() },
         "source": {
             "bootstrapServers": s.source.bootstrap_servers,
@@ -61,7 +61,49 @@ pub fn render(p: &ImpressionPipeline, ns: &str, resolved: &Resolved) -> Result<S
         "drainTimeoutSecs": s.worker.drain_timeout_seconds,
         "metrics": { "listen": format!("0.0.0.0:{}", labels::METRICS_PORT) },
     });
-    serde_yaml::to_string(&doc).map_err(|e| Error::Build(e.to_string()))
+    if let Some(n) = s.sink.dead_letter_max_payload_bytes {
+        doc["deadLetter"] = json!({ "maxPayloadBytes": n });
+    }
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| Error::Build(e.to_string()))?;
+    check(&yaml, resolved)?;
+    Ok(yaml)
+}
+
+/// Validates the rendered config as the worker will at start, with the Secrets' settings as
+/// the worker gets them: a config the worker would refuse (e.g. a dead-letter size above the
+/// sink producer's message limit) is a spec problem shown on the pipeline, with the worker's
+/// field mapped to the pipeline's, instead of a crash-looping pod.
+fn check(yaml: &str, resolved: &Resolved) -> Result<(), Error> {
+    let env = [
+        ("WORKER__SOURCE__KAFKA__", &resolved.source_kafka),
+        ("WORKER__SINK__KAFKA__", &resolved.sink_kafka),
+    ]
+    .into_iter()
+    .flat_map(|(prefix, settings)| {
+        settings
+            .iter()
+            .map(move |(k, v)| (format!("{prefix}{k}"), v.clone()))
+    });
+    impressions_worker_core::config::WorkerConfig::from_yaml(yaml, env)
+        .map(|_| ())
+        .map_err(|e| Error::WorkerConfig(pipeline_fields(&e.to_string())))
+}
+
+/// The worker's config fields named in a message, as the pipeline's fields.
+fn pipeline_fields(message: &str) -> String {
+    const FIELDS: [(&str, &str); 3] = [
+        (
+            "deadLetter.maxPayloadBytes",
+            "spec.sink.deadLetterMaxPayloadBytes",
+        ),
+        ("sink.kafka.", "the sink Secret's "),
+        ("source.kafka.", "the source Secret's "),
+    ];
+    FIELDS
+        .iter()
+        .fold(message.to_owned(), |m, (worker, pipeline)| {
+            m.replace(worker, pipeline)
+        })
 }
 
 /// The ConfigMap holding the rendered config.

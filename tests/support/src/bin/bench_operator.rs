@@ -95,6 +95,23 @@ fn api_requests_by_verb(stack: &Stack) -> BTreeMap<String, f64> {
     by_verb
 }
 
+/// Instant queries the stack's Prometheus answered (its own `prometheus_http_requests_total`
+/// for `/api/v1/query`): the operator's signal reads plus the quality monitor's.
+fn prometheus_queries(stack: &Stack) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "5"])
+        .arg(format!("{}/metrics", stack.prometheus_url))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{"))
+        .filter_map(parse_line)
+        .filter(|(labels, _)| labels.get("handler").map(String::as_str) == Some("/api/v1/query"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 /// The evaluation-interval histogram's cumulative buckets (le → count).
 fn interval_buckets(metrics: &str) -> Vec<(f64, f64)> {
     metrics
@@ -137,9 +154,17 @@ fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> 
 
 /// A minute of measurement.
 async fn window(stack: &Stack, op: &OperatorProcess, seconds: u64) -> Value {
-    let (api0, m0) = (api_requests_by_verb(stack), op.metrics());
+    let (api0, m0, q0) = (
+        api_requests_by_verb(stack),
+        op.metrics(),
+        prometheus_queries(stack),
+    );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (api1, m1) = (api_requests_by_verb(stack), op.metrics());
+    let (api1, m1, q1) = (
+        api_requests_by_verb(stack),
+        op.metrics(),
+        prometheus_queries(stack),
+    );
     let per_minute: BTreeMap<String, f64> = api1
         .iter()
         .map(|(verb, n)| {
@@ -159,6 +184,7 @@ async fn window(stack: &Stack, op: &OperatorProcess, seconds: u64) -> Value {
         "seconds": seconds,
         "api_requests_per_minute_by_verb": per_minute,
         "writes_per_minute": writes,
+        "prometheus_queries_per_minute": ((q1 - q0) * 60.0 / seconds as f64).round(),
         "evaluations": evaluations,
         "evaluation_interval_p50_seconds": quantile(&b0, &b1, 0.5),
         "evaluation_interval_p99_seconds": quantile(&b0, &b1, 0.99),
