@@ -36,19 +36,51 @@ pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 /// fleet, not one per pipeline and evaluation.
 pub const OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// A circuit breaker shared by every query of one Prometheus.
+/// A circuit breaker shared by every query of one Prometheus. Open after a query that did not
+/// answer in time; once [`OPEN_FOR`] has passed, one query (the probe) is let through while the
+/// others still fail at once; the probe's answer closes it, its timeout opens it again.
 #[derive(Debug, Default, Clone)]
-pub struct Breaker(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+pub struct Breaker(std::sync::Arc<std::sync::Mutex<BreakerState>>);
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    /// Open until then (`None`: closed).
+    open_until: Option<tokio::time::Instant>,
+    /// A probe is under way.
+    probing: bool,
+}
+
+/// What a call may do.
+#[derive(Debug, PartialEq)]
+enum Pass {
+    Closed,
+    Probe,
+    FailFast,
+}
+
+/// The same text on every failure: it becomes the MetricsAvailable message, and a text that
+/// changed with each evaluation would rewrite the status each time.
+fn hung_message() -> String {
+    format!("Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})")
+}
 
 impl Breaker {
-    /// Seconds the breaker stays open, if it is.
-    fn open_for(&self) -> Option<std::time::Duration> {
-        let until = (*self.0.lock().expect("breaker lock"))?;
-        until.checked_duration_since(std::time::Instant::now())
+    fn pass(&self) -> Pass {
+        let mut st = self.0.lock().expect("breaker lock");
+        match st.open_until {
+            None => Pass::Closed,
+            Some(until) if tokio::time::Instant::now() < until || st.probing => Pass::FailFast,
+            Some(_) => {
+                st.probing = true;
+                Pass::Probe
+            }
+        }
     }
 
-    fn trip(&self) {
-        *self.0.lock().expect("breaker lock") = Some(std::time::Instant::now() + OPEN_FOR);
+    fn settle(&self, answered: bool) {
+        let mut st = self.0.lock().expect("breaker lock");
+        st.probing = false;
+        st.open_until = (!answered).then(|| tokio::time::Instant::now() + OPEN_FOR);
     }
 
     /// Awaits `fut` for at most [`DEADLINE`]; while the breaker is open, fails at once.
@@ -56,21 +88,37 @@ impl Breaker {
         &self,
         fut: impl std::future::Future<Output = Result<T, prometheus_http_query::Error>>,
     ) -> Result<T, String> {
-        // The same text on every failure: it becomes the MetricsAvailable message, and a text
-        // that changed with each evaluation would rewrite the status each time.
-        if self.open_for().is_some() {
-            return Err(format!(
-                "Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})"
-            ));
+        let pass = self.pass();
+        if pass == Pass::FailFast {
+            return Err(hung_message());
         }
-        match tokio::time::timeout(DEADLINE, fut).await {
-            Ok(r) => r.map_err(|e| format!("Prometheus: {e}")),
-            Err(_) => {
-                self.trip();
-                Err(format!(
-                    "Prometheus did not answer within {DEADLINE:?} (asked again every {OPEN_FOR:?})"
-                ))
+        // A probe dropped before its answer (its caller gave up) lets the next call probe.
+        let mut guard = ProbeGuard(self, pass == Pass::Probe);
+        let out = match tokio::time::timeout(DEADLINE, fut).await {
+            Ok(r) => {
+                // An answer, even an error, means Prometheus answers.
+                if pass == Pass::Probe {
+                    self.settle(true);
+                }
+                r.map_err(|e| format!("Prometheus: {e}"))
             }
+            Err(_) => {
+                self.settle(false);
+                Err(hung_message())
+            }
+        };
+        guard.1 = false;
+        out
+    }
+}
+
+/// Ends an abandoned probe.
+struct ProbeGuard<'a>(&'a Breaker, bool);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.0.lock().expect("breaker lock").probing = false;
         }
     }
 }
@@ -340,5 +388,43 @@ mod breaker_tests {
             "the same text each time: it becomes the status message"
         );
         assert_eq!(t1.elapsed(), std::time::Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_open_period_one_probe_goes_through_and_the_others_fail_at_once() {
+        let b = Breaker::default();
+        let hung = || std::future::pending::<Result<(), prometheus_http_query::Error>>();
+        assert!(b.call(hung()).await.is_err());
+        tokio::time::sleep(OPEN_FOR).await;
+        // The probe hangs; meanwhile another query fails at once.
+        let probe = tokio::spawn({
+            let b = b.clone();
+            async move { b.call(hung()).await }
+        });
+        tokio::task::yield_now().await;
+        let t0 = tokio::time::Instant::now();
+        let other = b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await;
+        assert!(other.is_err(), "not let through while the probe is under way");
+        assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
+        assert!(probe.await.unwrap().is_err(), "the probe timed out: open again");
+        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_err());
+        // The next probe answers: closed.
+        tokio::time::sleep(OPEN_FOR).await;
+        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok());
+        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_lets_the_next_call_probe() {
+        let b = Breaker::default();
+        let hung = || std::future::pending::<Result<(), prometheus_http_query::Error>>();
+        assert!(b.call(hung()).await.is_err());
+        tokio::time::sleep(OPEN_FOR).await;
+        // The caller of the probe gives up at once (as try_join! does when a sibling fails).
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), b.call(hung())).await;
+        assert!(
+            b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok(),
+            "the next call is the probe, not failed forever"
+        );
     }
 }
