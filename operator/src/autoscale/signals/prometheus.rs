@@ -403,15 +403,35 @@ mod breaker_tests {
         });
         tokio::task::yield_now().await;
         let t0 = tokio::time::Instant::now();
-        let other = b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await;
-        assert!(other.is_err(), "not let through while the probe is under way");
+        let other = b
+            .call(async { Ok::<_, prometheus_http_query::Error>(()) })
+            .await;
+        assert!(
+            other.is_err(),
+            "not let through while the probe is under way"
+        );
         assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
-        assert!(probe.await.unwrap().is_err(), "the probe timed out: open again");
-        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_err());
+        assert!(
+            probe.await.unwrap().is_err(),
+            "the probe timed out: open again"
+        );
+        assert!(
+            b.call(async { Ok::<_, prometheus_http_query::Error>(()) })
+                .await
+                .is_err()
+        );
         // The next probe answers: closed.
         tokio::time::sleep(OPEN_FOR).await;
-        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok());
-        assert!(b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok());
+        assert!(
+            b.call(async { Ok::<_, prometheus_http_query::Error>(()) })
+                .await
+                .is_ok()
+        );
+        assert!(
+            b.call(async { Ok::<_, prometheus_http_query::Error>(()) })
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -423,7 +443,9 @@ mod breaker_tests {
         // The caller of the probe gives up at once (as try_join! does when a sibling fails).
         let _ = tokio::time::timeout(std::time::Duration::from_millis(1), b.call(hung())).await;
         assert!(
-            b.call(async { Ok::<_, prometheus_http_query::Error>(()) }).await.is_ok(),
+            b.call(async { Ok::<_, prometheus_http_query::Error>(()) })
+                .await
+                .is_ok(),
             "the next call is the probe, not failed forever"
         );
     }

@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 pub(super) async fn worker_kill(run: &mut Run<'_>) -> Phase {
     eprintln!("== kill -9 of a worker under steady load");
     let mut ph = Phase::new("worker kill -9, steady 1,000/s", run.now());

@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 pub(super) fn judge(run: &Run<'_>, phases: &mut [Phase], end: f64) -> (Report, Vec<String>) {
     let isolation = if run.guarantee == "ExactlyOnce" {
         Isolation::ReadCommitted

@@ -126,6 +126,7 @@ const FAULTS: [&str; 9] = [
     "leader-kill",
     "pipeline-delete",
 ];
+/// One pipeline of the run.
 #[derive(Debug)]
 struct Pipe {
     name: &'static str,

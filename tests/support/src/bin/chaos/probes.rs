@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 pub(super) fn stack_cmd(args: &[&str]) -> Result<(), String> {
     let ok = Command::new(repo_root().join("tests/stack/stack.sh"))
         .args(args)
@@ -164,5 +163,3 @@ pub(super) fn replicas(samples: &[Sample], from: f64, until: f64) -> String {
     }
     out.iter().map(i32::to_string).collect::<Vec<_>>().join("→")
 }
-
-/// One pipeline of the run.

@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 pub(super) fn pipeline_manifest(
     stack: &Stack,
     ns: &str,
