@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     observation::{Budget, EventTypeShape, FieldShape, Observation, Window},
-    types::{JsonType, TypeCounts, TypeMask, counts_to_map},
+    types::{TypeCounts, TypeMask, counts_to_map},
     versions::Versions,
     walk::{KeyFields, Walk, WalkLimits},
 };
@@ -298,6 +298,7 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::JsonType;
 
     fn every_event() -> LearnerConfig {
         LearnerConfig {
