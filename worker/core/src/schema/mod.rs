@@ -12,7 +12,9 @@
 //! | Client versions, bounded to the newest | [`versions`] |
 //! | The observation of a window, its budget and merge | [`observation`] |
 //! | The learner (sampling, bounded state) | [`learner`] |
+//! | Drift from a baseline and its thresholds | [`drift`] |
 
+pub mod drift;
 pub mod learner;
 pub mod observation;
 pub mod path;
@@ -20,6 +22,7 @@ pub mod types;
 pub mod versions;
 pub mod walk;
 
+pub use drift::{Drift, DriftKind, Thresholds, detect};
 pub use learner::{Learner, LearnerConfig};
 pub use observation::{Budget, EventTypeShape, FieldShape, Observation, Window};
 pub use types::JsonType;
