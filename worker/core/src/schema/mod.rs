@@ -13,8 +13,10 @@
 //! | The observation of a window, its budget and merge | [`observation`] |
 //! | The learner (sampling, bounded state) | [`learner`] |
 //! | Drift from a baseline and its thresholds | [`drift`] |
+//! | JSON Schema rendering | [`json_schema`] |
 
 pub mod drift;
+pub mod json_schema;
 pub mod learner;
 pub mod observation;
 pub mod path;
