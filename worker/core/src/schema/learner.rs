@@ -89,6 +89,24 @@ struct TypeState {
     fields: FxHashMap<Box<str>, FieldState>,
 }
 
+impl FieldState {
+    /// The window's shape of the field; the counts start again.
+    fn take(&mut self) -> FieldShape {
+        let shape = FieldShape {
+            present: self.present,
+            types: counts_to_map(&self.types),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            versions: std::mem::take(&mut self.versions),
+        };
+        self.present = 0;
+        self.types = [0; 7];
+        self.first_seen_ms = i64::MAX;
+        self.last_seen_ms = i64::MIN;
+        shape
+    }
+}
+
 #[derive(Debug)]
 struct FieldState {
     present: u64,
@@ -228,40 +246,36 @@ impl Learner {
         }
     }
 
-    /// Ends the window: its observation, and a fresh window.
+    /// Ends the window: its observation, and a fresh window. The event types and paths seen
+    /// in the window stay known (their counts zeroed), so that a steady stream of events does
+    /// not allocate them again; those not seen are forgotten, so that they free the budget.
     pub fn take(&mut self) -> Observation {
+        self.types.retain(|_, ts| ts.events > 0);
         let event_types = self
             .types
-            .drain()
+            .iter_mut()
             .map(|(name, ts)| {
+                ts.fields.retain(|_, f| f.present > 0);
                 let fields = ts
                     .fields
-                    .into_iter()
-                    .map(|(p, f)| {
-                        (
-                            p.into_string(),
-                            FieldShape {
-                                present: f.present,
-                                types: counts_to_map(&f.types),
-                                first_seen_ms: f.first_seen_ms,
-                                last_seen_ms: f.last_seen_ms,
-                                versions: f.versions,
-                            },
-                        )
-                    })
+                    .iter_mut()
+                    .map(|(p, f)| (p.to_string(), f.take()))
                     .collect();
-                (
-                    name.into_string(),
-                    EventTypeShape {
-                        events: ts.events,
-                        first_seen_ms: ts.first_seen_ms,
-                        last_seen_ms: ts.last_seen_ms,
-                        fields,
-                        paths_overflow: ts.paths_overflow,
-                        values_truncated: ts.values_truncated,
-                        versions: ts.versions,
-                    },
-                )
+                let shape = EventTypeShape {
+                    events: ts.events,
+                    first_seen_ms: ts.first_seen_ms,
+                    last_seen_ms: ts.last_seen_ms,
+                    fields,
+                    paths_overflow: ts.paths_overflow,
+                    values_truncated: ts.values_truncated,
+                    versions: std::mem::take(&mut ts.versions),
+                };
+                ts.events = 0;
+                ts.first_seen_ms = i64::MAX;
+                ts.last_seen_ms = i64::MIN;
+                ts.paths_overflow = 0;
+                ts.values_truncated = 0;
+                (name.to_string(), shape)
             })
             .collect();
         let obs = Observation {
@@ -369,6 +383,33 @@ mod tests {
             assert_eq!(t.versions.newest.len(), 1);
             assert_eq!(t.versions.others, 24);
         }
+    }
+
+    #[test]
+    fn each_window_counts_afresh_and_unseen_paths_free_the_budget() {
+        let mut config = every_event();
+        config.budget.max_paths = 3;
+        let mut l = Learner::new(&config);
+        l.offer(br#"{"eventType":"a","x":1,"y":1}"#, 10);
+        let first = l.take();
+        assert_eq!(first.event_types["a"].fields.len(), 3);
+        l.offer(br#"{"eventType":"a","x":"s","z":1}"#, 20);
+        l.offer(br#"{"eventType":"a","x":"s","z":1}"#, 30);
+        let second = l.take();
+        let a = &second.event_types["a"];
+        assert_eq!(a.events, 2);
+        assert_eq!((a.first_seen_ms, a.last_seen_ms), (20, 30));
+        // y still held its place during the window: z overflowed…
+        assert_eq!(a.fields.keys().collect::<Vec<_>>(), ["eventType", "x"]);
+        assert_eq!(a.paths_overflow, 2);
+        let x = &a.fields["x"];
+        assert_eq!((x.present, x.first_seen_ms, x.last_seen_ms), (2, 20, 30));
+        assert_eq!(x.types, [(JsonType::String, 2)].into_iter().collect());
+        // …and was forgotten at its end, so z has a place in the next.
+        l.offer(br#"{"eventType":"a","x":"s","z":1}"#, 40);
+        let third = l.take();
+        assert_eq!(third.event_types["a"].fields.len(), 3);
+        assert_eq!(third.event_types["a"].paths_overflow, 0);
     }
 
     #[test]

@@ -23,12 +23,8 @@ pub fn compare(a: &str, b: &str) -> Ordering {
         let (rx, ry) = (&x[..nx], &y[..ny]);
         let o = match (dx, dy) {
             (true, true) => {
-                let strip = |r: &[u8]| {
-                    let z = r.iter().position(|c| *c != b'0').unwrap_or(r.len());
-                    r[z..].to_vec()
-                };
-                let (sx, sy) = (strip(rx), strip(ry));
-                sx.len().cmp(&sy.len()).then_with(|| sx.cmp(&sy))
+                let (sx, sy) = (strip_zeros(rx), strip_zeros(ry));
+                sx.len().cmp(&sy.len()).then_with(|| sx.cmp(sy))
             }
             // At the same place, digits sort after anything else.
             (true, false) => Ordering::Greater,
@@ -42,6 +38,12 @@ pub fn compare(a: &str, b: &str) -> Ordering {
         y = &y[ny..];
     }
     x.len().cmp(&y.len()).then_with(|| a.cmp(b))
+}
+
+/// A run of digits without its leading zeros.
+fn strip_zeros(run: &[u8]) -> &[u8] {
+    let z = run.iter().position(|c| *c != b'0').unwrap_or(run.len());
+    &run[z..]
 }
 
 /// One version and the number of (sampled) events of it.
@@ -67,6 +69,11 @@ impl Versions {
             self.others += events;
             return;
         };
+        // Most counts are of a version already kept: found by equality, without ordering.
+        if let Some(k) = self.newest.iter_mut().find(|k| k.version == v) {
+            k.events += events;
+            return;
+        }
         match self
             .newest
             .binary_search_by(|k| compare(v, &k.version))

@@ -50,8 +50,9 @@ pub struct Walk {
     values: Vec<(u32, JsonType)>,
     /// The path being walked.
     cur: String,
-    event_type: Option<String>,
-    client_version: Option<String>,
+    /// The captured strings (buffers reused; `None` when not captured in this event).
+    event_type: (String, bool),
+    client_version: (String, bool),
     /// Values not kept because of `max_values`.
     pub truncated: u64,
     max_values: usize,
@@ -68,8 +69,8 @@ impl Walk {
         self.paths.clear();
         self.values.clear();
         self.cur.clear();
-        self.event_type = None;
-        self.client_version = None;
+        self.event_type.1 = false;
+        self.client_version.1 = false;
         self.truncated = 0;
         self.max_values = limits.max_values;
         let mut de = serde_json::Deserializer::from_str(text);
@@ -94,12 +95,14 @@ impl Walk {
 
     /// The top-level event type, if it is a string.
     pub fn event_type(&self) -> Option<&str> {
-        self.event_type.as_deref()
+        let (s, set) = &self.event_type;
+        set.then_some(s.as_str())
     }
 
     /// The top-level client version, if it is a string.
     pub fn client_version(&self) -> Option<&str> {
-        self.client_version.as_deref()
+        let (s, set) = &self.client_version;
+        set.then_some(s.as_str())
     }
 
     fn record(&mut self, t: JsonType) {
@@ -230,11 +233,14 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         self.walk.record(JsonType::String);
-        match self.capture {
-            Some(Capture::EventType) => self.walk.event_type = Some(v.to_owned()),
-            Some(Capture::ClientVersion) => self.walk.client_version = Some(v.to_owned()),
-            None => {}
-        }
+        let slot = match self.capture {
+            Some(Capture::EventType) => &mut self.walk.event_type,
+            Some(Capture::ClientVersion) => &mut self.walk.client_version,
+            None => return Ok(()),
+        };
+        slot.0.clear();
+        slot.0.push_str(v);
+        slot.1 = true;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
