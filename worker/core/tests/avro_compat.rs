@@ -100,10 +100,7 @@ fn a_narrowed_type_is_refused() {
 #[test]
 fn a_removed_enum_symbol_without_a_default_is_refused() {
     let reader = changed(|v| {
-        let title = fields(v)
-            .iter_mut()
-            .find(|f| f["name"] == "title")
-            .unwrap();
+        let title = fields(v).iter_mut().find(|f| f["name"] == "title").unwrap();
         let kind = title["type"]["fields"]
             .as_array_mut()
             .unwrap()

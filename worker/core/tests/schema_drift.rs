@@ -110,7 +110,10 @@ fn a_renamed_field_is_a_new_field_and_a_presence_drop() {
         .find(|x| x.event_type == "impression" && x.kind == DriftKind::PresenceDropped)
         .unwrap();
     assert_eq!(dropped.before.presence, 1.0);
-    assert!((0.65..0.75).contains(&dropped.after.presence), "{dropped:?}");
+    assert!(
+        (0.65..0.75).contains(&dropped.after.presence),
+        "{dropped:?}"
+    );
 }
 
 #[test]
@@ -132,7 +135,10 @@ fn a_changed_type_is_a_type_change() {
     let d = drifts(release(0.3, |r| r.retype = Some("pageId".into())));
     assert_every_type(&d, &[(DriftKind::TypeChanged, "pageId")]);
     let t = d.iter().find(|x| x.event_type == "impression").unwrap();
-    assert_eq!(t.before.types.keys().map(|t| t.name()).collect::<Vec<_>>(), ["integer"]);
+    assert_eq!(
+        t.before.types.keys().map(|t| t.name()).collect::<Vec<_>>(),
+        ["integer"]
+    );
     assert_eq!(
         t.after.types.keys().map(|t| t.name()).collect::<Vec<_>>(),
         ["integer", "string"]
@@ -154,14 +160,19 @@ fn a_dropped_nested_field_is_named_by_its_path() {
 #[test]
 fn an_added_object_is_one_new_field() {
     let d = drifts(release(0.3, |r| {
-        r.add = Some(("clientHints".into(), json!({"reducedMotion": true, "dpr": 2.0})))
+        r.add = Some((
+            "clientHints".into(),
+            json!({"reducedMotion": true, "dpr": 2.0}),
+        ))
     }));
     assert_every_type(&d, &[(DriftKind::NewField, "clientHints")]);
 }
 
 #[test]
 fn an_added_event_type_is_a_new_event_type() {
-    let d = drifts(release(0.3, |r| r.event_type = Some("impression_v2".into())));
+    let d = drifts(release(0.3, |r| {
+        r.event_type = Some("impression_v2".into())
+    }));
     let kinds: Vec<_> = d
         .iter()
         .map(|x| (x.kind, x.event_type.as_str(), x.path.as_deref()))

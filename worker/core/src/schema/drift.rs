@@ -206,9 +206,7 @@ pub fn detect(baseline: &Observation, current: &Observation, th: &Thresholds) ->
         }
     }
     let mut out = drop_implied(out);
-    out.sort_by(|a, b| {
-        (&a.event_type, &a.path, a.kind).cmp(&(&b.event_type, &b.path, b.kind))
-    });
+    out.sort_by(|a, b| (&a.event_type, &a.path, a.kind).cmp(&(&b.event_type, &b.path, b.kind)));
     out
 }
 
@@ -283,12 +281,8 @@ fn types_changed(b: &FieldShape, c: &FieldShape, th: &Thresholds) -> bool {
     let absent = |f: &FieldShape, t| f.type_share(t) < th.type_absent_share;
     JsonType::ALL.iter().any(|&t| {
         let number_covers = t == JsonType::Integer;
-        let appeared = sent(c, t)
-            && absent(b, t)
-            && !(number_covers && sent(b, JsonType::Number));
-        let vanished = sent(b, t)
-            && absent(c, t)
-            && !(number_covers && sent(c, JsonType::Number));
+        let appeared = sent(c, t) && absent(b, t) && !(number_covers && sent(b, JsonType::Number));
+        let vanished = sent(b, t) && absent(c, t) && !(number_covers && sent(c, JsonType::Number));
         appeared || vanished
     })
 }
@@ -359,8 +353,13 @@ mod tests {
     use crate::schema::versions::Versions;
     use JsonType::*;
 
-    /// An observation of one event type: `events` sampled, and per path its presences by type.
-    fn obs(types: &[(&str, u64, &[(&str, &[(JsonType, u64)])])]) -> Observation {
+    /// A path and its presences by type.
+    type Field<'a> = (&'a str, &'a [(JsonType, u64)]);
+    /// An event type, its sampled events and its fields.
+    type Type<'a> = (&'a str, u64, &'a [Field<'a>]);
+
+    /// An observation of event types: per type, its events and per path its presences by type.
+    fn obs(types: &[Type]) -> Observation {
         let mut o = Observation::default();
         for (name, events, fields) in types {
             let fields = fields
@@ -408,7 +407,11 @@ mod tests {
 
     #[test]
     fn the_same_schema_has_no_drift() {
-        let o = obs(&[("imp", 1000, &[("a", &[(String, 1000)]), ("b", &[(Integer, 500)])])]);
+        let o = obs(&[(
+            "imp",
+            1000,
+            &[("a", &[(String, 1000)]), ("b", &[(Integer, 500)])],
+        )]);
         assert!(detect_default(&o, &o).is_empty());
     }
 
@@ -418,7 +421,11 @@ mod tests {
         let c = obs(&[(
             "imp",
             1000,
-            &[("a", &[(String, 1000)]), ("hints", &[(Object, 300)]), ("hints.x", &[(Boolean, 300)])],
+            &[
+                ("a", &[(String, 1000)]),
+                ("hints", &[(Object, 300)]),
+                ("hints.x", &[(Boolean, 300)]),
+            ],
         )]);
         let d = detect_default(&b, &c);
         assert_eq!(kinds(&d), [(DriftKind::NewField, "imp", Some("hints"))]);
@@ -436,11 +443,19 @@ mod tests {
     fn a_rare_or_unproven_new_field_is_not_reported() {
         let b = obs(&[("imp", 1000, &[("a", &[(String, 1000)])])]);
         // 0.5 % of the events: below the share.
-        let c = obs(&[("imp", 1000, &[("a", &[(String, 1000)]), ("x", &[(String, 5)])])]);
+        let c = obs(&[(
+            "imp",
+            1000,
+            &[("a", &[(String, 1000)]), ("x", &[(String, 5)])],
+        )]);
         assert!(detect_default(&b, &c).is_empty());
         // 3 % but of 150 events: could be chance.
         let b = obs(&[("imp", 150, &[("a", &[(String, 150)])])]);
-        let c = obs(&[("imp", 150, &[("a", &[(String, 150)]), ("x", &[(String, 5)])])]);
+        let c = obs(&[(
+            "imp",
+            150,
+            &[("a", &[(String, 150)]), ("x", &[(String, 5)])],
+        )]);
         assert!(detect_default(&b, &c).is_empty());
     }
 
@@ -449,7 +464,11 @@ mod tests {
         let b = obs(&[(
             "imp",
             1000,
-            &[("a", &[(String, 1000)]), ("p", &[(Object, 800)]), ("p.w", &[(Integer, 800)])],
+            &[
+                ("a", &[(String, 1000)]),
+                ("p", &[(Object, 800)]),
+                ("p.w", &[(Integer, 800)]),
+            ],
         )]);
         let c = obs(&[("imp", 1000, &[("a", &[(String, 1000)])])]);
         let d = detect_default(&b, &c);
@@ -460,8 +479,16 @@ mod tests {
 
     #[test]
     fn presence_drops_and_jumps() {
-        let b = obs(&[("imp", 2000, &[("a", &[(String, 2000)]), ("b", &[(String, 600)])])]);
-        let c = obs(&[("imp", 2000, &[("a", &[(String, 1400)]), ("b", &[(String, 1800)])])]);
+        let b = obs(&[(
+            "imp",
+            2000,
+            &[("a", &[(String, 2000)]), ("b", &[(String, 600)])],
+        )]);
+        let c = obs(&[(
+            "imp",
+            2000,
+            &[("a", &[(String, 1400)]), ("b", &[(String, 1800)])],
+        )]);
         let d = detect_default(&b, &c);
         assert_eq!(
             kinds(&d),

@@ -107,7 +107,13 @@ fn event_type_body(name: &str, shape: &EventTypeShape, opts: &RenderOptions) -> 
 }
 
 /// Renders a node whose parent was present `parent_present` times, of `events` events.
-fn render(node: &Node, parent_present: u64, events: u64, in_array: bool, o: &RenderOptions) -> Value {
+fn render(
+    node: &Node,
+    parent_present: u64,
+    events: u64,
+    in_array: bool,
+    o: &RenderOptions,
+) -> Value {
     let mut m = Map::new();
     let present = node.field.map_or(parent_present, |f| f.present);
     if let Some(f) = node.field {
@@ -248,7 +254,10 @@ mod tests {
             s["oneOf"],
             json!([{"$ref": "#/$defs/a~1b%20c"}, {"$ref": "#/$defs/x"}])
         );
-        assert_eq!(s["$defs"]["a/b c"]["properties"]["eventType"]["const"], "a/b c");
+        assert_eq!(
+            s["$defs"]["a/b c"]["properties"]["eventType"]["const"],
+            "a/b c"
+        );
         assert_eq!(s["$defs"]["x"]["title"], "x");
     }
 }

@@ -338,7 +338,13 @@ mod tests {
         l.offer(b"\xff{}", 2000);
         let o = l.take();
         assert_eq!((o.events_seen, o.events_sampled, o.unparsed), (7, 7, 2));
-        assert_eq!(o.window, Some(Window { start_ms: 1000, end_ms: 2000 }));
+        assert_eq!(
+            o.window,
+            Some(Window {
+                start_ms: 1000,
+                end_ms: 2000
+            })
+        );
         let a = &o.event_types["a"];
         assert_eq!(a.events, 3);
         assert_eq!(a.versions.names().collect::<Vec<_>>(), ["2.0", "1.0"]);
@@ -370,7 +376,10 @@ mod tests {
         };
         let mut l = Learner::new(&config);
         for i in 0..100 {
-            let e = format!(r#"{{"eventType":"t{}","appVersion":"{i}","k{i}":1}}"#, i % 4);
+            let e = format!(
+                r#"{{"eventType":"t{}","appVersion":"{i}","k{i}":1}}"#,
+                i % 4
+            );
             l.offer(e.as_bytes(), i);
         }
         let o = l.take();

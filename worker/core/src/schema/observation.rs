@@ -162,7 +162,8 @@ impl EventTypeShape {
     /// Brings the shape within the budget: the newest versions, and the paths beyond the budget
     /// (the deepest, then the last by name) dropped into the overflow.
     fn keep(&mut self, budget: &Budget) {
-        self.versions.merge(&Versions::default(), budget.max_versions);
+        self.versions
+            .merge(&Versions::default(), budget.max_versions);
         for f in self.fields.values_mut() {
             f.versions.merge(&Versions::default(), budget.max_versions);
         }

@@ -74,10 +74,7 @@ impl Versions {
             k.events += events;
             return;
         }
-        match self
-            .newest
-            .binary_search_by(|k| compare(v, &k.version))
-        {
+        match self.newest.binary_search_by(|k| compare(v, &k.version)) {
             Ok(i) => self.newest[i].events += events,
             Err(i) => {
                 self.newest.insert(
@@ -121,11 +118,27 @@ mod tests {
 
     #[test]
     fn versions_sort_naturally() {
-        let mut v = vec!["15.10.1", "15.9.1", "15.9.1-rc1", "16.0", "2", "15.9.01", "a"];
+        let mut v = vec![
+            "15.10.1",
+            "15.9.1",
+            "15.9.1-rc1",
+            "16.0",
+            "2",
+            "15.9.01",
+            "a",
+        ];
         v.sort_by(|a, b| compare(a, b));
         assert_eq!(
             v,
-            ["a", "2", "15.9.01", "15.9.1", "15.9.1-rc1", "15.10.1", "16.0"]
+            [
+                "a",
+                "2",
+                "15.9.01",
+                "15.9.1",
+                "15.9.1-rc1",
+                "15.10.1",
+                "16.0"
+            ]
         );
     }
 

@@ -136,7 +136,13 @@ impl<'de> Visitor<'de> for Root<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Root { walk, keys, limits } = self;
-        while map.next_key_seed(Key { path: &mut walk.cur, at_root: true })?.is_some() {
+        while map
+            .next_key_seed(Key {
+                path: &mut walk.cur,
+                at_root: true,
+            })?
+            .is_some()
+        {
             // The key is unescaped only if it needed no escape: compare the path to the names.
             let slot = if walk.cur == keys.event_type {
                 Some(Capture::EventType)
