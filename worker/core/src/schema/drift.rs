@@ -7,6 +7,10 @@
 //! and too large to be chance: a two-proportion z-test over the sampled counts must reach
 //! `minZ`, so that a small window cannot raise a drift by luck. A drift implied by one at a
 //! parent path is left out (a new object reports its root, not each of its fields).
+//!
+//! A side whose event type went over its path budget (`pathsOverflow` > 0) cannot tell a path
+//! it lacks from one it dropped: a path missing there is neither new (missing from the
+//! baseline) nor gone (missing from the current schema).
 
 use std::{collections::BTreeMap, fmt};
 
@@ -249,13 +253,13 @@ fn compare_type(
             client_versions: c.versions.names().map(str::to_owned).collect(),
         };
         if x1 == 0 {
-            if p2 >= th.new_min_share && significant {
+            if base.paths_overflow == 0 && p2 >= th.new_min_share && significant {
                 out.push(drift(DriftKind::NewField));
             }
             continue;
         }
         if x2 == 0 {
-            if p1 >= th.gone_min_presence && significant {
+            if cur.paths_overflow == 0 && p1 >= th.gone_min_presence && significant {
                 out.push(drift(DriftKind::FieldGone));
             }
             continue;
@@ -475,6 +479,24 @@ mod tests {
         assert_eq!(kinds(&d), [(DriftKind::FieldGone, "imp", Some("p"))]);
         assert!((d[0].before.presence - 0.8).abs() < 1e-9);
         assert_eq!(d[0].after.present, 0);
+    }
+
+    #[test]
+    fn a_side_over_its_path_budget_cannot_tell_new_or_gone() {
+        let b = obs(&[("imp", 1000, &[("a", &[(String, 1000)])])]);
+        let c = obs(&[("imp", 1000, &[("b", &[(String, 1000)])])]);
+        assert_eq!(detect_default(&b, &c).len(), 2);
+        let (mut b2, mut c2) = (b.clone(), c.clone());
+        b2.event_types.get_mut("imp").unwrap().paths_overflow = 1;
+        assert_eq!(
+            kinds(&detect_default(&b2, &c)),
+            [(DriftKind::FieldGone, "imp", Some("a"))]
+        );
+        c2.event_types.get_mut("imp").unwrap().paths_overflow = 1;
+        assert_eq!(
+            kinds(&detect_default(&b, &c2)),
+            [(DriftKind::NewField, "imp", Some("b"))]
+        );
     }
 
     #[test]
