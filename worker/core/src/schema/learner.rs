@@ -89,6 +89,18 @@ struct TypeState {
     fields: FxHashMap<Box<str>, FieldState>,
 }
 
+#[derive(Debug)]
+struct FieldState {
+    present: u64,
+    types: TypeCounts,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    versions: Versions,
+    /// The last event counted, and the types seen in it.
+    seq: u64,
+    mask: TypeMask,
+}
+
 impl FieldState {
     /// The window's shape of the field; the counts start again.
     fn take(&mut self) -> FieldShape {
@@ -105,18 +117,6 @@ impl FieldState {
         self.last_seen_ms = i64::MIN;
         shape
     }
-}
-
-#[derive(Debug)]
-struct FieldState {
-    present: u64,
-    types: TypeCounts,
-    first_seen_ms: i64,
-    last_seen_ms: i64,
-    versions: Versions,
-    /// The last event counted, and the types seen in it.
-    seq: u64,
-    mask: TypeMask,
 }
 
 impl Learner {
@@ -364,6 +364,22 @@ mod tests {
         assert_eq!(o.event_types[NO_EVENT_TYPE].events, 1);
         // The next window starts empty.
         assert_eq!(l.take(), Observation::default());
+    }
+
+    #[test]
+    fn the_observation_survives_json() {
+        let mut l = Learner::new(&every_event());
+        l.offer(
+            br#"{"eventType":"a","appVersion":"1.0","x":[1,2.5,null,{"k":true}]}"#,
+            5,
+        );
+        let o = l.take();
+        let text = serde_json::to_string(&o).unwrap();
+        assert!(
+            text.contains(r#""types":{"null":1,"integer":1,"number":1,"object":1}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Observation>(&text).unwrap(), o);
     }
 
     #[test]
