@@ -18,6 +18,7 @@ pub mod quality;
 pub mod ratecap;
 pub mod record;
 pub mod reject;
+pub mod schema;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

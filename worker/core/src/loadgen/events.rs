@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fmt::Write};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
+use super::release::Release;
 use crate::catalog::{Title, TitleKind};
 
 /// The first videoId of the generated catalog; title `i` has videoId `FIRST_VIDEO_ID + i`.
@@ -124,6 +125,8 @@ pub struct Generated {
     /// The event id (also the Kafka key), unique per seed.
     pub event_id: String,
     pub payload: Vec<u8>,
+    /// Sent by the client release (its shape changed, see [`Release`]).
+    pub released: bool,
 }
 
 /// Counts of what was generated, by kind.
@@ -159,6 +162,7 @@ pub struct Generator {
     mix: Mix,
     seq: u64,
     buf: String,
+    release: Option<Release>,
 }
 
 impl Generator {
@@ -170,7 +174,15 @@ impl Generator {
             mix,
             seq: 0,
             buf: String::with_capacity(1600),
+            release: None,
         }
+    }
+
+    /// The same generator with a share of its events sent by a client release (the draws for
+    /// the release change the events that follow: a seed gives other events with a release).
+    pub fn with_release(mut self, release: Release) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// The next event, stamped `now_ms`.
@@ -178,11 +190,19 @@ impl Generator {
         let kind = self.pick_kind();
         let event_id = format!("{:08x}-{:012}", self.seed as u32, self.seq);
         self.seq += 1;
-        let payload = self.render(kind, &event_id, now_ms);
+        let mut payload = self.render(kind, &event_id, now_ms);
+        let mut released = false;
+        if let Some(r) = &self.release
+            && self.rng.random::<f64>() < r.share
+        {
+            payload = r.apply(payload, kind);
+            released = true;
+        }
         Generated {
             kind,
             event_id,
             payload,
+            released,
         }
     }
 
