@@ -356,4 +356,62 @@ mod tests {
         }
         assert!(eager.paused_until > coop.paused_until);
     }
+
+    #[test]
+    fn committed_lag_never_reads_zero_while_events_flow() {
+        let mut c = Cluster::new(
+            ModelConfig {
+                metric_delay_seconds: 0.0,
+                ..Default::default()
+            },
+            10,
+        );
+        let mut seen = Vec::new();
+        for t in 0..120 {
+            let tick = c.step(f64::from(t), 100_000.0);
+            assert_eq!(tick.lag_seconds, 0.0, "capacity suffices: nothing waits");
+            seen.push(c.observe(f64::from(t), 0.0).unwrap().lag);
+        }
+        // Up to one commit interval of processed events, different at every read.
+        assert!(seen.iter().all(|l| *l > 0.0 && *l <= 100_000.0), "{seen:?}");
+        let spread = seen.iter().copied().fold(0.0, f64::max) - seen.iter().copied().fold(f64::MAX, f64::min);
+        assert!(spread > 10_000.0, "noisy: {spread}");
+    }
+
+    #[test]
+    fn lag_seconds_is_the_age_of_the_oldest_event_even_when_nothing_arrives() {
+        let mut c = Cluster::new(ModelConfig::default(), 1);
+        // 50k/s for 10 s against one replica of 25k/s: 250k behind, the oldest from second 5.
+        for t in 0..10 {
+            c.step(f64::from(t), 50_000.0);
+        }
+        let tick = c.step(10.0, 0.0);
+        assert!((tick.lag - 225_000.0).abs() < 1.0, "{tick:?}");
+        assert!((4.0..=6.0).contains(&tick.lag_seconds), "{tick:?}");
+        // Nothing arrives: the age grows by a second a second, it does not explode.
+        let later = c.step(11.0, 0.0);
+        assert!(later.lag_seconds <= tick.lag_seconds + 1.0, "{later:?}");
+    }
+
+    #[test]
+    fn the_busy_fraction_is_scraped_late_and_noisy() {
+        let cfg = ModelConfig {
+            metric_delay_seconds: 0.0,
+            ..Default::default()
+        };
+        let mut c = Cluster::new(cfg, 4);
+        let mut seen = Vec::new();
+        for t in 0..300 {
+            // The load doubles at 152 s.
+            c.step(f64::from(t), if t < 152 { 50_000.0 } else { 100_000.0 });
+            seen.push(c.observe(f64::from(t), 0.0).unwrap().busy_fraction);
+        }
+        // A scrape every 15 s: the value holds between scrapes, then moves.
+        assert!(seen[163] < 0.6, "the scrape at 150 s saw the old load");
+        assert_eq!(seen[151], seen[163], "it holds until the next scrape");
+        assert!(seen[170] > 0.8, "{}", seen[170]);
+        let exact = 0.5;
+        assert!(seen[..150].iter().any(|b| (b - exact).abs() > 0.005), "noisy");
+        assert!(seen[..150].iter().all(|b| (b - exact).abs() <= 0.05 * exact + 1e-9));
+    }
 }
