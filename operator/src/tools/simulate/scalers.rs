@@ -34,6 +34,8 @@ pub struct Ours {
     pub rate_window: f64,
     history: History,
     last: Option<Observation>,
+    /// Print every decision that changes the count (`SIM_TRACE=1`), for tuning.
+    trace: bool,
 }
 
 impl Ours {
@@ -44,6 +46,7 @@ impl Ours {
             rate_window: 60.0,
             history: History::default(),
             last: None,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         }
     }
 }
@@ -78,6 +81,9 @@ impl Autoscaler for Ours {
             stale: false,
         };
         let d = decide(&s, &self.policy, &self.history);
+        if self.trace && d.replicas != c.pods() {
+            eprintln!("{t:>7.0} {} → {}: {} {}", c.pods(), d.replicas, d.reason, d.message);
+        }
         self.history.record(t, s.lag, c.pods(), &d, true);
         Some(d.replicas)
     }
