@@ -441,7 +441,10 @@ async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             let r = replay::resolve(
                 &points,
                 partitions,
-                from_cluster.as_ref().map(|(_, p)| p.clone()).map_err(Clone::clone),
+                from_cluster
+                    .as_ref()
+                    .map(|(_, p)| p.clone())
+                    .map_err(Clone::clone),
                 &cfg,
             );
             println!("replaying {p} with:");

@@ -424,14 +424,36 @@ fn within_tolerance_does_not_scale_up_either() {
         &policy(),
         &History::default(),
     );
-    assert_eq!((d.replicas, d.reason), (4, "HoldWithinTolerance"), "{}", d.message);
-    // Above the tolerance it does.
+    assert_eq!(
+        (d.replicas, d.reason),
+        (4, "HoldWithinTolerance"),
+        "{}",
+        d.message
+    );
+    // Above the tolerance it does, once the need held for 90 s (the fleet keeps up meanwhile).
+    let mut h = History::default();
+    let (replicas, d) = settle(&mut h, &policy(), 0.0, 90.0, 4, 3400.0, 0.0);
+    assert_eq!((replicas, d.reason), (5, "ScaleUp"), "{}", d.message);
+    // When it cannot keep up, at once.
     let d = decide(
-        &signals(0.0, 4, 3400.0, 0.0),
+        &signals(0.0, 4, 4400.0, 0.0),
         &policy(),
         &History::default(),
     );
     assert_eq!(d.reason, "ScaleUp", "{}", d.message);
+}
+
+#[test]
+fn a_burst_within_the_headroom_is_no_reason_to_scale_up() {
+    let mut h = History::default();
+    let p = policy();
+    let (replicas, _) = settle(&mut h, &p, 0.0, 600.0, 12, 8000.0, 0.0);
+    assert_eq!(replicas, 12);
+    // A minute at +30 %: the 12 replicas carry it at 0.87 (2 of 24 partitions each).
+    let (during, d) = settle(&mut h, &p, 615.0, 675.0, replicas, 10_400.0, 0.0);
+    assert_eq!((during, d.reason), (12, "HoldBurst"), "{}", d.message);
+    let (after, _) = settle(&mut h, &p, 690.0, 1200.0, during, 8000.0, 0.0);
+    assert_eq!(after, 12);
 }
 
 #[test]
@@ -443,7 +465,12 @@ fn a_sudden_drop_to_near_zero_is_no_reason_to_scale_down() {
     assert_eq!(replicas, 10);
     // The producers stop for 15 minutes: held.
     let (during, d) = settle(&mut h, &p, 615.0, 1500.0, replicas, 0.0, 0.0);
-    assert_eq!((during, d.reason), (10, "HoldInputStopped"), "{}", d.message);
+    assert_eq!(
+        (during, d.reason),
+        (10, "HoldInputStopped"),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("flush"), "{}", d.message);
     // Half an hour later they have not come back: the input is what it is.
     let (after, d) = settle(&mut h, &p, 1515.0, 2700.0, during, 0.0, 0.0);
@@ -452,7 +479,13 @@ fn a_sudden_drop_to_near_zero_is_no_reason_to_scale_down() {
 
 /// Runs evaluations every 15 s of a load `rate(t)`, applying decisions; returns the times of
 /// the changes and the last count.
-fn follow(h: &mut History, p: &Limits, until: f64, mut replicas: i32, rate: impl Fn(f64) -> f64) -> (Vec<f64>, i32, Decision) {
+fn follow(
+    h: &mut History,
+    p: &Limits,
+    until: f64,
+    mut replicas: i32,
+    rate: impl Fn(f64) -> f64,
+) -> (Vec<f64>, i32, Decision) {
     let (mut t, mut changes, mut last) = (0.0, Vec::new(), None);
     while t <= until {
         let d = decide(&signals(t, replicas, rate(t), 0.0), p, h);
@@ -534,5 +567,9 @@ fn capacity_is_the_median_of_the_measures_since_the_last_change() {
     let d = decide(&s, &p, &h);
     // Measures 1000, 1250, 833, 1000 and now 2000: the median is 1000.
     assert!(d.message.contains("capacity 1000/s"), "{}", d.message);
-    assert_eq!(d.capacity_per_replica, Some(2000.0), "the status shows this evaluation's measure");
+    assert_eq!(
+        d.capacity_per_replica,
+        Some(2000.0),
+        "the status shows this evaluation's measure"
+    );
 }

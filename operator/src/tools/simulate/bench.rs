@@ -18,10 +18,17 @@ pub struct Goals {
     pub vs_keda: Option<f64>,
     /// Ours / the cheapest SLO-clean setting of the Flink decision (goal ≤ 0.85).
     pub vs_flink: Option<f64>,
+    /// Ours at its cheapest SLO-clean target utilization (tuned as the baselines are) / the
+    /// baselines' cheapest SLO-clean settings.
+    pub tuned_target: Option<String>,
+    pub tuned_vs_keda: Option<f64>,
+    pub tuned_vs_flink: Option<f64>,
     /// The partition-granular oracle's replica-hours / ours (goal ≥ 0.75).
     pub efficiency: f64,
-    /// Goal ≤ 1.5 (none when the trace has no load change).
+    /// Actions within 30 minutes after a load change, per load change: goal ≤ 1.5 (none when
+    /// the trace has no load change).
     pub actions_per_load_change: Option<f64>,
+    pub actions_per_day: f64,
     /// Ours / static provisioning at the peak (goal ≤ 1).
     pub vs_static: f64,
     /// The goals this scenario misses, in words.
@@ -64,14 +71,25 @@ pub fn goals(c: &Comparison) -> Goals {
     let vs_static = c
         .row("static at peak")
         .map_or(0.0, |s| ours.replica_hours / s.replica_hours.max(1e-9));
+    let tuned = c.row("ours cheapest at 0 s over SLO");
+    let tuned_vs = |role: &str| {
+        let t = tuned?;
+        c.row(role)
+            .filter(|r| r.seconds_over_slo == 0)
+            .map(|r| t.replica_hours / r.replica_hours.max(1e-9))
+    };
     let g = Goals {
         scenario: c.scenario.clone(),
         oracle_clean: c.oracle_seconds_over_slo == 0,
         ours_seconds_over_slo: ours.seconds_over_slo,
         vs_keda: clean("KEDA+HPA cheapest at 0 s over SLO"),
         vs_flink: clean("Flink decision cheapest at 0 s over SLO"),
+        tuned_target: tuned.map(|t| t.policy.clone()),
+        tuned_vs_keda: tuned_vs("KEDA+HPA cheapest at 0 s over SLO"),
+        tuned_vs_flink: tuned_vs("Flink decision cheapest at 0 s over SLO"),
         efficiency: ours.efficiency,
         actions_per_load_change: ours.actions_per_load_change,
+        actions_per_day: ours.actions_per_day,
         vs_static,
         missed: Vec::new(),
     };
@@ -126,9 +144,16 @@ pub fn run_all(cfg: &ModelConfig, plots: &std::path::Path) -> Result<Results, St
     for name in traces::SCENARIOS {
         let arrivals = traces::scenario(name)?;
         let c = compare(name, &arrivals, cfg);
-        let shown: Vec<_> = [0, 2, 4, 6]
+        let shown: Vec<_> = c
+            .rows
             .iter()
-            .filter_map(|i| c.rows.get(*i).cloned())
+            .filter(|r| {
+                r.role == "ours"
+                    || r.role.starts_with("KEDA+HPA cheapest")
+                    || r.role.starts_with("Flink decision cheapest")
+                    || r.role == "static at peak"
+            })
+            .cloned()
             .collect();
         let path = plots.join(format!("sim-{}.svg", name.replace(':', "-")));
         plot::svg(&path, name, &shown, Some(c.slo_seconds))?;
@@ -153,7 +178,13 @@ pub fn run_all(cfg: &ModelConfig, plots: &std::path::Path) -> Result<Results, St
             crate::autoscale::effective::from_policy(&spec, &b, 0),
             f64::from(spec.evaluation_interval_seconds),
         );
-        run(&arrivals, cfg, &mut ours, f64::from(spec.lag_slo_seconds), 1);
+        run(
+            &arrivals,
+            cfg,
+            &mut ours,
+            f64::from(spec.lag_slo_seconds),
+            1,
+        );
     }
     let ours_seconds = started.elapsed().as_secs_f64();
     let one = scenarios
@@ -188,20 +219,31 @@ pub fn run_all(cfg: &ModelConfig, plots: &std::path::Path) -> Result<Results, St
 pub fn summary(r: &Results) -> String {
     let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     let mut s = format!(
-        "{:<12} {:>6} {:>7} {:>7} {:>7} {:>5} {:>7} {:>7}  missed\n",
-        "scenario", "s>SLO", "/KEDA", "/Flink", "/static", "eff", "act/chg", "oracle"
+        "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7} {:>5} {:>7} {:>7} {:>7}  missed (at the defaults)\n",
+        "scenario",
+        "s>SLO",
+        "/KEDA",
+        "/Flink",
+        "tuned /K /F",
+        "/static",
+        "eff",
+        "act/chg",
+        "act/day",
+        "oracle"
     );
     for g in &r.goals {
         s.push_str(&format!(
-            "{:<12} {:>6} {:>7} {:>7} {:>7.2} {:>5.2} {:>7} {:>7}  {}\n",
+            "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7.2} {:>5.2} {:>7} {:>7.1} {:>7}  {}\n",
             g.scenario,
             g.ours_seconds_over_slo,
             ratio(g.vs_keda),
             ratio(g.vs_flink),
+            format!("{} {}", ratio(g.tuned_vs_keda), ratio(g.tuned_vs_flink)),
             g.vs_static,
             g.efficiency,
             g.actions_per_load_change
                 .map_or("-".to_owned(), |a| format!("{a:.1}")),
+            g.actions_per_day,
             if g.oracle_clean { "clean" } else { "over" },
             g.missed.join("; ")
         ));

@@ -226,10 +226,9 @@ impl Cluster {
         let running_capacity = self.running.max(1) as f64 * self.cfg.capacity;
         let lag: f64 = self.lag.iter().sum();
         // The committed lag: what was processed since the last commit is not committed yet.
-        let uncommitted = processed
-            * self.cfg.commit_interval_seconds
-            * (noise(self.cfg.seed, t as u64) + 1.0)
-            / 2.0;
+        let uncommitted =
+            processed * self.cfg.commit_interval_seconds * (noise(self.cfg.seed, t as u64) + 1.0)
+                / 2.0;
         let with_lag = if arrival > 0.0 {
             self.lag.len() as i32
         } else {
@@ -293,7 +292,8 @@ impl Cluster {
         let span = &self.history[start..=s_end];
         let n = span.len() as f64;
         // The two counters are scraped separately: independent errors.
-        let e = |key: u64| 1.0 + self.cfg.busy_noise * noise(self.cfg.seed ^ key, scraped_at as u64);
+        let e =
+            |key: u64| 1.0 + self.cfg.busy_noise * noise(self.cfg.seed ^ key, scraped_at as u64);
         Some(Observation {
             processed_rate: span.iter().map(|o| o.processed_rate).sum::<f64>() / n * e(0x5bd1),
             busy_fraction: (span.iter().map(|o| o.busy_fraction).sum::<f64>() / n * e(0x9e37))
@@ -374,7 +374,8 @@ mod tests {
         }
         // Up to one commit interval of processed events, different at every read.
         assert!(seen.iter().all(|l| *l > 0.0 && *l <= 100_000.0), "{seen:?}");
-        let spread = seen.iter().copied().fold(0.0, f64::max) - seen.iter().copied().fold(f64::MAX, f64::min);
+        let spread = seen.iter().copied().fold(0.0, f64::max)
+            - seen.iter().copied().fold(f64::MAX, f64::min);
         assert!(spread > 10_000.0, "noisy: {spread}");
     }
 
@@ -411,7 +412,14 @@ mod tests {
         assert_eq!(seen[151], seen[163], "it holds until the next scrape");
         assert!(seen[170] > 0.8, "{}", seen[170]);
         let exact = 0.5;
-        assert!(seen[..150].iter().any(|b| (b - exact).abs() > 0.005), "noisy");
-        assert!(seen[..150].iter().all(|b| (b - exact).abs() <= 0.05 * exact + 1e-9));
+        assert!(
+            seen[..150].iter().any(|b| (b - exact).abs() > 0.005),
+            "noisy"
+        );
+        assert!(
+            seen[..150]
+                .iter()
+                .all(|b| (b - exact).abs() <= 0.05 * exact + 1e-9)
+        );
     }
 }

@@ -90,12 +90,16 @@ pub fn resolve(
     match partitions {
         Ok(p) if p > 0 => {
             cfg.partitions = p;
-            provenance.push(format!("partitions: {p} (Kafka: the source topic's metadata)"));
+            provenance.push(format!(
+                "partitions: {p} (Kafka: the source topic's metadata)"
+            ));
         }
         Ok(_) | Err(_) => provenance.push(format!(
             "partitions: {} (default (--partitions): {})",
             base.partitions,
-            partitions.err().unwrap_or_else(|| "the topic has none".into())
+            partitions
+                .err()
+                .unwrap_or_else(|| "the topic has none".into())
         )),
     }
     let spec = match policy {

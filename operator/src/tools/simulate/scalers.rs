@@ -82,7 +82,13 @@ impl Autoscaler for Ours {
         };
         let d = decide(&s, &self.policy, &self.history);
         if self.trace && d.replicas != c.pods() {
-            eprintln!("{t:>7.0} {} → {}: {} {}", c.pods(), d.replicas, d.reason, d.message);
+            eprintln!(
+                "{t:>7.0} {} → {}: {} {}",
+                c.pods(),
+                d.replicas,
+                d.reason,
+                d.message
+            );
         }
         self.history.record(t, s.lag, c.pods(), &d, true);
         Some(d.replicas)
@@ -294,13 +300,19 @@ impl Flink {
             ));
         }
         if self.scale_down_interval != 3600.0 {
-            s.push_str(&format!(" scale-down.interval={}s", self.scale_down_interval));
+            s.push_str(&format!(
+                " scale-down.interval={}s",
+                self.scale_down_interval
+            ));
         }
         if self.window != 900.0 {
             s.push_str(&format!(" metrics.window={}s", self.window));
         }
         if self.restart_pause > 0.0 {
-            s.push_str(&format!(", restarts {:.0} s per rescale", self.restart_pause));
+            s.push_str(&format!(
+                ", restarts {:.0} s per rescale",
+                self.restart_pause
+            ));
         }
         s
     }
@@ -335,8 +347,7 @@ impl Autoscaler for Flink {
         let needed = |u: f64| {
             o.lag / self.catch_up + arrival * self.restart_time / self.catch_up + arrival / u
         };
-        if true_rate >= needed(self.utilization_max) && true_rate <= needed(self.utilization_min)
-        {
+        if true_rate >= needed(self.utilization_max) && true_rate <= needed(self.utilization_min) {
             self.lower_since = None;
             return None;
         }

@@ -232,13 +232,16 @@ pub fn from_csv(text: &str) -> Result<Vec<f64>, String> {
     Ok(out)
 }
 
-/// Seconds where the load changed by more than half against a minute before (once per change).
+/// Seconds where the load changed by half or more against a minute before, either way (the
+/// larger rate at least 1.5× the smaller; once per change: changes closer than 2 minutes are
+/// one).
 pub fn load_changes(arrivals: &[f64]) -> Vec<usize> {
     let mut out: Vec<usize> = Vec::new();
     for t in 60..arrivals.len() {
         let (before, now) = (arrivals[t - 60], arrivals[t]);
-        let changed = before > 0.0 && ((now - before) / before).abs() > 0.5;
-        if changed && out.last().is_none_or(|l| t - l > 300) {
+        let (lo, hi) = (before.min(now), before.max(now));
+        let changed = hi > 0.0 && hi >= 1.5 * lo;
+        if changed && out.last().is_none_or(|l| t - l > 120) {
             out.push(t);
         }
     }
@@ -314,6 +317,12 @@ mod tests {
         let t = from_csv("timestamp,rate\n0,10\n2,20\n").unwrap();
         assert_eq!(t, vec![10.0, 10.0, 20.0]);
         assert_eq!(load_changes(&step(6000)), vec![1200, 4800]);
+        assert_eq!(load_changes(&spike(3600)), vec![1800, 1980], "up and down");
+        assert_eq!(
+            load_changes(&failover(6000)),
+            vec![1800, 4200],
+            "halving counts"
+        );
     }
 }
 
