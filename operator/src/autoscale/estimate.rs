@@ -136,27 +136,46 @@ pub fn estimate(s: &Signals, p: &Limits, h: &History) -> Result<Estimate, NoEsti
 /// which case the cheaper count, and the reason in words.
 pub fn granular(steady: f64, cap: f64, p: &Limits, partitions: i32) -> (i32, Option<String>) {
     let average = cap * p.target_utilization;
-    let soft = partition_aware(
-        steady,
-        average,
-        cap * (p.target_utilization + p.tolerance).min(1.0),
-        partitions,
-    );
+    let soft_peak = cap * (p.target_utilization + p.tolerance).min(1.0);
+    let soft = partition_aware(steady, average, soft_peak, partitions);
     let hard = partition_aware(steady, average, cap * p.busiest_ceiling, partitions);
-    if f64::from(soft) <= f64::from(hard) * 1.1 {
-        return (soft, None);
-    }
     let p_count = partitions.max(1);
-    let held = (p_count + hard - 1) / hard.max(1);
-    let busiest = f64::from(held) * steady / f64::from(p_count) / cap;
-    (
-        hard,
-        Some(format!(
-            "partition granularity: the busiest replica under {:.2} would take {soft} replicas; {hard} keep it at {busiest:.2}, under the {:.2} ceiling",
-            (p.target_utilization + p.tolerance).min(1.0),
-            p.busiest_ceiling
-        )),
-    )
+    let (chosen, mut why) = if f64::from(soft) <= f64::from(hard) * 1.1 {
+        (soft, None)
+    } else {
+        let held = (p_count + hard - 1) / hard.max(1);
+        let busiest = f64::from(held) * steady / f64::from(p_count) / cap;
+        (
+            hard,
+            Some(format!(
+                "partition granularity: the busiest replica under {:.2} would take {soft} replicas; {hard} keep it at {busiest:.2}, under the {:.2} ceiling",
+                (p.target_utilization + p.tolerance).min(1.0),
+                p.busiest_ceiling
+            )),
+        )
+    };
+    // What the partition count costs now, and the topic that would cost least (up to twice the
+    // partitions): only an SRE can change it, so it is said, not acted on.
+    if average > 0.0 && steady > 0.0 {
+        let by_rate = ((steady / average).ceil() as i32).clamp(1, p_count);
+        if f64::from(chosen) > f64::from(by_rate) * 1.1 {
+            let better = (p_count + 1..=2 * p_count)
+                .map(|q| (q, partition_aware(steady, average, soft_peak, q)))
+                .min_by_key(|(q, n)| (*n, *q))
+                .filter(|(_, n)| *n < chosen);
+            if let Some((q, n)) = better {
+                let hint = format!(
+                    "the partitions cost {} replicas over the {by_rate} the rate needs: a topic of {q} partitions would take {n}",
+                    chosen - by_rate
+                );
+                why = Some(match why {
+                    Some(w) => format!("{w}; {hint}"),
+                    None => hint,
+                });
+            }
+        }
+    }
+    (chosen, why)
 }
 
 /// The fewest replicas that carry `target` events/s at `average` per replica on average, with

@@ -380,10 +380,19 @@ fn partition_granularity_takes_the_cheapest_count_under_the_ceiling_and_says_so(
         "{}",
         d.message
     );
-    // With the ceiling at target + tolerance the jump stands.
+    // What the partitions cost is said: 39 replicas' worth of rate, 39 chosen — nothing to say.
+    assert!(!d.message.contains("a topic of"), "{}", d.message);
+    // With the ceiling at target + tolerance the jump stands, and the message says which
+    // partition count would avoid it.
     p.busiest_ceiling = 0.8;
     let d = decide(&s, &p, &History::default());
     assert_eq!(d.recommended, 64, "{}", d.message);
+    assert!(
+        d.message
+            .contains("the partitions cost 25 replicas over the 39 the rate needs: a topic of"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
