@@ -12,6 +12,9 @@ use super::{
 /// While the fleet keeps up within its headroom, a higher recommendation must hold this long
 /// before a scale-up (a burst shorter than a pod's start is over before the pod helps).
 const BURST_SECONDS: f64 = 90.0;
+/// The busiest replica's busy fraction up to which the fleet keeps up with a burst (its
+/// capacity, less a margin for the measure's error).
+const KEEPS_UP: f64 = 0.95;
 /// An input below this share of its recent peak has (nearly) stopped.
 const NEAR_ZERO: f64 = 0.1;
 /// How long after the input nearly stopped no scale-down happens (the producers' outage is
@@ -141,14 +144,13 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
                 "{why}; held: utilization within +{:.2} of the target, the busiest replica at {busiest_now:.2} under the {:.2} ceiling and no backlog over the SLO",
                 p.tolerance, p.busiest_ceiling
             );
-        } else if busiest_now <= p.busiest_ceiling
+        } else if busiest_now <= KEEPS_UP
             && !over_slo
             && !h.held_for(s.now, BURST_SECONDS, |r| r > cur)
         {
             d.reason = "HoldBurst";
             d.message = format!(
-                "{why}; held: the fleet keeps up within its headroom (busiest replica at {busiest_now:.2}, under the {:.2} ceiling, no backlog over the SLO) — a scale-up waits until the need held for {BURST_SECONDS:.0} s, so a burst uses the headroom instead of a replica that starts when it is over",
-                p.busiest_ceiling
+                "{why}; held: the fleet keeps up within its headroom (the busiest replica at {busiest_now:.2} of its capacity, no backlog over the SLO) — a scale-up waits until the need held for {BURST_SECONDS:.0} s, so a burst uses the headroom instead of a replica that starts when it is over"
             );
         } else if d.ineffective_scale_up {
             d.reason = "HoldIneffectiveScaleUp";

@@ -59,10 +59,6 @@ impl Autoscaler for Ours {
         self.interval
     }
     fn decide(&mut self, t: f64, c: &Cluster) -> Option<i32> {
-        // Like a Deployment rollout: decide again once the new pods run.
-        if c.starting() {
-            return None;
-        }
         let o = c.observe(t, self.rate_window)?;
         let input_rate = self
             .last
@@ -77,7 +73,8 @@ impl Autoscaler for Ours {
             input_rate,
             processed_rate: Some(o.processed_rate),
             busy_fraction: Some(o.busy_fraction),
-            workers: None,
+            // Prometheus has series of the pods that run (a starting pod reports nothing yet).
+            workers: Some(f64::from(o.running)),
             stale: false,
         };
         let d = decide(&s, &self.policy, &self.history);
