@@ -474,7 +474,7 @@ async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_vec_pretty(&c)?)?;
     }
     if let Some(path) = a.svg {
-        simulate::plot::svg(&path, &scenario, &c.rows, Some(c.slo_seconds))
+        simulate::plot::svg(&path, &scenario, &c.plotted(), Some(c.slo_seconds))
             .map_err(anyhow::Error::msg)?;
         println!("plot: {}", path.display());
     }

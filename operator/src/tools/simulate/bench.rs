@@ -144,17 +144,7 @@ pub fn run_all(cfg: &ModelConfig, plots: &std::path::Path) -> Result<Results, St
     for name in traces::SCENARIOS {
         let arrivals = traces::scenario(name)?;
         let c = compare(name, &arrivals, cfg);
-        let shown: Vec<_> = c
-            .rows
-            .iter()
-            .filter(|r| {
-                r.role == "ours"
-                    || r.role.starts_with("KEDA+HPA cheapest")
-                    || r.role.starts_with("Flink decision cheapest")
-                    || r.role == "static at peak"
-            })
-            .cloned()
-            .collect();
+        let shown = c.plotted();
         let path = plots.join(format!("sim-{}.svg", name.replace(':', "-")));
         plot::svg(&path, name, &shown, Some(c.slo_seconds))?;
         // The ticks were for the plot; the results file carries the figures.

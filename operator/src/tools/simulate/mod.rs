@@ -356,6 +356,23 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The rows a plot shows: ours against each baseline's headline and static provisioning
+    /// (the defaults and the other rows are in the table).
+    pub fn plotted(&self) -> Vec<Report> {
+        self.rows
+            .iter()
+            .filter(|r| {
+                r.role == "ours"
+                    || r.role.starts_with("KEDA+HPA cheapest")
+                    || r.role.starts_with("KEDA+HPA fewest")
+                    || r.role.starts_with("Flink decision cheapest")
+                    || r.role.starts_with("Flink decision fewest")
+                    || r.role == "static at peak"
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The row of a role.
     pub fn row(&self, role: &str) -> Option<&Report> {
         self.rows.iter().find(|r| r.role == role)
