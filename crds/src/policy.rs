@@ -87,8 +87,9 @@ pub struct ScalingPolicySpec {
     /// target + tolerance can jump far (64 partitions: from ~34 replicas to 64). When that count
     /// is more than 10 % above the cheapest count whose busiest replica stays under this ceiling
     /// (and whose average stays at the target), the cheaper count is chosen and the decision says
-    /// so. In (0, 1]; a ceiling below targetUtilization + utilizationTolerance counts as that sum
-    /// (it cannot be stricter than the soft limit).
+    /// so. Load that cycles faster than a scaling round trip is held at the count that carries
+    /// its recent peak at this utilization. In (0, 1]; a ceiling below targetUtilization +
+    /// utilizationTolerance counts as that sum (it cannot be stricter than the soft limit).
     #[serde(default = "default_busiest_ceiling")]
     #[x_kube(validation = kube::core::Rule::new("self > 0.0 && self <= 1.0")
         .message("busiestReplicaCeiling must be in (0, 1]"))]
