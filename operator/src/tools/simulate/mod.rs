@@ -696,6 +696,29 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_runs_ours_with_the_pipeline_s_policy_as_the_pipeline_narrows_it() {
+        let pipeline: impressions_crds::ImpressionPipelineSpec =
+            serde_json::from_value(serde_json::json!({
+                "source": {"bootstrapServers": "k:9092", "topic": "raw"},
+                "sink": {"topic": "out", "deadLetterTopic": "dlq"},
+                "enrichment": {"catalog": {"topic": "titles"}},
+                "scaling": {"overrides": {"targetUtilization": 0.5, "lagSloSeconds": 30}}
+            }))
+            .unwrap();
+        let spec = impressions_crds::ScalingPolicySpec::builtin();
+        let arrivals = traces::step(3000);
+        let cfg = ModelConfig::default();
+        let c = compare_with("step", &arrivals, &cfg, &spec, Some(&pipeline));
+        assert_eq!(c.slo_seconds, 30.0, "the pipeline's SLO is the one counted");
+        assert!(c.rows[0].policy.contains("u=0.50"), "{}", table(&c));
+        let plain = compare("step", &arrivals, &cfg);
+        assert!(
+            c.rows[0].replica_hours > plain.rows[0].replica_hours,
+            "a lower target costs more"
+        );
+    }
+
+    #[test]
     fn the_grids_start_with_the_defaults() {
         assert!(matches!(
             keda_grid()[0],
