@@ -113,10 +113,11 @@ struct SimulateArgs {
     /// Total capacity grows as replicas^exponent (1 = linear).
     #[arg(long, default_value_t = 1.0)]
     scaling_exponent: f64,
-    /// Also write the reports as JSON to this file.
+    /// Also write the comparison (every row, the oracles, each grid's frontier) as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-    /// Also plot arrival rate, lag and replicas of every policy to this SVG file.
+    /// Also plot arrival rate, lag and replicas of ours, each baseline's cheapest SLO-clean
+    /// setting and static provisioning to this SVG file.
     #[arg(long)]
     svg: Option<std::path::PathBuf>,
     /// The operator's region, for the replayed pipeline's region-default ScalingPolicy.
