@@ -31,6 +31,9 @@ pub struct Goals {
     pub actions_per_day: f64,
     /// Ours / static provisioning at the peak (goal ≤ 1).
     pub vs_static: f64,
+    /// Baseline settings (from their frontiers) with fewer replica-hours than ours and no more
+    /// seconds over the SLO: empty when ours lies below both frontiers.
+    pub dominated_by: Vec<String>,
     /// The goals this scenario misses, in words.
     pub missed: Vec<String>,
 }
@@ -91,6 +94,15 @@ pub fn goals(c: &Comparison) -> Goals {
         actions_per_load_change: ours.actions_per_load_change,
         actions_per_day: ours.actions_per_day,
         vs_static,
+        dominated_by: c
+            .keda_frontier
+            .iter()
+            .chain(&c.flink_frontier)
+            .filter(|p| {
+                p.replica_hours < ours.replica_hours && p.seconds_over_slo <= ours.seconds_over_slo
+            })
+            .map(|p| format!("{} ({:.1} replica-h)", p.policy, p.replica_hours))
+            .collect(),
         missed: Vec::new(),
     };
     let mut missed = Vec::new();
@@ -112,6 +124,12 @@ pub fn goals(c: &Comparison) -> Goals {
     }
     if let Some(a) = g.actions_per_load_change.filter(|a| *a > 1.5) {
         missed.push(format!("{a:.1} actions per load change (goal ≤ 1.5)"));
+    }
+    if !g.dominated_by.is_empty() {
+        missed.push(format!(
+            "not below the frontier: {}",
+            g.dominated_by.join(", ")
+        ));
     }
     if g.vs_static > 1.0 {
         missed.push(format!(
@@ -273,7 +291,8 @@ mod tests {
                 && g.vs_flink.is_none_or(|v| v <= 0.85)
                 && g.efficiency >= 0.75
                 && g.actions_per_load_change.is_none_or(|a| a <= 1.5)
-                && g.vs_static <= 1.0,
+                && g.vs_static <= 1.0
+                && g.dominated_by.is_empty(),
             "{g:?}"
         );
     }
