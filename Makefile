@@ -43,14 +43,13 @@ bench-operator: stack-up
 	target/release/bench_operator 1000 --out docs/results/bench-operator.json
 	target/release/bench_operator 1000 --hang-prometheus --blackhole 10 --out docs/results/bench-operator-faults.json
 
-## bench-autoscaler: the scaling simulator on every built-in scenario (docs/benchmarks.md)
+## bench-autoscaler: the scaling simulator on every built-in scenario under every policy, the
+## baselines over their grids; results in docs/results/bench-autoscaler.json, plots in out/
+## (docs/benchmarks.md)
 bench-autoscaler:
 	$(CARGO) build --release --bin operator
-	mkdir -p out
-	for s in step spike ramp failover diurnal:0 diurnal:1 diurnal:2; do \
-	  n=$$(echo $$s | tr : -); \
-	  target/release/operator simulate --scenario $$s --json out/sim-$$n.json --svg out/sim-$$n.svg || exit 1; \
-	done
+	mkdir -p docs/results out
+	target/release/operator simulate --bench docs/results/bench-autoscaler.json --plots out
 
 ## chaos: the chaos suite on a stack of its own (it kills and restarts stack components), once
 ## at-least-once and once exactly-once; results in target/chaos/ and docs/reliability.md (~25 min)

@@ -82,6 +82,19 @@ pub struct ScalingPolicySpec {
     #[schemars(range(min = 0.0, max = 1.0))]
     pub utilization_tolerance: f64,
 
+    /// The hard ceiling of the busiest replica's busy fraction. With P partitions only some
+    /// replica counts change how many partitions the busiest replica holds, so keeping it under
+    /// target + tolerance can jump far (64 partitions: from ~34 replicas to 64). When that count
+    /// is more than 10 % above the cheapest count whose busiest replica stays under this ceiling
+    /// (and whose average stays at the target), the cheaper count is chosen and the decision says
+    /// so. Load that cycles faster than a scaling round trip is held at the count that carries
+    /// its recent peak at this utilization. In (0, 1]; a ceiling below targetUtilization +
+    /// utilizationTolerance counts as that sum (it cannot be stricter than the soft limit).
+    #[serde(default = "default_busiest_ceiling")]
+    #[x_kube(validation = kube::core::Rule::new("self > 0.0 && self <= 1.0")
+        .message("busiestReplicaCeiling must be in (0, 1]"))]
+    pub busiest_replica_ceiling: f64,
+
     /// The lag SLO: the backlog, in seconds of input, a pipeline should stay under. At least
     /// evaluationIntervalSeconds.
     #[serde(default = "default_lag_slo")]
@@ -163,20 +176,22 @@ impl ScalingPolicySpec {
 }
 
 impl ScaleBehavior {
-    /// Scale-ups: immediate, up to double or +4 per decision, 30 s apart.
+    /// Scale-ups: immediate, in one step to the computed need (up to 11× or +4 per decision),
+    /// 30 s apart.
     pub fn default_up() -> Self {
         Self {
             stabilization_window_seconds: 0,
-            max_step_percent: 100,
+            max_step_percent: 1000,
             max_step_replicas: 4,
             cooldown_seconds: 30,
         }
     }
-    /// Scale-downs: after 5 min of lower recommendations, at most half per decision, 2 min apart.
+    /// Scale-downs: after 5 min of lower recommendations, in one step to the highest of them,
+    /// 2 min apart.
     pub fn default_down() -> Self {
         Self {
             stabilization_window_seconds: 300,
-            max_step_percent: 50,
+            max_step_percent: 100,
             max_step_replicas: 0,
             cooldown_seconds: 120,
         }
@@ -306,6 +321,9 @@ fn default_target() -> f64 {
 }
 fn default_tolerance() -> f64 {
     0.1
+}
+fn default_busiest_ceiling() -> f64 {
+    0.9
 }
 fn default_lag_slo() -> u32 {
     60

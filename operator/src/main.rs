@@ -13,7 +13,10 @@ use clap::{Parser, Subcommand};
 use impressions_operator::{
     autoscale::{
         evaluator::Evaluator,
-        signals::{kafka_lag::KafkaLag, prometheus::PrometheusThroughput},
+        signals::{
+            kafka_lag::{KafkaLag, LagSource, LagTarget},
+            prometheus::PrometheusThroughput,
+        },
     },
     controller::{self, Loops, OperatorOptions},
     http,
@@ -73,7 +76,8 @@ struct TopArgs {
 
 #[derive(clap::Args, Debug)]
 struct SimulateArgs {
-    /// step | spike | ramp | failover | diurnal | csv:PATH (seconds,events_per_second)
+    /// step | spike | ramp | failover | diurnal[:0|1|2] | launch | evacuation | noisy | sawtooth |
+    /// growth | outage | weekly | csv:PATH (seconds,events_per_second)
     #[arg(long, default_value = "step")]
     scenario: String,
     /// Replay a running pipeline's real history instead: its Prometheus URL…
@@ -109,12 +113,23 @@ struct SimulateArgs {
     /// Total capacity grows as replicas^exponent (1 = linear).
     #[arg(long, default_value_t = 1.0)]
     scaling_exponent: f64,
-    /// Also write the reports as JSON to this file.
+    /// Also write the comparison (every row, the oracles, each grid's frontier) as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-    /// Also plot arrival rate, lag and replicas of every policy to this SVG file.
+    /// Also plot arrival rate, lag and replicas of ours, each baseline's cheapest SLO-clean
+    /// setting and static provisioning to this SVG file.
     #[arg(long)]
     svg: Option<std::path::PathBuf>,
+    /// The operator's region, for the replayed pipeline's region-default ScalingPolicy.
+    #[arg(long, env = "IMPRESSIONS_REGION", default_value = "")]
+    region: String,
+    /// Run every built-in scenario and write the results (every scenario × policy, the
+    /// frontiers, the oracles, the timings) to this JSON file; plots go to `--plots`.
+    #[arg(long, conflicts_with_all = ["prometheus", "json", "svg"])]
+    bench: Option<std::path::PathBuf>,
+    /// The directory of the benchmark's plots (one SVG per scenario).
+    #[arg(long, default_value = "out")]
+    plots: std::path::PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -355,32 +370,8 @@ async fn lead(
 }
 
 async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    use impressions_operator::tools::simulate::{self, model::ModelConfig, traces};
-    let (scenario, arrivals) = match (&a.prometheus, &a.pipeline) {
-        (Some(url), Some(p)) => {
-            let (ns, name) = p
-                .split_once('/')
-                .ok_or_else(|| anyhow::anyhow!("--pipeline must be NAMESPACE/NAME"))?;
-            let prom = PrometheusThroughput::new(url).map_err(anyhow::Error::msg)?;
-            let queries = impressions_crds::ScalingPolicySpec::builtin().queries;
-            let step = (a.hours * 3600.0 / 720.0).clamp(5.0, 60.0);
-            let points = prom
-                .history(&queries, ns, name, (a.hours * 3600.0) as i64, step)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(
-                points.len() >= 2,
-                "Prometheus has no history for {p} in the last {} h",
-                a.hours
-            );
-            (format!("history of {p}"), traces::from_history(&points))
-        }
-        _ => (
-            a.scenario.clone(),
-            traces::scenario(&a.scenario).map_err(anyhow::Error::msg)?,
-        ),
-    };
-    let cfg = ModelConfig {
+    use impressions_operator::tools::simulate::{self, model::ModelConfig, replay, traces};
+    let mut cfg = ModelConfig {
         partitions: a.partitions,
         skew: a.skew,
         capacity: a.capacity,
@@ -392,25 +383,143 @@ async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         max_replicas: a.partitions,
         ..ModelConfig::default()
     };
-    let t0 = std::time::Instant::now();
-    let reports = simulate::compare(&arrivals, &cfg);
-    print!("{}", simulate::table(&scenario, &reports));
+    if let Some(out) = &a.bench {
+        let results = simulate::bench::run_all(&cfg, &a.plots).map_err(anyhow::Error::msg)?;
+        for c in &results.scenarios {
+            print!("{}", simulate::table(c));
+        }
+        println!("{}", simulate::bench::summary(&results));
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, serde_json::to_vec_pretty(&results)?)?;
+        println!("results: {}", out.display());
+        return Ok(());
+    }
+    let mut policy = impressions_crds::ScalingPolicySpec::builtin();
+    let mut pipeline_spec = None;
+    let (scenario, arrivals) = match (&a.prometheus, &a.pipeline) {
+        (Some(url), Some(p)) => {
+            let (ns, name) = p
+                .split_once('/')
+                .ok_or_else(|| anyhow::anyhow!("--pipeline must be NAMESPACE/NAME"))?;
+            // The pipeline and its effective policy, from the cluster.
+            let from_cluster = replay_pipeline(ns, name, &a.region).await;
+            let queries = from_cluster
+                .as_ref()
+                .map(|(_, p)| p.spec.queries.clone())
+                .unwrap_or_else(|_| impressions_crds::ScalingPolicySpec::builtin().queries);
+            let prom = PrometheusThroughput::new(url).map_err(anyhow::Error::msg)?;
+            let step = (a.hours * 3600.0 / 720.0).clamp(5.0, 60.0);
+            let points = prom
+                .history(&queries, ns, name, (a.hours * 3600.0) as i64, step)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                points.len() >= 2,
+                "Prometheus has no history for {p} in the last {} h",
+                a.hours
+            );
+            // The topic's partition count, from Kafka (the operator's own client, without the
+            // source Secret's settings).
+            let partitions = match &from_cluster {
+                Ok((spec, _)) => {
+                    let target = LagTarget {
+                        bootstrap: spec.source.bootstrap_servers.clone(),
+                        topic: spec.source.topic.clone(),
+                        group: spec.consumer_group(ns, name),
+                        reset: spec.source.offset_reset,
+                        kafka: Default::default(),
+                    };
+                    tokio::task::spawn_blocking(move || {
+                        KafkaLag::default().sample(&target).map(|s| s.partitions)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Err(e) => Err(format!("no pipeline to read the topic of ({e})")),
+            };
+            let r = replay::resolve(
+                &points,
+                partitions,
+                from_cluster
+                    .as_ref()
+                    .map(|(_, p)| p.clone())
+                    .map_err(Clone::clone),
+                &cfg,
+            );
+            println!("replaying {p} with:");
+            for line in &r.provenance {
+                println!("  {line}");
+            }
+            cfg = r.cfg;
+            policy = r.policy;
+            pipeline_spec = from_cluster.ok().map(|(s, _)| s);
+            (format!("history of {p}"), traces::from_history(&points))
+        }
+        _ => (
+            a.scenario.clone(),
+            traces::scenario(&a.scenario).map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let c = simulate::compare_with(&scenario, &arrivals, &cfg, &policy, pipeline_spec.as_ref());
+    print!("{}", simulate::table(&c));
     println!(
-        "({} simulated seconds per policy; the project's policy took {:.3} s, all {} runs {:.2} s)",
+        "({} simulated seconds per policy; the project's policy took {:.3} s; all {} runs (grids included) {:.2} s)",
         arrivals.len(),
-        reports[0].wall_seconds,
-        reports.len(),
-        t0.elapsed().as_secs_f64()
+        c.rows[0].wall_seconds,
+        c.runs,
+        c.wall_seconds
     );
     if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&reports)?)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&c)?)?;
     }
     if let Some(path) = a.svg {
-        simulate::plot::svg(&path, &scenario, &reports, Some(simulate::slo_seconds()))
+        simulate::plot::svg(&path, &scenario, &c.plotted(), Some(c.slo_seconds))
             .map_err(anyhow::Error::msg)?;
         println!("plot: {}", path.display());
     }
     Ok(())
+}
+
+/// The replayed pipeline's spec and its effective policy with its bounds, from the cluster.
+async fn replay_pipeline(
+    ns: &str,
+    name: &str,
+    region: &str,
+) -> Result<
+    (
+        impressions_crds::ImpressionPipelineSpec,
+        impressions_operator::tools::simulate::replay::ClusterPolicy,
+    ),
+    String,
+> {
+    use impressions_crds::{ImpressionPipeline, ScalingPolicy};
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("no cluster: {e}"))?;
+    let pipeline = kube::Api::<ImpressionPipeline>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| format!("pipeline {ns}/{name}: {e}"))?;
+    let policies = kube::Api::<ScalingPolicy>::all(client)
+        .list(&Default::default())
+        .await
+        .map_err(|e| format!("ScalingPolicies: {e}"))?
+        .items;
+    let resolved =
+        impressions_operator::reconcile::resolved::pick_policy(&pipeline, region, &policies)
+            .map_err(|e| e.to_string())?;
+    let b = impressions_operator::autoscale::bounds::bounds(&pipeline.spec, &resolved.spec);
+    Ok((
+        pipeline.spec,
+        impressions_operator::tools::simulate::replay::ClusterPolicy {
+            spec: resolved.spec,
+            name: resolved.name,
+            min: b.min,
+            max: b.max,
+        },
+    ))
 }
 
 fn init_tracing(format: &str) {

@@ -4,10 +4,31 @@
 //! table-tested (`tests.rs`).
 
 use super::{
-    estimate::{NoEstimate, estimate},
+    estimate::{NoEstimate, estimate, partition_aware},
     history::History,
     model::{Decision, Limits, Signals, Step},
 };
+
+/// While the fleet keeps up within its headroom, a higher recommendation must hold this long
+/// before a scale-up (a burst shorter than a pod's start is over before the pod helps).
+const BURST_SECONDS: f64 = 90.0;
+/// The busiest replica's busy fraction up to which the fleet keeps up with a burst (its
+/// capacity, less a margin for the measure's error).
+const KEEPS_UP: f64 = 0.95;
+/// An input below this share of its recent peak has (nearly) stopped.
+const NEAR_ZERO: f64 = 0.1;
+/// How long after the input nearly stopped no scale-down happens (the producers' outage is
+/// expected to end, and their buffers to be flushed).
+const INPUT_STOP_HOLD_SECONDS: f64 = 1800.0;
+
+/// Seconds a scale-down and the scale-up that undoes it take at least: both stabilization
+/// windows, the rate window and rebalance until the capacity is measured again, a pod's start.
+pub fn round_trip_seconds(p: &Limits) -> f64 {
+    p.down.stabilization_seconds
+        + p.up.stabilization_seconds
+        + p.capacity_settle_seconds
+        + p.pod_start_seconds
+}
 
 /// Decides the replica count for one evaluation. `history` holds earlier evaluations of this
 /// pipeline (recommendations, changes, capacity at each count).
@@ -65,7 +86,35 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
             return d;
         }
     };
-    let (recommended, over_slo, util, why) = (e.recommended, e.over_slo, e.utilization, &e.why);
+    let (mut recommended, over_slo, util) = (e.recommended, e.over_slo, e.utilization);
+    let mut why = e.why.clone();
+    // Load that cycles faster than a scaling round trip: following it costs actions and lag
+    // and saves little; hold at the peak of the recent cycles (at the hard ceiling: the peak is
+    // known, the headroom under the target is for load not seen yet).
+    let round_trip = round_trip_seconds(p);
+    if let Some(c) = h.cycle().filter(|c| c.trough < 2.0 * round_trip) {
+        let max = p.max.min(s.partitions.max(1)).max(p.min);
+        let hold = partition_aware(
+            c.peak,
+            e.capacity * p.busiest_ceiling,
+            e.capacity * p.busiest_ceiling,
+            s.partitions,
+        )
+        .clamp(p.min, max);
+        let catch_up = partition_aware(
+            e.arrival + s.lag.unwrap_or(0.0) / p.catch_up_seconds,
+            e.capacity,
+            e.capacity,
+            s.partitions,
+        )
+        .clamp(p.min, max);
+        recommended = hold.max(catch_up);
+        why = format!(
+            "{why}; load cycles (every ~{:.0} s, low for at most {:.0} s, shorter than twice a scaling round trip of ~{round_trip:.0} s): holding at the peak of the last hour, {:.0}/s → {recommended} replicas",
+            c.period, c.trough, c.peak
+        );
+    }
+    let why = &why;
     let mut d = Decision {
         replicas: cur,
         reason: "NoChange",
@@ -74,13 +123,36 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         metrics_available: true,
         ineffective_scale_up: h.ineffective_since.is_some(),
         backlog_seconds: e.backlog_seconds.is_finite().then_some(e.backlog_seconds),
-        capacity_per_replica: Some(e.capacity),
+        capacity_per_replica: Some(e.measured_capacity.unwrap_or(e.capacity)),
         capacity_measured: e.capacity_measured,
         arrival_rate: Some(e.arrival),
     };
 
+    // The busiest replica's busy fraction at the current count.
+    let busiest_now = if cur > 0 && s.partitions > 0 {
+        f64::from((s.partitions + cur - 1) / cur) / f64::from(s.partitions) * e.arrival / e.capacity
+    } else {
+        f64::INFINITY
+    };
     if recommended > cur {
-        if d.ineffective_scale_up {
+        if util <= p.target_utilization + p.tolerance
+            && busiest_now <= p.busiest_ceiling
+            && !over_slo
+        {
+            d.reason = "HoldWithinTolerance";
+            d.message = format!(
+                "{why}; held: utilization within +{:.2} of the target, the busiest replica at {busiest_now:.2} under the {:.2} ceiling and no backlog over the SLO",
+                p.tolerance, p.busiest_ceiling
+            );
+        } else if busiest_now <= KEEPS_UP
+            && !over_slo
+            && !h.held_for(s.now, BURST_SECONDS, |r| r > cur)
+        {
+            d.reason = "HoldBurst";
+            d.message = format!(
+                "{why}; held: the fleet keeps up within its headroom (the busiest replica at {busiest_now:.2} of its capacity, no backlog over the SLO) — a scale-up waits until the need held for {BURST_SECONDS:.0} s, so a burst uses the headroom instead of a replica that starts when it is over"
+            );
+        } else if d.ineffective_scale_up {
             d.reason = "HoldIneffectiveScaleUp";
             d.message =
                 format!("{why}; held: the last scale-up did not add capacity (e.g. a slow sink)");
@@ -113,9 +185,18 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         }
     } else if recommended < cur {
         let highest = h.highest_recommendation(s.now, p.down.stabilization_seconds, recommended);
+        let recent_peak = h.highest_arrival(s.now, INPUT_STOP_HOLD_SECONDS);
         if p.frozen {
             d.reason = "HoldFreezeWindow";
             d.message = format!("{why}; held: inside a freeze window");
+        } else if e.arrival < NEAR_ZERO * recent_peak {
+            d.reason = "HoldInputStopped";
+            d.message = format!(
+                "{why}; held: the input fell to {:.0} % of its {recent_peak:.0}/s peak of the last {:.0} min — producers that stop usually come back and flush their buffers, so a sudden drop to near zero is no reason to scale down (for {:.0} min)",
+                100.0 * e.arrival / recent_peak,
+                INPUT_STOP_HOLD_SECONDS / 60.0,
+                INPUT_STOP_HOLD_SECONDS / 60.0
+            );
         } else if over_slo {
             d.reason = "HoldBacklog";
             d.message = format!(
@@ -147,6 +228,12 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
             d.reason = "HoldStabilizing";
             d.message =
                 format!("{why}; held: {highest} was recommended within the scale-down window");
+        } else if let Some(settled) = unsettled(h, s.now, p, recommended, highest) {
+            d.reason = "HoldSettling";
+            d.message = format!(
+                "{why}; held: the window's highest recommendation ({highest}) is from before the load settled (the last {:.0} s recommend at most {settled}); scaling down once, when it has left the window",
+                p.capacity_settle_seconds
+            );
         } else {
             let step = max_step(cur, p.down);
             d.replicas = highest.max(cur - step).max(p.min);
@@ -172,6 +259,15 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         }
     }
     d
+}
+
+/// A scale-down goes in one step to where the load settled: while the highest recommendation
+/// of the down window is well above those of the last `capacity_settle_seconds` (rates still
+/// moving when the load fell), it waits for it to leave the window. Returns the settled
+/// recommendation while waiting.
+fn unsettled(h: &History, now: f64, p: &Limits, recommended: i32, highest: i32) -> Option<i32> {
+    let recent = h.highest_recommendation(now, p.capacity_settle_seconds.max(1.0), recommended);
+    (highest > recent + (recent / 10).max(2)).then_some(recent)
 }
 
 /// The largest step of one decision: the larger of the percent and absolute limits, at least 1.

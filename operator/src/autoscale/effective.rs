@@ -9,6 +9,10 @@ use impressions_crds::{
 use super::model::{Limits, Step};
 use crate::autoscale::bounds::Bounds;
 
+/// Seconds from asking for a pod until it consumes, when nothing better is known: image pulled,
+/// container started, the group joined.
+pub const POD_START_SECONDS: f64 = 30.0;
+
 /// The decision policy of a ScalingPolicy alone (no pipeline overrides), at a UTC minute.
 pub fn from_policy(policy: &ScalingPolicySpec, b: &Bounds, minute_of_day: u32) -> Limits {
     let spec: ImpressionPipelineSpec = serde_json::from_value(serde_json::json!({
@@ -43,6 +47,10 @@ pub fn effective(
         max: b.max,
         target_utilization: narrower(o.target_utilization, policy.target_utilization, true),
         tolerance: policy.utilization_tolerance,
+        // Never stricter than the soft limit on the busiest replica (target + tolerance).
+        busiest_ceiling: policy
+            .busiest_replica_ceiling
+            .max((policy.target_utilization + policy.utilization_tolerance).min(1.0)),
         lag_slo_seconds: narrower(
             o.lag_slo_seconds.map(f64::from),
             f64::from(policy.lag_slo_seconds),
@@ -56,6 +64,7 @@ pub fn effective(
         rebalance_cost_seconds: f64::from(policy.rebalance_cost_seconds),
         capacity_settle_seconds: duration_seconds(&policy.queries.rate_window)
             + f64::from(policy.rebalance_cost_seconds),
+        pod_start_seconds: POD_START_SECONDS,
         up: step(&policy.scale_up),
         down,
         missing_metrics_replicas: match policy.on_missing_metrics.action {

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 
 use super::model::Decision;
 
+/// How far back capacity measures are smoothed (only those since the last change count).
+const CAPACITY_SMOOTHING_SECONDS: f64 = 300.0;
 /// How long samples are kept (the longest window any policy may use is bounded by this).
 const KEEP_SECONDS: f64 = 3600.0;
 /// After a scale-up, how long to wait before judging whether it added capacity.
@@ -20,6 +22,21 @@ struct Sample {
     t: f64,
     lag: f64,
     recommended: i32,
+    /// The arrival rate estimated then (events/s).
+    arrival: Option<f64>,
+}
+
+/// Load that goes up and down repeatedly, as the kept history shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cycle {
+    /// Mean seconds between the starts of successive high phases.
+    pub period: f64,
+    /// The longest low phase (seconds from falling below the middle band to rising above it).
+    pub trough: f64,
+    /// The highest arrival rate in the history (events/s).
+    pub peak: f64,
+    /// Complete low phases seen.
+    pub cycles: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,6 +57,8 @@ pub struct History {
     last_missing: Option<f64>,
     /// Capacity per replica last measured (used while a fresh measure is unavailable).
     pub last_capacity: Option<f64>,
+    /// Capacity measures since the last change, for their median.
+    capacities: VecDeque<(f64, f64)>,
     /// Set when a scale-up did not add capacity; scale-ups are blocked for a while.
     pub ineffective_since: Option<f64>,
     pending: Option<PendingCheck>,
@@ -92,6 +111,83 @@ impl History {
             .fold(current, i32::max)
     }
 
+    /// The median of `measured` and the capacity measures since the last change within the
+    /// smoothing window.
+    pub fn capacity_median(&self, now: f64, measured: f64) -> f64 {
+        let mut v: Vec<f64> = self
+            .capacities
+            .iter()
+            .filter(|(t, _)| now - t <= CAPACITY_SMOOTHING_SECONDS)
+            .map(|(_, c)| *c)
+            .collect();
+        v.push(measured);
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+
+    /// The highest arrival rate estimated within the last `window` seconds (0 without one).
+    pub fn highest_arrival(&self, now: f64, window: f64) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| now - s.t <= window)
+            .filter_map(|s| s.arrival)
+            .fold(0.0, f64::max)
+    }
+
+    /// Whether the arrival rate in the kept history cycles: it swings by at least half of its
+    /// low (highest ≥ 1.5 × lowest) and went below and back above the middle of its range (with
+    /// a band of ±10 % of the range against noise) at least twice. Returns the cycle's shape.
+    pub fn cycle(&self) -> Option<Cycle> {
+        let points: Vec<(f64, f64)> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.arrival.map(|a| (s.t, a)))
+            .collect();
+        if points.len() < 8 {
+            return None;
+        }
+        let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+        if hi <= 0.0 || hi < 1.5 * lo {
+            return None;
+        }
+        let (mid, band) = ((lo + hi) / 2.0, (hi - lo) * 0.1);
+        let mut below_since: Option<f64> = None;
+        let mut above = points[0].1 >= mid;
+        let (mut rises, mut troughs) = (Vec::new(), Vec::new());
+        for &(t, a) in &points {
+            if above && a < mid - band {
+                above = false;
+                below_since = Some(t);
+            } else if !above && a > mid + band {
+                above = true;
+                rises.push(t);
+                if let Some(since) = below_since.take() {
+                    troughs.push(t - since);
+                }
+            }
+        }
+        if troughs.len() < 2 {
+            return None;
+        }
+        let period = if rises.len() >= 2 {
+            (rises[rises.len() - 1] - rises[0]) / (rises.len() - 1) as f64
+        } else {
+            2.0 * troughs[0]
+        };
+        Some(Cycle {
+            period,
+            trough: troughs.iter().copied().fold(0.0, f64::max),
+            peak: hi,
+            cycles: troughs.len(),
+        })
+    }
+
     /// Records an evaluation: `from` replicas were running, `d` was decided (and applied when
     /// `applied`).
     pub fn record(&mut self, now: f64, lag: Option<f64>, from: i32, d: &Decision, applied: bool) {
@@ -105,6 +201,7 @@ impl History {
                 t: now,
                 lag,
                 recommended: d.recommended,
+                arrival: d.arrival_rate,
             });
         }
         while self
@@ -117,8 +214,19 @@ impl History {
         if let Some(c) = d.capacity_per_replica {
             if d.capacity_measured {
                 self.judge_scale_up(now, from, c);
+                // What stands in while the fleet settles after a change: the smoothed figure.
+                self.last_capacity = Some(self.capacity_median(now, c));
+                self.capacities.push_back((now, c));
+                while self
+                    .capacities
+                    .front()
+                    .is_some_and(|(t, _)| now - t > CAPACITY_SMOOTHING_SECONDS)
+                {
+                    self.capacities.pop_front();
+                }
+            } else {
+                self.last_capacity = Some(c);
             }
-            self.last_capacity = Some(c);
         }
         if self
             .ineffective_since
@@ -128,6 +236,7 @@ impl History {
         }
         if applied && d.replicas != from {
             self.last_change = Some(now);
+            self.capacities.clear();
             if d.replicas > from {
                 self.last_up = Some(now);
                 if let Some(c) = d.capacity_per_replica {
@@ -148,6 +257,7 @@ impl History {
     /// Notes a replica change seen from outside the decisions (a rebuilt history).
     pub fn note_change(&mut self, at: f64, up: bool) {
         self.last_change = Some(at);
+        self.capacities.clear();
         if up {
             self.last_up = Some(at);
         }

@@ -37,12 +37,19 @@ pub struct Limits {
     pub max: i32,
     pub target_utilization: f64,
     pub tolerance: f64,
+    /// The hard ceiling of the busiest replica's busy fraction (`busiestReplicaCeiling`): a
+    /// count whose busiest replica stays under it is taken instead of a much larger one that
+    /// keeps it under target + tolerance.
+    pub busiest_ceiling: f64,
     pub lag_slo_seconds: f64,
     pub catch_up_seconds: f64,
     pub rebalance_cost_seconds: f64,
     /// Seconds after a replica change during which a measured capacity mixes the fleets before
     /// and after it (the rate window plus the rebalance); the last settled figure stands in.
     pub capacity_settle_seconds: f64,
+    /// Seconds from asking for a pod until it consumes (the evaluator may pass what it
+    /// measured; a default otherwise). Part of a scaling round trip.
+    pub pod_start_seconds: f64,
     pub up: Step,
     pub down: Step,
     /// Replica count to go up to when metrics are missing (never down); hold when `None`.
@@ -90,8 +97,11 @@ pub struct Decision {
 pub struct Estimate {
     /// Events/s arriving.
     pub arrival: f64,
-    /// Events/s one replica processes when fully busy (measured now or carried over).
+    /// Events/s one replica processes when fully busy: the median of this evaluation's measure
+    /// and the others since the last change (within the smoothing window), or carried over.
     pub capacity: f64,
+    /// This evaluation's own measure of it, when there is one.
+    pub measured_capacity: Option<f64>,
     /// The capacity was measured now (not carried over while the fleet settles).
     pub capacity_measured: bool,
     /// Seconds to drain the backlog at the rate it is being worked off (infinite if nothing

@@ -13,10 +13,12 @@ pub(crate) fn policy() -> Limits {
         max: 20,
         target_utilization: 0.7,
         tolerance: 0.1,
+        busiest_ceiling: 0.9,
         lag_slo_seconds: 30.0,
         catch_up_seconds: 60.0,
         rebalance_cost_seconds: 0.0,
         capacity_settle_seconds: 0.0,
+        pod_start_seconds: 30.0,
         up: Step {
             stabilization_seconds: 0.0,
             max_percent: 100.0,
@@ -354,4 +356,229 @@ fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
     let mut up = signals(0.0, 2, 8000.0, 0.0);
     up.stale = true;
     assert!(decide(&up, &p, &History::default()).replicas > 2);
+}
+
+/// `signals` on a topic of `partitions` partitions.
+fn on_partitions(s: Signals, partitions: i32) -> Signals {
+    Signals { partitions, ..s }
+}
+
+#[test]
+fn partition_granularity_takes_the_cheapest_count_under_the_ceiling_and_says_so() {
+    let mut p = policy();
+    p.max = 64;
+    // 64 partitions, 27 replicas' worth arriving on 34 replicas. Keeping the busiest replica
+    // under 0.8 needs one partition each (64 replicas); 39 keep it at 2 × 27000/64 = 844/s,
+    // 0.84, under the 0.9 ceiling, with the average at the 0.7 target.
+    let s = on_partitions(signals(0.0, 34, 27_000.0, 0.0), 64);
+    let d = decide(&s, &p, &History::default());
+    assert_eq!(d.recommended, 39, "{}", d.message);
+    assert!(
+        d.message.contains("partition granularity")
+            && d.message.contains("would take 64 replicas")
+            && d.message.contains("0.84"),
+        "{}",
+        d.message
+    );
+    // What the partitions cost is said: 39 replicas' worth of rate, 39 chosen — nothing to say.
+    assert!(!d.message.contains("a topic of"), "{}", d.message);
+    // With the ceiling at target + tolerance the jump stands, and the message says which
+    // partition count would avoid it.
+    p.busiest_ceiling = 0.8;
+    let d = decide(&s, &p, &History::default());
+    assert_eq!(d.recommended, 64, "{}", d.message);
+    assert!(
+        d.message
+            .contains("the partitions cost 25 replicas over the 39 the rate needs: a topic of"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn the_ceiling_is_a_policy_field_with_a_default() {
+    use crate::autoscale::{bounds::Bounds, effective::from_policy};
+    let b = Bounds {
+        min: 1,
+        max: 64,
+        widened: vec![],
+    };
+    let builtin = impressions_crds::ScalingPolicySpec::builtin();
+    assert_eq!(from_policy(&builtin, &b, 0).busiest_ceiling, 0.9);
+    let mut spec = builtin;
+    spec.busiest_replica_ceiling = 0.95;
+    assert_eq!(from_policy(&spec, &b, 0).busiest_ceiling, 0.95);
+}
+
+#[test]
+fn the_built_in_policy_scales_up_in_one_step_to_the_need() {
+    use crate::autoscale::{bounds::Bounds, effective::from_policy};
+    let b = Bounds {
+        min: 1,
+        max: 64,
+        widened: vec![],
+    };
+    let p = from_policy(&impressions_crds::ScalingPolicySpec::builtin(), &b, 0);
+    // 4 replicas at 1000/s each; the rate steps to 16000/s: one step to the need (up to 11×).
+    let d = decide(&signals(0.0, 4, 16_000.0, 0.0), &p, &History::default());
+    assert_eq!(d.replicas, d.recommended, "{}", d.message);
+    assert!(d.replicas >= 23, "{}", d.message);
+}
+
+#[test]
+fn within_tolerance_does_not_scale_up_either() {
+    // 4 replicas at 0.78 (target 0.7 + 0.1), the busiest (6 of 24 partitions) at 0.78.
+    let d = decide(
+        &signals(0.0, 4, 3120.0, 0.0),
+        &policy(),
+        &History::default(),
+    );
+    assert_eq!(
+        (d.replicas, d.reason),
+        (4, "HoldWithinTolerance"),
+        "{}",
+        d.message
+    );
+    // Above the tolerance it does, once the need held for 90 s (the fleet keeps up meanwhile).
+    let mut h = History::default();
+    let (replicas, d) = settle(&mut h, &policy(), 0.0, 90.0, 4, 3400.0, 0.0);
+    assert_eq!((replicas, d.reason), (5, "ScaleUp"), "{}", d.message);
+    // When it cannot keep up, at once.
+    let d = decide(
+        &signals(0.0, 4, 4400.0, 0.0),
+        &policy(),
+        &History::default(),
+    );
+    assert_eq!(d.reason, "ScaleUp", "{}", d.message);
+}
+
+#[test]
+fn a_burst_within_the_headroom_is_no_reason_to_scale_up() {
+    let mut h = History::default();
+    let p = policy();
+    let (replicas, _) = settle(&mut h, &p, 0.0, 600.0, 12, 8000.0, 0.0);
+    assert_eq!(replicas, 12);
+    // A minute at +30 %: the 12 replicas carry it at 0.87 (2 of 24 partitions each).
+    let (during, d) = settle(&mut h, &p, 615.0, 675.0, replicas, 10_400.0, 0.0);
+    assert_eq!((during, d.reason), (12, "HoldBurst"), "{}", d.message);
+    let (after, _) = settle(&mut h, &p, 690.0, 1200.0, during, 8000.0, 0.0);
+    assert_eq!(after, 12);
+}
+
+#[test]
+fn a_sudden_drop_to_near_zero_is_no_reason_to_scale_down() {
+    let mut h = History::default();
+    let mut p = policy();
+    p.down.max_percent = 100.0;
+    let (replicas, _) = settle(&mut h, &p, 0.0, 600.0, 10, 7000.0, 0.0);
+    assert_eq!(replicas, 10);
+    // The producers stop for 15 minutes: held.
+    let (during, d) = settle(&mut h, &p, 615.0, 1500.0, replicas, 0.0, 0.0);
+    assert_eq!(
+        (during, d.reason),
+        (10, "HoldInputStopped"),
+        "{}",
+        d.message
+    );
+    assert!(d.message.contains("flush"), "{}", d.message);
+    // Half an hour later they have not come back: the input is what it is.
+    let (after, d) = settle(&mut h, &p, 1515.0, 2700.0, during, 0.0, 0.0);
+    assert!(after < 10, "{}", d.message);
+}
+
+/// Runs evaluations every 15 s of a load `rate(t)`, applying decisions; returns the times of
+/// the changes and the last count.
+fn follow(
+    h: &mut History,
+    p: &Limits,
+    until: f64,
+    mut replicas: i32,
+    rate: impl Fn(f64) -> f64,
+) -> (Vec<f64>, i32, Decision) {
+    let (mut t, mut changes, mut last) = (0.0, Vec::new(), None);
+    while t <= until {
+        let d = decide(&signals(t, replicas, rate(t), 0.0), p, h);
+        h.record(t, Some(0.0), replicas, &d, true);
+        if d.replicas != replicas {
+            changes.push(t);
+        }
+        replicas = d.replicas;
+        last = Some(d);
+        t += 15.0;
+    }
+    (changes, replicas, last.expect("an evaluation"))
+}
+
+#[test]
+fn load_cycling_faster_than_a_round_trip_holds_at_the_peak() {
+    let mut p = policy();
+    p.down.stabilization_seconds = 300.0;
+    p.down.max_percent = 100.0;
+    // A 10-minute sawtooth from 2000 to 6000/s: low for ~6 minutes per cycle, shorter than
+    // twice the round trip (300 s down window + 30 s pod start).
+    let saw = |period: f64| move |t: f64| 2000.0 + 4000.0 * (t % period) / period;
+    let mut h = History::default();
+    let (changes, replicas, d) = follow(&mut h, &p, 7200.0, 3, saw(600.0));
+    let late: Vec<f64> = changes.iter().copied().filter(|t| *t > 3600.0).collect();
+    assert!(late.is_empty(), "changes in the second hour: {late:?}");
+    // The peak at the 0.9 ceiling: 6000/900 → 7, 4 of 24 partitions on the busiest (1000/s)
+    // is too many → 8.
+    assert_eq!(replicas, 8, "{}", d.message);
+    assert!(d.message.contains("load cycles"), "{}", d.message);
+    // A half-hour sawtooth is slow enough to follow.
+    let mut h = History::default();
+    let (changes, _, d) = follow(&mut h, &p, 7200.0, 3, saw(1800.0));
+    assert!(
+        changes.iter().filter(|t| **t > 3600.0).count() >= 2,
+        "{changes:?} {}",
+        d.message
+    );
+    assert!(!d.message.contains("load cycles"), "{}", d.message);
+}
+
+#[test]
+fn a_scale_down_waits_for_the_load_to_settle_and_goes_in_one_step() {
+    let mut h = History::default();
+    let mut p = policy();
+    p.down.max_percent = 100.0;
+    let (replicas, _) = settle(&mut h, &p, 0.0, 300.0, 10, 7000.0, 0.0);
+    // The load falls to 1000/s; the first two evaluations still read it half-way (4000/s).
+    let rate = |t: f64| if t < 345.0 { 4000.0 } else { 1000.0 };
+    let mut changes = Vec::new();
+    let mut n = replicas;
+    let mut t = 315.0;
+    while t <= 900.0 {
+        let d = decide(&signals(t, n, rate(t), 0.0), &p, &h);
+        h.record(t, Some(0.0), n, &d, true);
+        if d.replicas != n {
+            changes.push((t, n, d.replicas));
+        }
+        n = d.replicas;
+        t += 15.0;
+    }
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn capacity_is_the_median_of_the_measures_since_the_last_change() {
+    let mut h = History::default();
+    let p = policy();
+    for (t, busy) in [(0.0, 0.5), (15.0, 0.4), (30.0, 0.6), (45.0, 0.5)] {
+        // 4 replicas processing 2000/s: capacity 1000 at busy 0.5, 1250 at 0.4, 833 at 0.6.
+        let mut s = signals(t, 4, 2000.0, 0.0);
+        s.busy_fraction = Some(busy);
+        let d = decide(&s, &p, &h);
+        h.record(t, Some(0.0), 4, &d, false);
+    }
+    let mut s = signals(60.0, 4, 2000.0, 0.0);
+    s.busy_fraction = Some(0.25);
+    let d = decide(&s, &p, &h);
+    // Measures 1000, 1250, 833, 1000 and now 2000: the median is 1000.
+    assert!(d.message.contains("capacity 1000/s"), "{}", d.message);
+    assert_eq!(
+        d.capacity_per_replica,
+        Some(2000.0),
+        "the status shows this evaluation's measure"
+    );
 }

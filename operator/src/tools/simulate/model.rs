@@ -1,10 +1,13 @@
 //! The simulated cluster: a topic with P partitions (optionally skewed), arrivals from a trace,
 //! replicas with a capacity each (optional noise), pod start-up delay, a consumption pause when
-//! the consumer group changes size, and observations that reach the autoscaler late.
-//! Deterministic: the same config and trace give the same run.
+//! the consumer group changes size, and observations that reach the autoscaler late and
+//! imperfect: the committed lag never reads 0 in a running group (offsets are committed every
+//! `commit_interval_seconds`), the busy fraction and processed rate come from Prometheus scrapes
+//! (every `scrape_interval_seconds`, averaged over a rate window, with measurement noise).
+//! Deterministic: the same config and trace give the same run (the noise is a seeded hash).
 
 /// The simulated world.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelConfig {
     pub partitions: i32,
     /// Partition weights ∝ 1/(i+1)^skew; 0 is uniform.
@@ -23,6 +26,18 @@ pub struct ModelConfig {
     pub cooperative: bool,
     /// How late observations reach the autoscaler.
     pub metric_delay_seconds: f64,
+    /// Seconds between the consumers' offset commits: the committed lag reads, on top of the
+    /// true backlog, the events processed since the last commit (a uniform share of one
+    /// interval's processing, different at every read).
+    pub commit_interval_seconds: f64,
+    /// Seconds between Prometheus scrapes: a rate over a window is only as fresh as the last
+    /// scrape.
+    pub scrape_interval_seconds: f64,
+    /// Relative measurement noise of the busy fraction and the processed rate at each scrape
+    /// (uniform in ±this).
+    pub busy_noise: f64,
+    /// Seed of the measurement noise.
+    pub seed: u64,
     pub min_replicas: i32,
     pub max_replicas: i32,
 }
@@ -39,6 +54,10 @@ impl Default for ModelConfig {
             rebalance_seconds: 5.0,
             cooperative: true,
             metric_delay_seconds: 10.0,
+            commit_interval_seconds: 1.0,
+            scrape_interval_seconds: 15.0,
+            busy_noise: 0.05,
+            seed: 1,
             min_replicas: 1,
             max_replicas: 64,
         }
@@ -49,7 +68,10 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Observation {
     pub at: f64,
+    /// The committed lag (the true backlog plus the events processed since the last commit).
     pub lag: f64,
+    /// Partitions whose committed lag is above 0.
+    pub partitions_with_lag: i32,
     /// Sum of the partitions' end offsets (its growth is the input rate).
     pub end_offsets: f64,
     pub processed_rate: f64,
@@ -62,8 +84,9 @@ pub struct Observation {
 pub struct Tick {
     pub t: f64,
     pub arrival: f64,
+    /// The true backlog (events not yet processed).
     pub lag: f64,
-    /// The lag in seconds of input.
+    /// The age of the oldest unprocessed event, in seconds (0 when nothing waits).
     pub lag_seconds: f64,
     pub replicas: i32,
 }
@@ -80,6 +103,19 @@ pub struct Cluster {
     paused_until: f64,
     /// Observations by second, for the metric delay.
     history: Vec<Observation>,
+    /// Cumulative arrivals at the end of each second (for the age of the oldest event).
+    arrived: Vec<f64>,
+}
+
+/// A deterministic noise in [-1, 1] for a seed and a key (splitmix64).
+pub fn noise(seed: u64, key: u64) -> f64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(key.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
 }
 
 impl Cluster {
@@ -97,6 +133,7 @@ impl Cluster {
             pending: Vec::new(),
             paused_until: 0.0,
             history: Vec::new(),
+            arrived: Vec::new(),
             cfg,
         }
     }
@@ -163,36 +200,44 @@ impl Cluster {
             *l += arrival * w;
         }
         self.end_offsets += arrival;
+        self.arrived.push(self.end_offsets);
         let mut processed = 0.0;
         let n = self.running.max(0) as usize;
         if t >= self.paused_until && n > 0 {
             let p = self.lag.len();
-            for r in 0..n {
+            let scale = (n as f64).powf(self.cfg.scaling_exponent - 1.0);
+            for r in 0..n.min(p) {
                 let noise = self.cfg.capacity_noise * (((r * 7919) % 13) as f64 / 6.0 - 1.0);
-                let cap = self.cfg.capacity
-                    * (1.0 + noise)
-                    * (n as f64).powf(self.cfg.scaling_exponent - 1.0);
-                let owned: Vec<usize> = (r..p).step_by(n).collect();
-                if owned.is_empty() {
-                    continue;
-                }
-                // A replica's capacity goes to its partitions in proportion to their backlog.
-                let need: f64 = owned.iter().map(|&i| self.lag[i]).sum();
+                let cap = self.cfg.capacity * (1.0 + noise) * scale;
+                // A replica holds partitions r, r + n, r + 2n… and gives its capacity to them in
+                // proportion to their backlog.
+                let need: f64 = (r..p).step_by(n).map(|i| self.lag[i]).sum();
                 if need <= 0.0 {
                     continue;
                 }
                 let done = cap.min(need);
-                for &i in &owned {
-                    self.lag[i] -= self.lag[i] * done / need;
+                let keep = 1.0 - done / need;
+                for i in (r..p).step_by(n) {
+                    self.lag[i] *= keep;
                 }
                 processed += done;
             }
         }
         let running_capacity = self.running.max(1) as f64 * self.cfg.capacity;
         let lag: f64 = self.lag.iter().sum();
+        // The committed lag: what was processed since the last commit is not committed yet.
+        let uncommitted =
+            processed * self.cfg.commit_interval_seconds * (noise(self.cfg.seed, t as u64) + 1.0)
+                / 2.0;
+        let with_lag = if arrival > 0.0 {
+            self.lag.len() as i32
+        } else {
+            self.lag.iter().filter(|l| **l > 0.5).count() as i32
+        };
         self.history.push(Observation {
             at: t,
-            lag,
+            lag: lag + uncommitted,
+            partitions_with_lag: with_lag,
             end_offsets: self.end_offsets,
             processed_rate: processed,
             busy_fraction: (processed / running_capacity).clamp(0.0, 1.0),
@@ -202,30 +247,57 @@ impl Cluster {
             t,
             arrival,
             lag,
-            lag_seconds: if lag <= 0.0 {
-                0.0
-            } else {
-                lag / arrival.max(1.0)
-            },
+            lag_seconds: self.oldest_age(),
             replicas: self.pods(),
         }
     }
 
-    /// What the autoscaler sees at `t`: the observation of `t - delay`, rates averaged over
-    /// the `window` seconds before it.
+    /// The age in seconds of the oldest unprocessed event over all partitions: partition i
+    /// received the share w_i of every second's arrivals, so its oldest event arrived in the
+    /// first second whose cumulative arrivals exceed what it has processed.
+    fn oldest_age(&self) -> f64 {
+        let behind = self
+            .lag
+            .iter()
+            .zip(&self.weights)
+            .filter(|(l, w)| **w > 0.0 && **l > 1e-6)
+            .map(|(l, w)| l / w)
+            .fold(0.0, f64::max);
+        if behind <= 1e-3 {
+            return 0.0;
+        }
+        let now = self.arrived.len() - 1;
+        let consumed = self.arrived[now] - behind;
+        let first = self.arrived.partition_point(|a| *a <= consumed);
+        (now - first.min(now)) as f64
+    }
+
+    /// What the autoscaler sees at `t`: Kafka's committed lag and end offsets of `t - delay`;
+    /// the processed rate and busy fraction as Prometheus has them then: averaged over the
+    /// `window` seconds before its last scrape, with the scrape's measurement noise.
     pub fn observe(&self, t: f64, window: f64) -> Option<Observation> {
         let at = t - self.cfg.metric_delay_seconds;
         let end = self.history.iter().rposition(|o| o.at <= at)?;
-        let start = self.history[..=end]
-            .iter()
-            .rposition(|o| o.at <= at - window)
-            .unwrap_or(0);
-        let span = &self.history[start..=end];
-        let n = span.len() as f64;
         let last = self.history[end];
+        let scrape = self.cfg.scrape_interval_seconds.max(1.0);
+        let scraped_at = (at / scrape).floor() * scrape;
+        let s_end = self.history[..=end]
+            .iter()
+            .rposition(|o| o.at <= scraped_at)
+            .unwrap_or(0);
+        let start = self.history[..=s_end]
+            .iter()
+            .rposition(|o| o.at <= scraped_at - window)
+            .unwrap_or(0);
+        let span = &self.history[start..=s_end];
+        let n = span.len() as f64;
+        // The two counters are scraped separately: independent errors.
+        let e =
+            |key: u64| 1.0 + self.cfg.busy_noise * noise(self.cfg.seed ^ key, scraped_at as u64);
         Some(Observation {
-            processed_rate: span.iter().map(|o| o.processed_rate).sum::<f64>() / n,
-            busy_fraction: span.iter().map(|o| o.busy_fraction).sum::<f64>() / n,
+            processed_rate: span.iter().map(|o| o.processed_rate).sum::<f64>() / n * e(0x5bd1),
+            busy_fraction: (span.iter().map(|o| o.busy_fraction).sum::<f64>() / n * e(0x9e37))
+                .clamp(0.0, 1.0),
             ..last
         })
     }
@@ -283,5 +355,71 @@ mod tests {
             c.scale_to(0.0, 1);
         }
         assert!(eager.paused_until > coop.paused_until);
+    }
+
+    #[test]
+    fn committed_lag_never_reads_zero_while_events_flow() {
+        let mut c = Cluster::new(
+            ModelConfig {
+                metric_delay_seconds: 0.0,
+                ..Default::default()
+            },
+            10,
+        );
+        let mut seen = Vec::new();
+        for t in 0..120 {
+            let tick = c.step(f64::from(t), 100_000.0);
+            assert_eq!(tick.lag_seconds, 0.0, "capacity suffices: nothing waits");
+            seen.push(c.observe(f64::from(t), 0.0).unwrap().lag);
+        }
+        // Up to one commit interval of processed events, different at every read.
+        assert!(seen.iter().all(|l| *l > 0.0 && *l <= 100_000.0), "{seen:?}");
+        let spread = seen.iter().copied().fold(0.0, f64::max)
+            - seen.iter().copied().fold(f64::MAX, f64::min);
+        assert!(spread > 10_000.0, "noisy: {spread}");
+    }
+
+    #[test]
+    fn lag_seconds_is_the_age_of_the_oldest_event_even_when_nothing_arrives() {
+        let mut c = Cluster::new(ModelConfig::default(), 1);
+        // 50k/s for 10 s against one replica of 25k/s: 250k behind, the oldest from second 5.
+        for t in 0..10 {
+            c.step(f64::from(t), 50_000.0);
+        }
+        let tick = c.step(10.0, 0.0);
+        assert!((tick.lag - 225_000.0).abs() < 1.0, "{tick:?}");
+        assert!((4.0..=6.0).contains(&tick.lag_seconds), "{tick:?}");
+        // Nothing arrives: the age grows by a second a second, it does not explode.
+        let later = c.step(11.0, 0.0);
+        assert!(later.lag_seconds <= tick.lag_seconds + 1.0, "{later:?}");
+    }
+
+    #[test]
+    fn the_busy_fraction_is_scraped_late_and_noisy() {
+        let cfg = ModelConfig {
+            metric_delay_seconds: 0.0,
+            ..Default::default()
+        };
+        let mut c = Cluster::new(cfg, 4);
+        let mut seen = Vec::new();
+        for t in 0..300 {
+            // The load doubles at 152 s.
+            c.step(f64::from(t), if t < 152 { 50_000.0 } else { 100_000.0 });
+            seen.push(c.observe(f64::from(t), 0.0).unwrap().busy_fraction);
+        }
+        // A scrape every 15 s: the value holds between scrapes, then moves.
+        assert!(seen[163] < 0.6, "the scrape at 150 s saw the old load");
+        assert_eq!(seen[151], seen[163], "it holds until the next scrape");
+        assert!(seen[170] > 0.8, "{}", seen[170]);
+        let exact = 0.5;
+        assert!(
+            seen[..150].iter().any(|b| (b - exact).abs() > 0.005),
+            "noisy"
+        );
+        assert!(
+            seen[..150]
+                .iter()
+                .all(|b| (b - exact).abs() <= 0.05 * exact + 1e-9)
+        );
     }
 }

@@ -126,7 +126,7 @@ pub fn svg(
     )?;
     panel(
         &panels[2],
-        "lag (seconds of input)",
+        "lag (seconds behind)",
         &policies,
         |t| t.lag_seconds,
         false,
@@ -173,7 +173,7 @@ mod tests {
             text.find(needle)
                 .unwrap_or_else(|| panic!("{needle} not in the plot"))
         };
-        assert!(at("lag (seconds of input)") > at("lag (events)"));
+        assert!(at("lag (seconds behind)") > at("lag (events)"));
         // The legend (the policies' names) follows the replicas panel's caption.
         assert!(
             at("ours") > at("replicas"),

@@ -34,6 +34,8 @@ pub struct Ours {
     pub rate_window: f64,
     history: History,
     last: Option<Observation>,
+    /// Print every decision that changes the count (`SIM_TRACE=1`), for tuning.
+    trace: bool,
 }
 
 impl Ours {
@@ -44,6 +46,7 @@ impl Ours {
             rate_window: 60.0,
             history: History::default(),
             last: None,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         }
     }
 }
@@ -56,10 +59,6 @@ impl Autoscaler for Ours {
         self.interval
     }
     fn decide(&mut self, t: f64, c: &Cluster) -> Option<i32> {
-        // Like a Deployment rollout: decide again once the new pods run.
-        if c.starting() {
-            return None;
-        }
         let o = c.observe(t, self.rate_window)?;
         let input_rate = self
             .last
@@ -74,20 +73,37 @@ impl Autoscaler for Ours {
             input_rate,
             processed_rate: Some(o.processed_rate),
             busy_fraction: Some(o.busy_fraction),
-            workers: None,
+            // Prometheus has series of the pods that run (a starting pod reports nothing yet).
+            workers: Some(f64::from(o.running)),
             stale: false,
         };
         let d = decide(&s, &self.policy, &self.history);
+        if self.trace && d.replicas != c.pods() {
+            eprintln!(
+                "{t:>7.0} {} → {}: {} {}",
+                c.pods(),
+                d.replicas,
+                d.reason,
+                d.message
+            );
+        }
         self.history.record(t, s.lag, c.pods(), &d, true);
         Some(d.replicas)
     }
 }
 
-/// KEDA's Kafka scaler (30 s polling, lagThreshold, partition cap with its off-by-one) feeding
-/// the HPA (15 s sync, 10 % tolerance, 300 s scale-down stabilization, legacy scale-up limit).
+/// KEDA's Kafka scaler (30 s polling, lagThreshold, partition cap with its off-by-one, and the
+/// newer `limitToPartitionsWithLag` and `ensureEvenDistributionOfPartitions`) feeding the HPA
+/// (15 s sync, 10 % tolerance, scale-down stabilization window, legacy scale-up limit).
 #[derive(Debug)]
 pub struct KedaHpa {
     pub lag_threshold: f64,
+    /// The HPA's scale-down stabilization window (`behavior.scaleDown`; 300 s by default).
+    pub down_window: f64,
+    /// Cap the replicas at the partitions with lag rather than all partitions.
+    pub limit_to_partitions_with_lag: bool,
+    /// Round the replica count the metric asks for up to a factor of the partition count.
+    pub even_distribution: bool,
     pub min: i32,
     pub max: i32,
     metric: Option<f64>,
@@ -96,9 +112,13 @@ pub struct KedaHpa {
 }
 
 impl KedaHpa {
+    /// KEDA and the HPA at their defaults but for the lag threshold.
     pub fn new(lag_threshold: f64, min: i32, max: i32) -> Self {
         KedaHpa {
             lag_threshold,
+            down_window: 300.0,
+            limit_to_partitions_with_lag: false,
+            even_distribution: false,
             min,
             max,
             metric: None,
@@ -117,6 +137,16 @@ impl KedaHpa {
         }
     }
 
+    /// `ensureEvenDistributionOfPartitions`: the metric is raised so that the replica count it
+    /// asks for is the next factor of the partition count.
+    pub fn even(metric: f64, threshold: f64, partitions: i32) -> f64 {
+        let wanted = (metric / threshold).ceil().max(1.0) as i32;
+        let factor = (wanted..=partitions.max(1))
+            .find(|d| partitions % d == 0)
+            .unwrap_or(partitions.max(1));
+        metric.max(factor as f64 * threshold)
+    }
+
     /// The HPA's recommendation for an External AverageValue metric.
     pub fn hpa_desired(metric: f64, threshold: f64, current: i32) -> i32 {
         let ratio = metric / (threshold * current.max(1) as f64);
@@ -126,11 +156,26 @@ impl KedaHpa {
             (metric / threshold).ceil() as i32
         }
     }
+
+    /// The settings that differ from the defaults.
+    pub fn settings(&self) -> String {
+        let mut s = format!("lagThreshold={}", self.lag_threshold);
+        if self.down_window != 300.0 {
+            s.push_str(&format!(" scaleDown.window={}s", self.down_window));
+        }
+        if self.limit_to_partitions_with_lag {
+            s.push_str(" limitToPartitionsWithLag");
+        }
+        if self.even_distribution {
+            s.push_str(" evenPartitions");
+        }
+        s
+    }
 }
 
 impl Autoscaler for KedaHpa {
     fn name(&self) -> String {
-        format!("KEDA+HPA (lagThreshold={})", self.lag_threshold)
+        format!("KEDA+HPA ({})", self.settings())
     }
     fn interval(&self) -> f64 {
         15.0
@@ -138,9 +183,19 @@ impl Autoscaler for KedaHpa {
     fn decide(&mut self, t: f64, c: &Cluster) -> Option<i32> {
         if t - self.last_poll >= 30.0 {
             self.last_poll = t;
-            self.metric = c
-                .observe(t, 0.0)
-                .map(|o| Self::metric(o.lag, self.lag_threshold, c.partitions()));
+            self.metric = c.observe(t, 0.0).map(|o| {
+                let cap = if self.limit_to_partitions_with_lag {
+                    o.partitions_with_lag.max(1)
+                } else {
+                    c.partitions()
+                };
+                let m = Self::metric(o.lag, self.lag_threshold, cap);
+                if self.even_distribution {
+                    Self::even(m, self.lag_threshold, c.partitions())
+                } else {
+                    m
+                }
+            });
         }
         let metric = self.metric?;
         let current = c.pods();
@@ -151,7 +206,11 @@ impl Autoscaler for KedaHpa {
         let raw =
             Self::hpa_desired(metric, self.lag_threshold, current).clamp(self.min.max(1), self.max);
         self.recs.push_back((t, raw));
-        while self.recs.front().is_some_and(|(at, _)| t - at > 300.0) {
+        while self
+            .recs
+            .front()
+            .is_some_and(|(at, _)| t - at > self.down_window)
+        {
             self.recs.pop_front();
         }
         let down_floor = self.recs.iter().map(|(_, r)| *r).max().unwrap_or(raw);
@@ -166,12 +225,18 @@ impl Autoscaler for KedaHpa {
 }
 
 /// The Flink autoscaler's decision for one source vertex, with its defaults: metric window,
-/// stabilization after each change (the job restarts), catch-up, delayed scale-down with the
-/// maximum over the interval, no scale-down under backlog, EVENLY_SPREAD partition alignment.
+/// stabilization after each change, catch-up, utilization bounds (`utilization.min/max`, the
+/// target ± 0.3 by default), delayed scale-down with the maximum over the interval, no
+/// scale-down under backlog, EVENLY_SPREAD partition alignment. On the common actuator a change
+/// costs what it costs every policy (the consumer group's rebalance); "as deployed", a rescale
+/// also restarts the job (`restart_pause`).
 #[derive(Debug)]
 pub struct Flink {
     pub target: f64,
-    pub boundary: f64,
+    /// `utilization.min` and `utilization.max`: no change while the capacity needed at these
+    /// utilizations brackets the capacity there is.
+    pub utilization_min: f64,
+    pub utilization_max: f64,
     pub catch_up: f64,
     pub restart_time: f64,
     pub window: f64,
@@ -179,7 +244,7 @@ pub struct Flink {
     pub scale_down_interval: f64,
     pub min: i32,
     pub max: i32,
-    /// How long a rescale stops the job in the model.
+    /// How long a rescale stops the job (0 on the common actuator; 60 s as deployed).
     pub restart_pause: f64,
     last_change: f64,
     lower_since: Option<f64>,
@@ -187,10 +252,12 @@ pub struct Flink {
 }
 
 impl Flink {
+    /// The Flink decision at its defaults but for the target, on the common actuator.
     pub fn new(target: f64, min: i32, max: i32) -> Self {
         Flink {
             target,
-            boundary: 0.3,
+            utilization_min: (target - 0.3).max(0.05),
+            utilization_max: (target + 0.3).min(1.0),
             catch_up: 1800.0,
             restart_time: 300.0,
             window: 900.0,
@@ -198,11 +265,18 @@ impl Flink {
             scale_down_interval: 3600.0,
             min,
             max,
-            restart_pause: 60.0,
+            restart_pause: 0.0,
             last_change: 0.0,
             lower_since: None,
             recs: VecDeque::new(),
         }
+    }
+
+    /// The Flink autoscaler as deployed: its defaults, and a job restart on every rescale.
+    pub fn as_deployed(min: i32, max: i32) -> Self {
+        let mut f = Flink::new(0.7, min, max);
+        f.restart_pause = 60.0;
+        f
     }
 
     /// EVENLY_SPREAD: the first divisor of P at or above `n` (P when `n` exceeds it).
@@ -211,11 +285,43 @@ impl Flink {
             .find(|d| partitions % d == 0)
             .unwrap_or(partitions)
     }
+
+    /// The settings that differ from the defaults.
+    pub fn settings(&self) -> String {
+        let mut s = format!("target={:.2}", self.target);
+        let (lo, hi) = ((self.target - 0.3).max(0.05), (self.target + 0.3).min(1.0));
+        if (self.utilization_min - lo).abs() > 1e-9 || (self.utilization_max - hi).abs() > 1e-9 {
+            s.push_str(&format!(
+                " min/max={:.2}/{:.2}",
+                self.utilization_min, self.utilization_max
+            ));
+        }
+        if self.scale_down_interval != 3600.0 {
+            s.push_str(&format!(
+                " scale-down.interval={}s",
+                self.scale_down_interval
+            ));
+        }
+        if self.window != 900.0 {
+            s.push_str(&format!(" metrics.window={}s", self.window));
+        }
+        if self.restart_pause > 0.0 {
+            s.push_str(&format!(
+                ", restarts {:.0} s per rescale",
+                self.restart_pause
+            ));
+        }
+        s
+    }
 }
 
 impl Autoscaler for Flink {
     fn name(&self) -> String {
-        format!("Flink autoscaler (target={:.2})", self.target)
+        if self.restart_pause > 0.0 {
+            format!("Flink as deployed ({})", self.settings())
+        } else {
+            format!("Flink decision ({})", self.settings())
+        }
     }
     fn interval(&self) -> f64 {
         60.0
@@ -238,9 +344,7 @@ impl Autoscaler for Flink {
         let needed = |u: f64| {
             o.lag / self.catch_up + arrival * self.restart_time / self.catch_up + arrival / u
         };
-        if true_rate >= needed(self.target + self.boundary)
-            && true_rate <= needed((self.target - self.boundary).max(0.05))
-        {
+        if true_rate >= needed(self.utilization_max) && true_rate <= needed(self.utilization_min) {
             self.lower_since = None;
             return None;
         }
@@ -343,6 +447,21 @@ mod tests {
         }
         let at = first_down.expect("scaled down eventually");
         assert!(at >= 300.0, "scaled down after {at} s");
+    }
+
+    #[test]
+    fn keda_even_distribution_asks_for_a_factor_of_the_partition_count() {
+        // 64 partitions, threshold 100: a lag of 2,050 asks for 21 replicas → 32.
+        assert_eq!(KedaHpa::even(2_050.0, 100.0, 64), 3_200.0);
+        assert_eq!(KedaHpa::even(800.0, 100.0, 64), 800.0);
+    }
+
+    #[test]
+    fn flink_on_the_common_actuator_does_not_restart_as_deployed_does() {
+        assert_eq!(Flink::new(0.7, 1, 64).restart_pause(), 0.0);
+        let deployed = Flink::as_deployed(1, 64);
+        assert_eq!(deployed.restart_pause(), 60.0);
+        assert!(deployed.name().starts_with("Flink as deployed"));
     }
 
     #[test]
