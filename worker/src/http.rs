@@ -1,4 +1,4 @@
-//! /metrics, /healthz and /readyz.
+//! /metrics, /healthz, /readyz and /schema.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -29,6 +29,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/schema", get(schema))
         .with_state(AppState { registry, health });
     axum::serve(listener, app).await
 }
@@ -74,5 +75,28 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// The schema learner's last window as JSON (`schema_report::SchemaReport`): 404 when schema
+/// learning is disabled, 503 until the first window ends.
+async fn schema(State(s): State<AppState>) -> axum::response::Response {
+    if !s.health.schema.enabled {
+        return (
+            StatusCode::NOT_FOUND,
+            "schema learning is disabled (schema.enabled: false)",
+        )
+            .into_response();
+    }
+    let Some(report) = s.health.schema.latest() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first schema window has not ended",
+        )
+            .into_response();
+    };
+    match serde_json::to_vec(&*report) {
+        Ok(body) => ([("content-type", "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

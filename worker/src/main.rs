@@ -16,6 +16,7 @@ use impressions_worker::{
     http, kafka,
     metrics::Metrics,
     run::{self, Health},
+    schema_report::Board,
 };
 use prometheus_client::registry::Registry;
 
@@ -74,7 +75,10 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let registry = Arc::new(registry);
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health {
+        schema: Board::new(cfg.schema.enabled),
+        ..Health::default()
+    });
     let stop = Arc::new(AtomicBool::new(false));
 
     let rt = tokio::runtime::Builder::new_multi_thread()

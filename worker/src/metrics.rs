@@ -45,6 +45,10 @@ pub struct OutputLabel {
     pub output: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabel {
+    pub kind: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
     pub topic: String,
     pub partition: String,
@@ -81,6 +85,15 @@ pub struct Metrics {
     /// ExactlyOnce: input events whose offsets were committed with their outputs.
     pub events_committed: Counter,
     pub transaction_commit_seconds: CommitHistogram,
+    /// Raw events walked by the schema learner (about one in `schema.sampleOneIn`).
+    pub schema_events_sampled: Counter,
+    /// Schema windows ended (each served at `GET /schema`).
+    pub schema_windows: Counter,
+    /// Event types and field paths (all types) in the last schema window.
+    pub schema_event_types: Gauge,
+    pub schema_paths: Gauge,
+    /// What went past the schema budget or the walk's bounds, by [`SCHEMA_OVERFLOWS`].
+    pub schema_overflow: Family<OverflowLabel, Counter>,
 }
 
 /// Seconds a transaction commit takes (offsets sent, outputs flushed, commit acknowledged).
@@ -124,10 +137,21 @@ pub const NAMES: &[&str] = &[
     "impressions_worker_transactions_total",
     "impressions_worker_events_committed_total",
     "impressions_worker_transaction_commit_seconds",
+    "impressions_worker_schema_events_sampled_total",
+    "impressions_worker_schema_windows_total",
+    "impressions_worker_schema_event_types",
+    "impressions_worker_schema_paths",
+    "impressions_worker_schema_overflow_total",
 ];
 
 /// Output kinds (label values of `fatal_produce_errors`).
 pub const OUTPUTS: [&str; 2] = ["record", "dead_letter"];
+
+/// What can go past the schema learner's bounds (label values of `schema_overflow`):
+/// `event_types`, sampled events of event types beyond `schema.budget.maxEventTypes`; `paths`,
+/// presences (one per event and path) of paths beyond `schema.budget.maxPaths`; `values`, values
+/// left out by the walk's bounds (depth, array items, values per event).
+pub const SCHEMA_OVERFLOWS: [&str; 3] = ["event_types", "paths", "values"];
 
 /// Transaction outcomes (label values).
 pub const TRANSACTION_OUTCOMES: [&str; 2] = ["committed", "aborted"];
@@ -270,6 +294,35 @@ impl Metrics {
             "ExactlyOnce: seconds to commit a transaction (flush, offsets, commit)",
             self.transaction_commit_seconds.0.clone(),
         );
+        p.register(
+            "schema_events_sampled",
+            "Raw events walked by the schema learner (about one in schema.sampleOneIn)",
+            self.schema_events_sampled.clone(),
+        );
+        p.register(
+            "schema_windows",
+            "Schema learning windows ended, each served at /schema",
+            self.schema_windows.clone(),
+        );
+        p.register(
+            "schema_event_types",
+            "Event types in the last schema window",
+            self.schema_event_types.clone(),
+        );
+        p.register(
+            "schema_paths",
+            "Field paths in the last schema window, all event types",
+            self.schema_paths.clone(),
+        );
+        p.register(
+            "schema_overflow",
+            "What went past the schema budget, by kind: sampled events of event types, \
+             presences of paths, values beyond the walk's bounds",
+            self.schema_overflow.clone(),
+        );
+        for kind in SCHEMA_OVERFLOWS {
+            let _ = self.schema_overflow.get_or_create(&OverflowLabel { kind });
+        }
         for outcome in TRANSACTION_OUTCOMES {
             let _ = self.transactions.get_or_create(&OutcomeLabel { outcome });
         }

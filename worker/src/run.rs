@@ -2,7 +2,9 @@
 //! whole), send outputs, release offsets as outputs are acknowledged (at-least-once) or commit
 //! them with the outputs in a transaction (exactly-once, [`crate::kafka::transactional`]). On
 //! stop it finishes the batch in hand, drains in-flight outputs, commits and leaves the group
-//! within the drain timeout.
+//! within the drain timeout. Each processing thread offers the payloads it processes to its
+//! schema learner; the loop ends the learners' window when it is due
+//! ([`crate::schema_report`]).
 
 use std::{
     collections::BTreeMap,
@@ -38,6 +40,8 @@ use crate::{
     process::{Outcome, Processor},
     quality::Tally,
     ratecap::RateCap,
+    schema::Learner,
+    schema_report::{self, Board, Windows},
 };
 
 /// What the HTTP endpoints report.
@@ -49,6 +53,15 @@ pub struct Health {
     pub heartbeat_ms: AtomicI64,
     /// The worker is stopping.
     pub draining: AtomicBool,
+    /// The schema learner's last window (`GET /schema`).
+    pub schema: Board,
+}
+
+/// One processing thread's state: its per-event path and its schema learner (none when schema
+/// learning is disabled).
+struct Lane<'a> {
+    processor: Processor<'a>,
+    learner: Option<Learner>,
 }
 
 /// Counts of one batch, folded into the metrics once.
@@ -58,6 +71,8 @@ struct BatchCounts {
     rejected: BTreeMap<&'static str, u64>,
     filtered: BTreeMap<&'static str, u64>,
     tally: Tally,
+    /// Events the schema learners walked.
+    schema_sampled: u64,
 }
 
 impl BatchCounts {
@@ -70,6 +85,7 @@ impl BatchCounts {
             *self.filtered.entry(k).or_default() += v;
         }
         self.tally.merge(&o.tally);
+        self.schema_sampled += o.schema_sampled;
     }
 }
 
@@ -174,13 +190,14 @@ pub fn run(
         .schema_id
         .map(|schema_id| Framing::Confluent { schema_id })
         .unwrap_or(Framing::SingleObject);
-    let mut processors: Vec<Processor<'_>> = (0..cfg.processing.threads)
-        .map(|_| {
-            Processor::new(
+    let mut lanes: Vec<Lane<'_>> = (0..cfg.processing.threads)
+        .map(|lane| Lane {
+            processor: Processor::new(
                 Encoder::new(&schema, framing),
                 cfg.limits(),
                 cfg.locations(),
-            )
+            ),
+            learner: cfg.learner(lane).map(|l| Learner::new(&l)),
         })
         .collect();
     let cap = cfg.processing.max_events_per_second.map(RateCap::new);
@@ -200,6 +217,8 @@ pub fn run(
     tracing::info!(topic = %cfg.source.topic, group = %cfg.source.consumer_group, "subscribed");
     auth.set_running();
     health.ready.store(true, Ordering::Release);
+    let pod = schema_report::instance_name().unwrap_or_else(|| "unknown".into());
+    let mut windows = Windows::new(cfg, pod, now_ms());
 
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.processing.max_batch);
     while !stop.load(Ordering::Acquire) && !failure.failed() {
@@ -208,7 +227,17 @@ pub fn run(
             health.ready.store(false, Ordering::Release);
             anyhow::bail!(f);
         }
-        health.heartbeat_ms.store(now_ms(), Ordering::Release);
+        let now = now_ms();
+        health.heartbeat_ms.store(now, Ordering::Release);
+        if let Some(w) = &mut windows
+            && let Some(report) = w.tick(
+                now,
+                lanes.iter_mut().filter_map(|l| l.learner.as_mut()),
+                &metrics,
+            )
+        {
+            health.schema.publish(report);
+        }
         batch.clear();
         poll_batch(&consumer, &mut batch, cfg.processing.max_batch, txn)?;
         settle(&consumer, txn, &mut batch)?;
@@ -222,7 +251,7 @@ pub fn run(
         metrics.consumed.inc_by(batch.len() as u64);
         let counts = process_batch(
             &batch,
-            &mut processors,
+            &mut lanes,
             &catalog.load(),
             &tracker,
             &sink,
@@ -361,7 +390,7 @@ fn poll_batch(
 /// Processes a batch: each partition's messages stay together and in order on one thread.
 fn process_batch(
     batch: &[OwnedMessage],
-    processors: &mut [Processor<'_>],
+    lanes: &mut [Lane<'_>],
     catalog: &Catalog,
     tracker: &Tracker,
     sink: &Sink,
@@ -373,12 +402,12 @@ fn process_batch(
         by_partition.entry(m.partition()).or_default().push(m);
     }
     let groups: Vec<Vec<&OwnedMessage>> = by_partition.into_values().collect();
-    if processors.len() == 1 || groups.len() == 1 {
+    if lanes.len() == 1 || groups.len() == 1 {
         let mut counts = BatchCounts::default();
         for g in &groups {
             counts.merge(process_partition(
                 g,
-                &mut processors[0],
+                &mut lanes[0],
                 catalog,
                 tracker,
                 sink,
@@ -388,19 +417,19 @@ fn process_batch(
         }
         return counts;
     }
-    let n = processors.len();
+    let n = lanes.len();
     std::thread::scope(|s| {
-        let handles: Vec<_> = processors
+        let handles: Vec<_> = lanes
             .iter_mut()
             .enumerate()
-            .map(|(i, p)| {
+            .map(|(i, lane)| {
                 let mine: Vec<&Vec<&OwnedMessage>> = groups.iter().skip(i).step_by(n).collect();
                 s.spawn(move || {
                     let mut counts = BatchCounts::default();
                     for g in mine {
                         counts.merge(process_partition(
                             g,
-                            p,
+                            lane,
                             catalog,
                             tracker,
                             sink,
@@ -422,7 +451,7 @@ fn process_batch(
 
 fn process_partition(
     msgs: &[&OwnedMessage],
-    p: &mut Processor<'_>,
+    lane: &mut Lane<'_>,
     catalog: &Catalog,
     tracker: &Tracker,
     sink: &Sink,
@@ -443,7 +472,13 @@ fn process_partition(
             partition: m.partition(),
             offset: m.offset(),
         };
-        match p.process(payload, catalog, now, &mut out, &mut counts.tally) {
+        if let Some(l) = &mut lane.learner {
+            counts.schema_sampled += u64::from(l.offer(payload, now));
+        }
+        match lane
+            .processor
+            .process(payload, catalog, now, &mut out, &mut counts.tally)
+        {
             Outcome::Record => sink.record(m.key(), &out, origin, &chunk),
             Outcome::Rejected(r) => {
                 *counts.rejected.entry(r.reason()).or_default() += 1;
@@ -459,6 +494,7 @@ fn process_partition(
 
 fn fold(m: &Metrics, c: BatchCounts) {
     m.processed.inc_by(c.processed);
+    m.schema_events_sampled.inc_by(c.schema_sampled);
     for (reason, n) in c.rejected {
         m.rejected.get_or_create(&ReasonLabel { reason }).inc_by(n);
     }

@@ -17,7 +17,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
-use crate::process::{Limits, Locations};
+use crate::{
+    process::{Limits, Locations},
+    schema::{Budget, LearnerConfig},
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,6 +43,36 @@ pub struct WorkerConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub schema: SchemaConfig,
+}
+
+/// Learning the raw events' schema (docs/raw-event-schema.md): the worker walks about one
+/// consumed event in `sampleOneIn` and serves what it learned in each window of
+/// `windowSeconds` at `GET /schema`, within `budget`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SchemaConfig {
+    pub enabled: bool,
+    /// One consumed event in this many is walked, on average (1: every event).
+    pub sample_one_in: u32,
+    /// The length of a window; windows end at multiples of it since the Unix epoch, so the
+    /// windows of a pipeline's workers line up.
+    pub window_seconds: u64,
+    /// Event types, paths per type and client versions per path kept in a window.
+    pub budget: Budget,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        let l = LearnerConfig::default();
+        SchemaConfig {
+            enabled: true,
+            sample_one_in: l.sample_one_in,
+            window_seconds: 60,
+            budget: l.budget,
+        }
+    }
 }
 
 /// Dead letters: a rejected event's bytes larger than `maxPayloadBytes` are cut to that size
@@ -327,6 +360,21 @@ impl WorkerConfig {
         }
     }
 
+    /// The learner's settings, when schema learning is enabled. `lane` (a processing thread's
+    /// index) varies the seed of the sampling gaps, so that the threads do not sample alike.
+    pub fn learner(&self, lane: usize) -> Option<LearnerConfig> {
+        let s = &self.schema;
+        s.enabled.then(|| {
+            let d = LearnerConfig::default();
+            LearnerConfig {
+                sample_one_in: s.sample_one_in,
+                budget: s.budget,
+                seed: d.seed ^ (lane as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                ..d
+            }
+        })
+    }
+
     /// The sink's bootstrap servers (its own, else the source's).
     pub fn sink_bootstrap(&self) -> &str {
         self.sink
@@ -392,6 +440,77 @@ mod tests {
         assert_eq!(c.processing.threads, 1);
         assert_eq!(c.sink_bootstrap(), "k:9092");
         assert_eq!(c.drain_timeout_secs, 30);
+    }
+
+    #[test]
+    fn schema_learning_is_on_by_default_and_maps_to_the_learner() {
+        let c = WorkerConfig::from_yaml(BASE, []).unwrap();
+        assert!(c.schema.enabled);
+        assert_eq!(c.schema.window_seconds, 60);
+        let l = c.learner(0).unwrap();
+        assert_eq!(l, crate::schema::LearnerConfig::default());
+        assert_ne!(
+            c.learner(1).unwrap().seed,
+            l.seed,
+            "each lane samples apart"
+        );
+
+        let c = WorkerConfig::from_yaml(
+            &format!(
+                "{BASE}schema: {{sampleOneIn: 10, windowSeconds: 2, budget: {{maxPaths: 64}}}}\n"
+            ),
+            [(
+                "WORKER__SCHEMA__BUDGET__MAX_VERSIONS".to_owned(),
+                "3".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.schema.window_seconds, 2);
+        let l = c.learner(0).unwrap();
+        assert_eq!(l.sample_one_in, 10);
+        assert_eq!(
+            l.budget,
+            crate::schema::Budget {
+                max_event_types: 32,
+                max_paths: 64,
+                max_versions: 3
+            }
+        );
+
+        let off = WorkerConfig::from_yaml(&format!("{BASE}schema: {{enabled: false}}\n"), []);
+        assert_eq!(off.unwrap().learner(0), None);
+    }
+
+    #[test]
+    fn schema_fields_are_named_in_errors() {
+        let e = err(&format!("{BASE}schema: {{sampleOneIn: 0}}\n"));
+        assert!(e.starts_with("config field schema.sampleOneIn:"), "{e}");
+        let e = err(&format!("{BASE}schema: {{windowSeconds: 0}}\n"));
+        assert!(e.starts_with("config field schema.windowSeconds:"), "{e}");
+        let e = err(&format!("{BASE}schema: {{budget: {{maxPaths: 0}}}}\n"));
+        assert!(e.starts_with("config field schema.budget.maxPaths:"), "{e}");
+        let e = err(&format!(
+            "{BASE}schema: {{budget: {{maxEventTypes: 100000}}}}\n"
+        ));
+        assert!(
+            e.starts_with("config field schema.budget.maxEventTypes:"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}schema: {{budget: {{maxVersions: 0}}}}\n"));
+        assert!(
+            e.starts_with("config field schema.budget.maxVersions:"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}schema: {{sampleOneIN: 5}}\n"));
+        assert!(
+            e.starts_with("config field schema.sampleOneIN: unknown field"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}schema: {{budget: {{maxPath: 5}}}}\n"));
+        assert!(
+            e.starts_with("config field schema.budget.maxPath: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

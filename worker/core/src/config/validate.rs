@@ -8,6 +8,18 @@ use super::{ConfigError, DeliveryGuarantee, WorkerConfig, field};
 /// The widest timestamp window limits may set on either side of now: 100 years.
 const MAX_WINDOW_SECS: i64 = 100 * 365 * 24 * 3600;
 
+/// The sparsest schema sampling: one event in a million.
+const MAX_SAMPLE_ONE_IN: u32 = 1_000_000;
+
+/// The longest schema window: an hour.
+const MAX_WINDOW_SECONDS: u64 = 3600;
+
+/// The largest schema budget: event types, paths per type, versions per path. At the largest,
+/// a worker keeps at most 256 × 4096 paths per processing thread.
+const MAX_EVENT_TYPES: usize = 256;
+const MAX_PATHS: usize = 4096;
+const MAX_VERSIONS: usize = 64;
+
 /// librdkafka's default `message.max.bytes` of a producer.
 const PRODUCER_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
@@ -75,6 +87,7 @@ impl WorkerConfig {
         }
         self.validate_delivery()?;
         self.validate_dead_letter()?;
+        self.validate_schema()?;
         if self.limits.max_event_bytes == 0 {
             return Err(field("limits.maxEventBytes", "must be positive"));
         }
@@ -272,6 +285,42 @@ impl WorkerConfig {
                 "must be false with AtLeastOnce: the report of each delivered output releases \
                  its input's offset",
             ));
+        }
+        Ok(())
+    }
+
+    /// Schema learning: the sampling and the window within reason, and a budget that keeps the
+    /// learner's memory bounded (checked whether or not learning is enabled).
+    fn validate_schema(&self) -> Result<(), ConfigError> {
+        let s = &self.schema;
+        if !(1..=MAX_SAMPLE_ONE_IN).contains(&s.sample_one_in) {
+            return Err(field(
+                "schema.sampleOneIn",
+                format!("must be within 1..={MAX_SAMPLE_ONE_IN}"),
+            ));
+        }
+        if !(1..=MAX_WINDOW_SECONDS).contains(&s.window_seconds) {
+            return Err(field(
+                "schema.windowSeconds",
+                format!("must be within 1..={MAX_WINDOW_SECONDS}"),
+            ));
+        }
+        for (name, n, max) in [
+            (
+                "schema.budget.maxEventTypes",
+                s.budget.max_event_types,
+                MAX_EVENT_TYPES,
+            ),
+            ("schema.budget.maxPaths", s.budget.max_paths, MAX_PATHS),
+            (
+                "schema.budget.maxVersions",
+                s.budget.max_versions,
+                MAX_VERSIONS,
+            ),
+        ] {
+            if !(1..=max).contains(&n) {
+                return Err(field(name, format!("must be within 1..={max}")));
+            }
         }
         Ok(())
     }

@@ -95,6 +95,23 @@ fn check_valid_config(cfg: &WorkerConfig) {
         let _ = cap.hold(cfg.processing.max_batch, std::time::Duration::ZERO);
     }
     let _ = std::time::Duration::from_secs(cfg.drain_timeout_secs);
+    // The schema learner of each processing thread, and a window the worker can schedule.
+    assert!(cfg.schema.window_seconds > 0);
+    let _ = cfg
+        .schema
+        .window_seconds
+        .checked_mul(1000)
+        .expect("a window in ms");
+    if let Some(l) = cfg.learner(cfg.processing.threads - 1) {
+        let budget = l.budget;
+        assert!(budget.max_event_types > 0 && budget.max_paths > 0 && budget.max_versions > 0);
+        let mut learner = crate::schema::Learner::new(&l);
+        let e = Generator::new(2, CATALOG_TITLES, Mix::default()).next_event(NOW_MS);
+        learner.learn(&e.payload, NOW_MS);
+        let o = learner.take();
+        assert_eq!(o.events_sampled, 1);
+        assert!(o.event_types.len() <= budget.max_event_types);
+    }
 
     // Clocks the worker could see: now, a clock before the epoch (read as 0), a far future.
     let mut p = Processor::new(
