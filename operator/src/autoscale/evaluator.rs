@@ -205,7 +205,6 @@ impl Evaluator {
     }
 
     async fn evaluate(&self, key: &ObjectRef<ImpressionPipeline>, reg: &Registration) {
-        let now = self.started.elapsed().as_secs_f64();
         {
             let mut states = self.states.lock().expect("scaler lock");
             let st = states.entry(key.clone()).or_default();
@@ -225,6 +224,9 @@ impl Evaluator {
             Some(p) => p.sample(&reg.queries, &reg.namespace, &reg.name).await,
             None => Err("no Prometheus URL configured (--prometheus-url)".into()),
         };
+        // The evaluation's time is when its signals were read, not when it started: a read that
+        // waited out a hung dependency describes the moment it returned.
+        let now = self.started.elapsed().as_secs_f64();
         let rebuilt = self
             .rebuild_once(key, reg, lag.as_ref().ok().map(|l| l.partitions), now)
             .await;

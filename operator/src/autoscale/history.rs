@@ -53,8 +53,13 @@ pub struct History {
     samples: VecDeque<Sample>,
     last_up: Option<f64>,
     last_change: Option<f64>,
-    /// The last evaluation without metrics: a window with such a gap has not held.
+    /// When the metrics were last blind: the last evaluation without them (or on stand-ins),
+    /// then, once they are back, the first evaluation that saw again. A window that reaches back
+    /// before it has not held: what happened between the last blind evaluation and the first
+    /// fresh one was not seen either.
     last_missing: Option<f64>,
+    /// The last evaluation was without metrics.
+    blind: bool,
     /// Capacity per replica last measured (used while a fresh measure is unavailable).
     pub last_capacity: Option<f64>,
     /// Capacity measures since the last change, for their median.
@@ -191,9 +196,10 @@ impl History {
     /// Records an evaluation: `from` replicas were running, `d` was decided (and applied when
     /// `applied`).
     pub fn record(&mut self, now: f64, lag: Option<f64>, from: i32, d: &Decision, applied: bool) {
-        if !d.metrics_available {
+        if !d.metrics_available || self.blind {
             self.last_missing = Some(now);
         }
+        self.blind = !d.metrics_available;
         if let Some(lag) = lag
             && d.metrics_available
         {

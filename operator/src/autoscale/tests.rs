@@ -582,3 +582,39 @@ fn capacity_is_the_median_of_the_measures_since_the_last_change() {
         "the status shows this evaluation's measure"
     );
 }
+
+#[test]
+fn after_a_blind_spell_the_down_window_counts_from_the_first_fresh_read() {
+    // Fresh and low for long, then blind (a hung broker) from 200 s to 230 s, fresh again from
+    // 240 s: what happened between 230 s and 240 s was not seen either, so a window that
+    // reaches back before 240 s has not held.
+    let p = policy();
+    let mut h = History::default();
+    let mut t = 0.0;
+    while t <= 190.0 {
+        let d = decide(&signals(t, 8, 2000.0, 0.0), &p, &h);
+        h.record(t, Some(0.0), 8, &d, false);
+        t += 10.0;
+    }
+    for t in [200.0, 210.0, 220.0, 230.0] {
+        let mut s = signals(t, 8, 2000.0, 0.0);
+        s.stale = true;
+        let d = decide(&s, &p, &h);
+        h.record(t, None, 8, &d, false);
+    }
+    let window = p.down.stabilization_seconds;
+    let first_fresh = 240.0;
+    let mut t = first_fresh;
+    while t < first_fresh + window {
+        let d = decide(&signals(t, 8, 2000.0, 0.0), &p, &h);
+        assert_eq!(d.replicas, 8, "{t}: {}", d.message);
+        h.record(t, Some(0.0), 8, &d, false);
+        t += 10.0;
+    }
+    let d = decide(&signals(first_fresh + window, 8, 2000.0, 0.0), &p, &h);
+    assert!(
+        d.replicas < 8,
+        "a full window of fresh reads: {}",
+        d.message
+    );
+}
