@@ -2,7 +2,7 @@
 //! thread offers every payload it processes to its own [`Learner`] (an unsampled event costs
 //! one decrement); the main loop ends a window when it is due ([`Windows::tick`]), merges the
 //! threads' observations into a [`SchemaReport`] and publishes it on the [`Board`] (in the
-//! [`Health`](crate::run::Health) the HTTP server reads). `GET /schema` serves it with the
+//! `Health` (in `run.rs`) the HTTP server reads). `GET /schema` serves it with the
 //! pipeline, the pod and the window, so that a collector can de-duplicate the reports by
 //! (pod, window start) before merging them.
 

@@ -195,7 +195,7 @@ impl Generator {
         if let Some(r) = &self.release
             && self.rng.random::<f64>() < r.share
         {
-            payload = r.apply(payload, kind);
+            payload = r.apply(payload, kind == Kind::NonImpression);
             released = true;
         }
         Generated {

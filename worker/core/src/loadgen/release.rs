@@ -5,12 +5,10 @@
 //!
 //! Released events carry the release's client version (`appVersion`). Changing a field the
 //! worker reads (e.g. `profileId`) changes what becomes of the event, and the generator's
-//! [`Kind`] no longer predicts it; the event type is changed only for events of another type
+//! the generator's kind no longer predicts it; the event type is changed only for events of another type
 //! than impression, which the worker filters either way.
 
 use serde_json::{Map, Value};
-
-use super::events::Kind;
 
 /// The changes of one client release. Paths are object keys joined by `.`
 /// (`presentation.visibleMs`).
@@ -48,8 +46,10 @@ impl Default for Release {
 }
 
 impl Release {
-    /// The payload as the new client sends it (unchanged if it is not a JSON object).
-    pub fn apply(&self, payload: Vec<u8>, kind: Kind) -> Vec<u8> {
+    /// The payload as the new client sends it (unchanged if it is not a JSON object);
+    /// `non_impression`: the event is of another type than impression (only those get the
+    /// release's new event type).
+    pub fn apply(&self, payload: Vec<u8>, non_impression: bool) -> Vec<u8> {
         let Ok(Value::Object(mut event)) = serde_json::from_slice::<Value>(&payload) else {
             return payload;
         };
@@ -77,7 +77,7 @@ impl Release {
             parent.insert(key.to_owned(), value.clone());
         }
         if let Some(t) = &self.event_type
-            && kind == Kind::NonImpression
+            && non_impression
         {
             event.insert("eventType".into(), t.clone().into());
         }
@@ -118,8 +118,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn apply(r: &Release, event: Value, kind: Kind) -> Value {
-        serde_json::from_slice(&r.apply(serde_json::to_vec(&event).unwrap(), kind)).unwrap()
+    fn apply(r: &Release, event: Value, non_impression: bool) -> Value {
+        serde_json::from_slice(&r.apply(serde_json::to_vec(&event).unwrap(), non_impression))
+            .unwrap()
     }
 
     #[test]
@@ -136,7 +137,7 @@ mod tests {
             ..Release::default()
         };
         assert_eq!(
-            apply(&r, event.clone(), Kind::NonImpression),
+            apply(&r, event.clone(), true),
             json!({"eventType": "search_v2", "appVersion": "16.0.0", "pageId": "2",
                 "rowId": "top10", "presentation": {"visibleMillis": 10, "renderMs": 4,
                 "hints": {"reducedMotion": true}}})
@@ -147,7 +148,7 @@ mod tests {
             event_type: Some("search_v2".into()),
             ..Release::default()
         };
-        let out = apply(&r, event, Kind::Valid);
+        let out = apply(&r, event, false);
         assert_eq!(out["eventType"], "search");
         assert_eq!(out["rowId"], 5);
     }
@@ -160,9 +161,9 @@ mod tests {
             ..Release::default()
         };
         assert_eq!(
-            apply(&r, json!({"a": 1}), Kind::Valid),
+            apply(&r, json!({"a": 1}), false),
             json!({"a": 1, "appVersion": "16.0.0"})
         );
-        assert_eq!(r.apply(b"{\"a\":".to_vec(), Kind::InvalidJson), b"{\"a\":");
+        assert_eq!(r.apply(b"{\"a\":".to_vec(), false), b"{\"a\":");
     }
 }
