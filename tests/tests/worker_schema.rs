@@ -6,7 +6,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{Read, Write},
     time::{Duration, Instant},
 };
 
@@ -26,25 +25,6 @@ const WINDOW_SECONDS: i64 = 2;
 /// How late the main loop may end a window after its boundary (a batch in hand, a loaded
 /// machine).
 const LATE_MS: i64 = 1500;
-
-/// `GET path` on the worker's metrics listener: the status and the body.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_windows_are_served_with_the_event_types_and_paths_of_the_traffic() {
@@ -91,7 +71,7 @@ async fn schema_windows_are_served_with_the_event_types_and_paths_of_the_traffic
                 .sum::<u64>(),
             w.log_tail()
         );
-        match get(w.metrics_port, "/schema") {
+        match w.get("/schema") {
             Some((200, body)) => {
                 let r: SchemaReport = serde_json::from_str(&body)
                     .unwrap_or_else(|e| panic!("{e}: not a schema report:\n{body}"));
@@ -240,7 +220,7 @@ async fn schema_is_not_served_when_learning_is_disabled() {
     );
     w.wait_ready(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(1500));
-    let (code, body) = get(w.metrics_port, "/schema").expect("an answer");
+    let (code, body) = w.get("/schema").expect("an answer");
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("schema.enabled"), "{body}");
     assert_eq!(w.metric("impressions_worker_schema_windows_total"), 0.0);

@@ -10,38 +10,16 @@ use impressions_worker::{
     avro::{self, Encoder, Framing},
     catalog::{Catalog, TitleKind},
     event,
-    loadgen::{Generator, Mix, events},
+    loadgen::sample,
     process::{Limits, Locations, Outcome, Processor},
     quality::Tally,
 };
 use serde_json::Value;
 
-const N: usize = 10_000;
-
-fn inputs() -> (Vec<Vec<u8>>, Catalog, i64) {
-    let now = 1_790_000_000_000;
-    let mut g = Generator::new(42, 5000, Mix::default());
-    let events: Vec<Vec<u8>> = (0..N).map(|_| g.next_event(now).payload).collect();
-    let catalog = Catalog::default().with_updates(
-        events::catalog(5000)
-            .into_iter()
-            .map(|t| (t.video_id, Some(t))),
-    );
-    (events, catalog, now)
-}
-
-fn locations() -> Locations {
-    Locations {
-        pages: (1..=4).map(|i| (i, format!("Page {i}"))).collect(),
-        rows: ["continue", "trending", "top10", "new"]
-            .iter()
-            .map(|r| (r.to_string(), r.to_uppercase()))
-            .collect(),
-    }
-}
+const N: usize = sample::EVENTS;
 
 fn bench(c: &mut Criterion) {
-    let (events, catalog, now) = inputs();
+    let (events, catalog, now) = sample::traffic();
     let bytes: usize = events.iter().map(Vec::len).sum();
     println!(
         "{} events, {} bytes on average",
@@ -56,7 +34,7 @@ fn bench(c: &mut Criterion) {
     let mut p = Processor::new(
         Encoder::new(&schema, Framing::SingleObject),
         Limits::default(),
-        locations(),
+        sample::locations(),
     );
     let mut out = Vec::with_capacity(1024);
     group.bench_function("typed_path", |b| {
@@ -84,7 +62,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let avro_schema = AvroSchema::parse_str(avro::IMPRESSION_SCHEMA).unwrap();
-    let locs = locations();
+    let locs = sample::locations();
     group.bench_function("naive_value_api", |b| {
         b.iter(|| {
             let mut n = 0;

@@ -226,7 +226,8 @@ impl WorkerProcess {
         );
     }
 
-    fn get(&self, path: &str) -> Option<(u16, String)> {
+    /// `GET path` on the worker's metrics listener: the status and the body.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
         use std::io::Read;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

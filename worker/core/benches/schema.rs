@@ -15,39 +15,16 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use impressions_worker_core::{
     avro::{self, Encoder, Framing},
-    catalog::Catalog,
-    loadgen::{Generator, Mix, events},
-    process::{Limits, Locations, Outcome, Processor},
+    loadgen::sample,
+    process::{Limits, Outcome, Processor},
     quality::Tally,
     schema::{Learner, LearnerConfig},
 };
 
-const N: usize = 10_000;
-
-fn inputs() -> (Vec<Vec<u8>>, Catalog, i64) {
-    let now = 1_790_000_000_000;
-    let mut g = Generator::new(42, 5000, Mix::default());
-    let events: Vec<Vec<u8>> = (0..N).map(|_| g.next_event(now).payload).collect();
-    let catalog = Catalog::default().with_updates(
-        events::catalog(5000)
-            .into_iter()
-            .map(|t| (t.video_id, Some(t))),
-    );
-    (events, catalog, now)
-}
-
-fn locations() -> Locations {
-    Locations {
-        pages: (1..=4).map(|i| (i, format!("Page {i}"))).collect(),
-        rows: ["continue", "trending", "top10", "new"]
-            .iter()
-            .map(|r| (r.to_string(), r.to_uppercase()))
-            .collect(),
-    }
-}
+const N: usize = sample::EVENTS;
 
 fn bench(c: &mut Criterion) {
-    let (events, catalog, now) = inputs();
+    let (events, catalog, now) = sample::traffic();
     let defaults = LearnerConfig::default();
     println!(
         "{} events, {} bytes on average, learner sampling one in {}",
@@ -59,7 +36,7 @@ fn bench(c: &mut Criterion) {
     let mut p = Processor::new(
         Encoder::new(&schema, Framing::SingleObject),
         Limits::default(),
-        locations(),
+        sample::locations(),
     );
     let mut out = Vec::with_capacity(1024);
 

@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod release;
+pub mod sample;
 pub mod trace;
 
 pub use events::{Generator, Kind, Mix, Report};
