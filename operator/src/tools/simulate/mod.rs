@@ -9,6 +9,8 @@
 //! replica-hours over its own. Deterministic.
 
 pub mod bench;
+pub mod frontier;
+pub mod grid;
 pub mod model;
 pub mod oracle;
 pub mod plot;
@@ -18,8 +20,10 @@ pub mod traces;
 
 use serde::Serialize;
 
+pub use frontier::{FrontierPoint, frontier, headline};
+pub use grid::{Setting, flink_grid, keda_grid, ours_targets};
 use model::{Cluster, ModelConfig, Tick};
-use scalers::{Autoscaler, Flink, KedaHpa, Ours, Static};
+use scalers::{Autoscaler, Flink, Ours, Static};
 
 /// The outcome of one autoscaler on one trace.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -161,167 +165,6 @@ fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Rep
 /// The lag SLO the comparison counts against: the built-in policy's.
 pub fn slo_seconds() -> f64 {
     f64::from(impressions_crds::ScalingPolicySpec::builtin().lag_slo_seconds)
-}
-
-/// One setting of a baseline's grid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Setting {
-    Keda {
-        lag_threshold: f64,
-        down_window: f64,
-        limit_to_partitions_with_lag: bool,
-        even_distribution: bool,
-    },
-    Flink {
-        target: f64,
-        boundary: f64,
-        scale_down_interval: f64,
-        window: f64,
-    },
-}
-
-impl Setting {
-    fn scaler(&self, cfg: &ModelConfig) -> Box<dyn Autoscaler + Send> {
-        match *self {
-            Setting::Keda {
-                lag_threshold,
-                down_window,
-                limit_to_partitions_with_lag,
-                even_distribution,
-            } => {
-                let mut k = KedaHpa::new(lag_threshold, cfg.min_replicas, cfg.max_replicas);
-                k.down_window = down_window;
-                k.limit_to_partitions_with_lag = limit_to_partitions_with_lag;
-                k.even_distribution = even_distribution;
-                Box::new(k)
-            }
-            Setting::Flink {
-                target,
-                boundary,
-                scale_down_interval,
-                window,
-            } => {
-                let mut f = Flink::new(target, cfg.min_replicas, cfg.max_replicas);
-                f.utilization_min = (target - boundary).max(0.05);
-                f.utilization_max = (target + boundary).min(1.0);
-                f.scale_down_interval = scale_down_interval;
-                f.window = window;
-                Box::new(f)
-            }
-        }
-    }
-}
-
-/// Our grid: the policy's target utilization first, then 0.75 to 0.9 (the other knobs as the
-/// policy has them).
-pub fn ours_targets(policy_target: f64) -> Vec<f64> {
-    let mut out = vec![policy_target];
-    out.extend(
-        [0.75, 0.8, 0.85, 0.9]
-            .into_iter()
-            .filter(|t| (t - policy_target).abs() > 1e-9),
-    );
-    out
-}
-
-/// KEDA+HPA's grid: the default lag threshold (10) and thresholds up to 10⁶, with the HPA's
-/// default 300 s scale-down window and 60 s, and KEDA 2.18's `ensureEvenDistributionOfPartitions`
-/// and `limitToPartitionsWithLag` off and on. The first setting is the default.
-pub fn keda_grid() -> Vec<Setting> {
-    let mut out = Vec::new();
-    for lag_threshold in [10.0, 1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6] {
-        for down_window in [300.0, 60.0] {
-            for (limit_to_partitions_with_lag, even_distribution) in
-                [(false, false), (false, true), (true, false)]
-            {
-                out.push(Setting::Keda {
-                    lag_threshold,
-                    down_window,
-                    limit_to_partitions_with_lag,
-                    even_distribution,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The Flink decision's grid: target utilization 0.7 (default) and 0.4–0.9, utilization
-/// min/max at target ± 0.3 (default) and ± 0.1, scale-down interval 1 h (default) and 15 min,
-/// metric window 15 min (default) and 5 min. The first setting is the default.
-pub fn flink_grid() -> Vec<Setting> {
-    let mut out = Vec::new();
-    for target in [0.7, 0.4, 0.5, 0.6, 0.8, 0.9] {
-        for boundary in [0.3, 0.1] {
-            for scale_down_interval in [3600.0, 900.0] {
-                for window in [900.0, 300.0] {
-                    out.push(Setting::Flink {
-                        target,
-                        boundary,
-                        scale_down_interval,
-                        window,
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-/// One point of a baseline's frontier.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct FrontierPoint {
-    pub policy: String,
-    pub replica_hours: f64,
-    pub seconds_over_slo: u64,
-    pub scaling_actions: u32,
-}
-
-/// The settings no other setting beats on both replica-hours and seconds over the SLO, from
-/// the cheapest up.
-pub fn frontier(reports: &[Report]) -> Vec<FrontierPoint> {
-    let mut sorted: Vec<&Report> = reports.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.replica_hours
-            .total_cmp(&b.replica_hours)
-            .then(a.seconds_over_slo.cmp(&b.seconds_over_slo))
-    });
-    let mut out: Vec<FrontierPoint> = Vec::new();
-    let mut best = u64::MAX;
-    for r in sorted {
-        if r.seconds_over_slo < best {
-            best = r.seconds_over_slo;
-            out.push(FrontierPoint {
-                policy: r.policy.clone(),
-                replica_hours: r.replica_hours,
-                seconds_over_slo: r.seconds_over_slo,
-                scaling_actions: r.scaling_actions,
-            });
-        }
-    }
-    out
-}
-
-/// A baseline's headline: its cheapest setting with 0 s over the SLO, else (no setting is
-/// clean) the one with the fewest seconds over it, then the cheapest. `true` when clean.
-pub fn headline(reports: &[Report]) -> Option<(usize, bool)> {
-    let clean = reports
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.seconds_over_slo == 0)
-        .min_by(|a, b| a.1.replica_hours.total_cmp(&b.1.replica_hours))
-        .map(|(i, _)| (i, true));
-    clean.or_else(|| {
-        reports
-            .iter()
-            .enumerate()
-            .min_by(|a, b| {
-                a.1.seconds_over_slo
-                    .cmp(&b.1.seconds_over_slo)
-                    .then(a.1.replica_hours.total_cmp(&b.1.replica_hours))
-            })
-            .map(|(i, _)| (i, false))
-    })
 }
 
 /// A scenario run under every autoscaler.
