@@ -167,7 +167,7 @@ pub fn render(w: &WhatIf) -> String {
             o.label.clone(),
             format!("{}..{}", o.min, o.max),
             format!("{:.0} s", o.lag_slo_seconds),
-            format!("{:.2}", o.report.replica_hours),
+            format!("{:.3}", o.report.replica_hours),
             o.seconds_over_current_slo.to_string(),
             format!("{:.0}", o.report.max_lag_seconds),
             o.report.scaling_actions.to_string(),
@@ -182,7 +182,7 @@ pub fn render(w: &WhatIf) -> String {
         String::new()
     };
     out.push_str(&format!(
-        "\nproposed − current: {hours:+.2} replica-hours{percent}, {:+} s over the lag SLO ({slo:.0} s), {:+} scaling actions\n",
+        "\nproposed − current: {hours:+.3} replica-hours{percent}, {:+} s over the lag SLO ({slo:.0} s), {:+} scaling actions\n",
         p.seconds_over_current_slo as i64 - c.seconds_over_current_slo as i64,
         i64::from(p.report.scaling_actions) - i64::from(c.report.scaling_actions),
     ));

@@ -67,7 +67,9 @@ pub async fn connect(a: &ConnectArgs) -> Result<Cluster, Error> {
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    config.connect_timeout = Some(a.deadline());
+    // No connect timeout of its own: [`within`] bounds each call, connecting included, and
+    // names the call in its error.
+    config.connect_timeout = None;
     let namespace = a
         .namespace
         .clone()
