@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> Result<String, Error> {
             svg,
             region,
         } => {
-            if !(hours > 0.0) {
+            if hours.is_nan() || hours <= 0.0 {
                 return Err(Error::Usage("--hours must be above 0".into()));
             }
             let cluster = connect(connect_args).await?;

@@ -11,7 +11,7 @@ pub enum Error {
     Kubeconfig(String),
     #[error("{what}: no answer within {} s (--request-timeout)", .deadline.as_secs_f64())]
     Timeout { what: String, deadline: Duration },
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe(.source))]
     Api {
         what: String,
         #[source]
@@ -40,6 +40,24 @@ pub enum Error {
     Write { path: PathBuf, why: String },
 }
 
+/// The API server's own message for its refusals; for a failure to reach it, each cause in
+/// turn (`client error (Connect): tcp connect error: Connection refused`).
+fn describe(e: &kube::Error) -> String {
+    if let kube::Error::Api(s) = e {
+        return format!("{} ({} {})", s.message, s.code, s.reason);
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl Error {
     /// 2 for a wrong invocation or input file, 1 for everything else (as kubectl).
     pub fn exit_code(&self) -> i32 {
@@ -47,5 +65,27 @@ impl Error {
             Error::Usage(_) | Error::PolicyFile { .. } => 2,
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_server_s_refusal_is_its_message() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "impressionpipelines.impressions.dev is forbidden: User \"dev\" cannot list resource \"impressionpipelines\" in API group \"impressions.dev\" at the cluster scope"
+        }))
+        .unwrap();
+        let e = Error::Api {
+            what: "listing ImpressionPipelines in all namespaces".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "listing ImpressionPipelines in all namespaces: impressionpipelines.impressions.dev is forbidden: User \"dev\" cannot list resource \"impressionpipelines\" in API group \"impressions.dev\" at the cluster scope (403 Forbidden)"
+        );
     }
 }
