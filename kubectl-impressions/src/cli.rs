@@ -48,7 +48,7 @@ pub enum Command {
         /// Prometheus base URL that scrapes the operator.
         #[arg(long, env = "IMPRESSIONS_PROMETHEUS_URL")]
         prometheus: Option<String>,
-        /// The window of the recent count (a Prometheus duration).
+        /// How far back to read the operator's counters (a Prometheus duration).
         #[arg(long, default_value = "1h")]
         since: String,
     },
