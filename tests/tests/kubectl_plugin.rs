@@ -189,6 +189,29 @@ async fn status_shows_every_pipeline_as_a_table_and_as_json() {
         "{table}"
     );
 
+    // kubectl finds the binary on the PATH as its `impressions` subcommand.
+    let dir = binary("kubectl-impressions")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let via_kubectl = ok(Stack::get()
+        .kubectl()
+        .env("PATH", path)
+        .args(["impressions", "status", "-n", &ns])
+        .output()
+        .unwrap());
+    let first_cells = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split_whitespace().take(8).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(first_cells(&via_kubectl), first_cells(&table));
+
     let json: Value = serde_json::from_str(&ok(plugin(&["status", "-n", &ns, "-o", "json"])))
         .expect("status -o json is JSON");
     let items = json.as_array().unwrap();
