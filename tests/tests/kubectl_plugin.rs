@@ -775,14 +775,7 @@ async fn raw_event_schema_served(client: &Client) {
 async fn schema_accept_sets_the_annotation_on_the_raw_event_schema() {
     let (client, ns) = setup("plugin-schema").await;
     raw_event_schema_served(&client).await;
-    let ar = ApiResource {
-        group: "impressions.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "impressions.dev/v1alpha1".into(),
-        kind: "RawEventSchema".into(),
-        plural: "raweventschemas".into(),
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &schema_resource());
     let obj: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "impressions.dev/v1alpha1", "kind": "RawEventSchema",
         "metadata": {"name": "eu", "namespace": ns}, "spec": {}
@@ -843,4 +836,174 @@ fn version_names_the_plugin_and_its_version() {
         ok(out),
         format!("kubectl-impressions {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// A kubeconfig of the stack's cluster with a token of ServiceAccount `sa` of `ns` as its user.
+fn service_account_kubeconfig(ns: &str, sa: &str) -> PathBuf {
+    let stack = Stack::get();
+    let out = stack
+        .kubectl()
+        .args(["create", "token", sa, "-n", ns, "--duration", "600s"])
+        .output()
+        .unwrap();
+    let token = ok(out).trim().to_owned();
+    let admin: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&stack.kubeconfig).unwrap()).unwrap();
+    let cluster = admin["clusters"][0]["name"].as_str().unwrap();
+    let kc = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": cluster, "user": sa, "namespace": ns}}],
+        "current-context": sa,
+    });
+    let dir = std::env::temp_dir().join("impressions-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.kubeconfig", unique(sa)));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
+/// Applies a manifest as the admin (any kind the API server serves).
+async fn apply(client: &Client, ns: &str, manifest: Value) {
+    let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
+    let (ar, namespaced) = cluster::resolve(client, &obj).await.unwrap();
+    let api: Api<DynamicObject> = if namespaced {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply("tests").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_permissions_are_enough_for_each_subcommand() {
+    let (client, ns) = setup("plugin-rbac").await;
+    raw_event_schema_served(&client).await;
+    let p = create(&client, &ns, "eu").await;
+    write_status(&client, &ns, "eu").await;
+    record(
+        &client,
+        &p,
+        "Scale",
+        "ScaleUpForBacklog",
+        "3 → 4: backlog 12000 events",
+        ago(199),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "a RawEventSchema created", || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &schema_resource());
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "impressions.dev/v1alpha1", "kind": "RawEventSchema",
+                "metadata": {"name": "eu", "namespace": ns}, "spec": {}
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &obj).await.ok()
+        }
+    })
+    .await;
+    // The table of docs/kubectl-plugin.md, "Permissions" (no create of ScalingPolicies).
+    let reader = format!("{ns}-plugin-user");
+    apply(&client, &ns, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "plugin-user", "namespace": ns}})).await;
+    apply(&client, &ns, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "plugin-user", "namespace": ns},
+        "rules": [
+            {"apiGroups": ["impressions.dev"], "resources": ["impressionpipelines"], "verbs": ["get", "list"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["list"]},
+            {"apiGroups": ["impressions.dev"], "resources": ["raweventschemas"], "verbs": ["patch"]}]})).await;
+    apply(
+        &client,
+        &ns,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "plugin-user", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plugin-user"},
+        "subjects": [{"kind": "ServiceAccount", "name": "plugin-user", "namespace": ns}]}),
+    )
+    .await;
+    apply(&client, &ns, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": reader},
+        "rules": [{"apiGroups": ["impressions.dev"], "resources": ["scalingpolicies"], "verbs": ["list"]}]})).await;
+    apply(
+        &client,
+        &ns,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": reader},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": reader},
+        "subjects": [{"kind": "ServiceAccount", "name": "plugin-user", "namespace": ns}]}),
+    )
+    .await;
+    let kc = service_account_kubeconfig(&ns, "plugin-user");
+    let as_user = |args: &[&str]| plugin_with(&[("KUBECONFIG", kc.to_str().unwrap())], args);
+
+    // The namespace comes from the user's context.
+    let table = eventually(Duration::from_secs(10), "the Role bound", || async {
+        let o = as_user(&["status"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    })
+    .await;
+    assert!(table.lines().nth(1).unwrap().starts_with("eu "), "{table}");
+    let why = ok(as_user(&["why", "eu"]));
+    assert!(
+        why.contains("ScaleUpForBacklog  3 → 4  [Event + status]"),
+        "{why}"
+    );
+    let accepted = ok(as_user(&["schema", "accept", "eu"]));
+    assert!(
+        accepted.starts_with(&format!("rawschema {ns}/eu: ")),
+        "{accepted}"
+    );
+    // what-if gets as far as Prometheus (no history of this pipeline there): the pipeline, the
+    // policies and the dry run (refused: skipped) were allowed.
+    let dir = std::env::temp_dir().join("impressions-tests");
+    let file = dir.join(format!("{}.yaml", unique("plugin-rbac-policy")));
+    std::fs::write(&file, "apiVersion: impressions.dev/v1alpha1\nkind: ScalingPolicy\nmetadata: {name: p}\nspec: {maxReplicas: 2}\n").unwrap();
+    let err = fails(
+        as_user(&[
+            "what-if",
+            "eu",
+            "--policy",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &Stack::get().prometheus_url,
+            "--hours",
+            "0.05",
+        ]),
+        1,
+    );
+    assert!(err.contains("no history of"), "{err}");
+    // -A needs the cluster-wide list this user lacks: the API server's refusal, readable.
+    let err = fails(as_user(&["status", "-A"]), 1);
+    assert!(
+        err.starts_with("error: listing ImpressionPipelines in all namespaces: ")
+            && err.contains("forbidden")
+            && err.trim_end().ends_with("(403 Forbidden)"),
+        "{err}"
+    );
+    for kind in ["clusterrolebindings", "clusterroles"] {
+        let _ = Stack::get()
+            .kubectl()
+            .args(["delete", kind, &reader, "--ignore-not-found"])
+            .output();
+    }
+}
+
+fn schema_resource() -> ApiResource {
+    ApiResource {
+        group: "impressions.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "impressions.dev/v1alpha1".into(),
+        kind: "RawEventSchema".into(),
+        plural: "raweventschemas".into(),
+    }
 }
