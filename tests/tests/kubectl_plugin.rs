@@ -179,8 +179,13 @@ async fn status_shows_every_pipeline_as_a_table_and_as_json() {
         ],
         "{table}"
     );
+    // 200 s ago when written, as kubectl shows ages (a loaded machine may take a while).
+    let age: Option<u32> = eu[9]
+        .strip_prefix("3m")
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse().ok());
     assert!(
-        ["3m19s", "3m20s", "3m21s", "3m22s"].contains(&eu[9]),
+        age.is_some_and(|s| (19..60).contains(&s)) || eu[9] == "4m",
         "{table}"
     );
     assert_eq!(
@@ -240,7 +245,7 @@ async fn status_shows_every_pipeline_as_a_table_and_as_json() {
             .contains("backlog 12000 events")
     );
     assert!(
-        (199..230).contains(&d["ageSeconds"].as_i64().unwrap()),
+        (199..300).contains(&d["ageSeconds"].as_i64().unwrap()),
         "{d}"
     );
     assert_eq!(items[1]["hasStatus"], json!(false));
