@@ -30,6 +30,12 @@ pub enum Error {
         "RawEventSchema {name} not found in namespace {namespace} (the operator creates it once the pipeline's workers report their first schema window)"
     )]
     SchemaNotFound { namespace: String, name: String },
+    #[error("the current ScalingPolicy of ImpressionPipeline {namespace}/{name}: {why}")]
+    CurrentPolicy {
+        namespace: String,
+        name: String,
+        why: String,
+    },
     #[error("--policy {}: {why}", .path.display())]
     PolicyFile { path: PathBuf, why: String },
     #[error("Prometheus {url}: {why}")]

@@ -131,12 +131,12 @@ pub async fn run(cluster: &Cluster, r: &Request) -> Result<String, Error> {
     )
     .await?
     .items;
-    let current = ClusterPolicy::of(&pipeline, &r.region, &policies).map_err(|e| {
-        Error::Usage(format!(
-            "the current policy of ImpressionPipeline {ns}/{}: {e}",
-            r.name
-        ))
-    })?;
+    let current =
+        ClusterPolicy::of(&pipeline, &r.region, &policies).map_err(|why| Error::CurrentPolicy {
+            namespace: ns.clone(),
+            name: r.name.clone(),
+            why,
+        })?;
     let b = bounds(&pipeline.spec, &proposed.spec);
     let proposed = Candidate {
         role: "proposed",
