@@ -64,7 +64,7 @@ pub enum Command {
         /// Prometheus base URL that scrapes the pipeline's workers.
         #[arg(long, env = "IMPRESSIONS_PROMETHEUS_URL")]
         prometheus: String,
-        /// Hours of history to replay.
+        /// Hours of history to replay (at most 168).
         #[arg(long, default_value_t = 1.0)]
         hours: f64,
         /// Write the plot (arrival rate, lag, replicas of both policies) to this SVG file.
@@ -148,8 +148,11 @@ pub async fn run(cli: Cli) -> Result<String, Error> {
             svg,
             region,
         } => {
-            if hours.is_nan() || hours <= 0.0 {
-                return Err(Error::Usage("--hours must be above 0".into()));
+            if hours.is_nan() || hours <= 0.0 || hours > what_if::MAX_HOURS {
+                return Err(Error::Usage(format!(
+                    "--hours must be above 0 and at most {} (a week of history: Prometheus answers at most 11,000 points per series, at the 60 s step)",
+                    what_if::MAX_HOURS
+                )));
             }
             let cluster = connect(connect_args).await?;
             let request = what_if::Request {

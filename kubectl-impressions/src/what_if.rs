@@ -22,6 +22,9 @@ use crate::{
     status,
 };
 
+/// The longest history: at the 60 s step, under Prometheus's 11,000 points per series.
+pub const MAX_HOURS: f64 = 168.0;
+
 /// What `what-if` is asked.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -166,7 +169,7 @@ pub async fn run(cluster: &Cluster, r: &Request) -> Result<String, Error> {
         url: r.prometheus.clone(),
         why,
     };
-    let hours = r.hours.clamp(0.01, 24.0 * 31.0);
+    let hours = r.hours.clamp(0.01, MAX_HOURS);
     let step = (hours * 3600.0 / 720.0).clamp(5.0, 60.0);
     let points = PrometheusThroughput::new(&r.prometheus)
         .map_err(prometheus)?
