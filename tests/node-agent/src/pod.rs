@@ -301,6 +301,7 @@ pub async fn stop(child: &mut Child, grace: Duration) {
 
 /// After the process stopped: a deleted pod is removed (grace 0, as a kubelet confirms it).
 async fn finish(api: &Api<Pod>, pod: &Option<Pod>, pod_dir: &Path) {
+    keep_log(pod_dir);
     let _ = std::fs::remove_dir_all(pod_dir);
     let Some(pod) = pod else { return };
     let dp = DeleteParams {
@@ -313,6 +314,25 @@ async fn finish(api: &Api<Pod>, pod: &Option<Pod>, pod_dir: &Path) {
     };
     if let Err(e) = api.delete(&pod.name_any(), &dp).await {
         tracing::debug!(error = %e, "pod already gone");
+    }
+}
+
+/// Moves a finished pod's `container.log` to `<state>/logs/<ns>_<pod>.log`: the pod's folder
+/// goes, what its process said stays for whoever looks into a run afterwards.
+fn keep_log(pod_dir: &Path) {
+    let (Some(pods), Some(name)) = (pod_dir.parent(), pod_dir.file_name()) else {
+        return;
+    };
+    let Some(state) = pods.parent() else { return };
+    let logs = state.join("logs");
+    let kept = std::fs::create_dir_all(&logs).and_then(|()| {
+        std::fs::rename(
+            pod_dir.join("container.log"),
+            logs.join(format!("{}.log", name.to_string_lossy())),
+        )
+    });
+    if let Err(e) = kept {
+        tracing::debug!(error = %e, "the pod's log was not kept");
     }
 }
 
