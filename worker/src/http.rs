@@ -30,6 +30,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/schema", get(schema))
+        .route("/schema/windows", get(schema_windows))
         .with_state(AppState { registry, health });
     axum::serve(listener, app).await
 }
@@ -81,21 +82,46 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// The schema learner's last window as JSON (`schema_report::SchemaReport`): 404 when schema
 /// learning is disabled, 503 until the first window ends.
 async fn schema(State(s): State<AppState>) -> axum::response::Response {
-    if !s.health.schema.enabled {
-        return (
-            StatusCode::NOT_FOUND,
-            "schema learning is disabled (schema.enabled: false)",
-        )
-            .into_response();
+    if let Some(refused) = schema_refused(&s) {
+        return refused;
     }
-    let Some(report) = s.health.schema.latest() else {
-        return (
+    json_body(&s.health.schema.latest().as_deref())
+}
+
+/// The last windows the board keeps (`schema_report::RECENT`), oldest first, as a JSON array
+/// of `SchemaReport`: what a collector polling less often than once a window reads. 404 and
+/// 503 as for `/schema`.
+async fn schema_windows(State(s): State<AppState>) -> axum::response::Response {
+    if let Some(refused) = schema_refused(&s) {
+        return refused;
+    }
+    let recent = s.health.schema.recent();
+    let reports: Vec<&crate::schema_report::SchemaReport> = recent.iter().map(|r| &**r).collect();
+    json_body(&reports)
+}
+
+/// Why the schema cannot be served: learning disabled (404) or no window ended yet (503).
+fn schema_refused(s: &AppState) -> Option<axum::response::Response> {
+    if !s.health.schema.enabled {
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                "schema learning is disabled (schema.enabled: false)",
+            )
+                .into_response(),
+        );
+    }
+    s.health.schema.latest().is_none().then(|| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             "the first schema window has not ended",
         )
-            .into_response();
-    };
-    match serde_json::to_vec(&*report) {
+            .into_response()
+    })
+}
+
+fn json_body(value: &impl serde::Serialize) -> axum::response::Response {
+    match serde_json::to_vec(value) {
         Ok(body) => ([("content-type", "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
