@@ -12,47 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::schema::report::{PipelineRef, SchemaReport, WindowBounds};
 use crate::{
     config::WorkerConfig,
     metrics::{Metrics, OverflowLabel},
     schema::{Budget, Learner, Observation},
 };
-
-/// What `GET /schema` serves: the observation of the last window a worker ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SchemaReport {
-    pub pipeline: PipelineRef,
-    /// The worker's instance: `$POD_NAME`, else `$HOSTNAME`, else the kernel's host name.
-    pub pod: String,
-    /// The window as the worker's clock saw it: from the end of the previous window (or the
-    /// subscription) to the moment this one was taken. A pod's windows are contiguous; they end
-    /// at the first turn of the main loop after each multiple of `windowSeconds`.
-    pub window: WindowBounds,
-    /// The window's length (`schema.windowSeconds`): windows end just after its multiples.
-    #[serde(default)]
-    pub window_seconds: u32,
-    /// The sampling and budget the observation was learned with.
-    pub sample_one_in: u32,
-    pub budget: Budget,
-    /// Its `window` is the span of the sampled events (absent when none was sampled).
-    pub observation: Observation,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PipelineRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WindowBounds {
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
 
 /// How many of the last reports the board keeps (`GET /schema/windows`).
 pub const RECENT: usize = 8;
