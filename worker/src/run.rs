@@ -41,7 +41,7 @@ use crate::{
     quality::Tally,
     ratecap::RateCap,
     schema::Learner,
-    schema_report::{self, Board, Windows},
+    schema_report::{Board, Windows},
 };
 
 /// What the HTTP endpoints report.
