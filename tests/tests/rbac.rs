@@ -424,6 +424,16 @@ async fn installed_chart_is_sufficient_and_least_privilege(namespaced: bool) {
             .create(&dry_create, &pod)
             .await,
     );
+    assert_forbidden(
+        "read a pod by name (only a list by a pipeline's selector is needed)",
+        Api::<Pod>::namespaced(as_sa.clone(), &ns).get("probe").await,
+    );
+    assert_forbidden(
+        "delete a RawEventSchema (its pipeline owns it)",
+        Api::<impressions_crds::RawEventSchema>::namespaced(as_sa.clone(), &ns)
+            .delete("imp", &dry_delete)
+            .await,
+    );
     let crb: ClusterRoleBinding = serde_json::from_value(json!({"metadata": {"name": unique("escalate")},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": release_ns}]}))
