@@ -426,7 +426,9 @@ async fn installed_chart_is_sufficient_and_least_privilege(namespaced: bool) {
     );
     assert_forbidden(
         "read a pod by name (only a list by a pipeline's selector is needed)",
-        Api::<Pod>::namespaced(as_sa.clone(), &ns).get("probe").await,
+        Api::<Pod>::namespaced(as_sa.clone(), &ns)
+            .get("probe")
+            .await,
     );
     assert_forbidden(
         "delete a RawEventSchema (its pipeline owns it)",

@@ -76,7 +76,7 @@ pub fn judge(
                 },
                 accepted_at: now.clone(),
                 window: window_status(w),
-                observation: serde_json::to_value(&w.observation).unwrap_or_default(),
+                observation: serde_json::to_value(counts_only(&w.observation)).unwrap_or_default(),
             });
             taken = Some(t);
         }
@@ -94,6 +94,19 @@ pub fn judge(
         taken,
         condition,
     }
+}
+
+/// What drift is measured against, without what it does not read (the client versions: a
+/// drift names those of the current window), to keep the status small.
+fn counts_only(o: &Observation) -> Observation {
+    let mut o = o.clone();
+    for t in o.event_types.values_mut() {
+        t.versions = Default::default();
+        for f in t.fields.values_mut() {
+            f.versions = Default::default();
+        }
+    }
+    o
 }
 
 /// The baseline's observation (`None` if it does not read as one).
@@ -234,6 +247,13 @@ mod tests {
         assert_eq!(j1.taken, Some(Taken::Initial));
         assert_eq!(j1.status.baseline.as_ref().unwrap().accepted, "initial");
         assert_eq!(j1.status.baseline.as_ref().unwrap().window.pods, 2);
+        let kept = baseline_observation(j1.status.baseline.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            kept,
+            counts_only(&w1.observation),
+            "the counts, without versions"
+        );
+        assert_eq!(kept.event_types["imp"].events, 1000);
         assert_eq!(j1.condition.status, Some(false));
         assert_eq!(j1.condition.reason, "NoDrift");
 

@@ -20,8 +20,10 @@ use super::windows::ClosedWindow;
 pub const MAX_EVENT_TYPES: usize = 32;
 /// Fields kept per event type; beyond, those seen longest ago are dropped.
 pub const MAX_FIELDS: usize = 256;
-/// Client versions listed per event type and field (the newest).
+/// Client versions listed per event type (the newest).
 pub const MAX_VERSIONS: usize = 8;
+/// Client versions listed per field (the newest).
+pub const MAX_FIELD_VERSIONS: usize = 4;
 
 /// A time in ms since the epoch, to the second (as the API server keeps it, so that a status
 /// read back compares equal to the one written).
@@ -75,8 +77,10 @@ pub fn fold(
         });
         t.events = shape.events;
         widen(&mut t.first_seen, &mut t.last_seen, seen);
-        t.client_versions = newest(&t.client_versions, shape.versions.names());
-        t.json_schema = Some(event_type_schema(name, shape, &opts));
+        t.client_versions = newest(&t.client_versions, shape.versions.names(), MAX_VERSIONS);
+        let mut schema = event_type_schema(name, shape, &opts);
+        strip_annotations(&mut schema);
+        t.json_schema = Some(schema);
         for (path, f) in &shape.fields {
             fold_field(t, shape, path, f);
         }
@@ -106,7 +110,11 @@ fn fold_field(t: &mut LearnedEventType, shape: &EventTypeShape, path: &str, f: &
         .collect();
     field.presence = share(f.present, shape.events);
     widen(&mut field.first_seen, &mut field.last_seen, seen);
-    field.client_versions = newest(&field.client_versions, f.versions.names());
+    field.client_versions = newest(
+        &field.client_versions,
+        f.versions.names(),
+        MAX_FIELD_VERSIONS,
+    );
 }
 
 fn widen(first: &mut Time, last: &mut Time, (f, l): (i64, i64)) {
@@ -119,12 +127,34 @@ fn widen(first: &mut Time, last: &mut Time, (f, l): (i64, i64)) {
     }
 }
 
-/// The newest [`MAX_VERSIONS`] of both lists, newest first.
-fn newest<'a>(before: &'a [String], now: impl Iterator<Item = &'a str>) -> Vec<String> {
+/// The JSON Schema without the learned numbers (`x-…` annotations of the schemas; property
+/// names are kept whatever they are): the status has them per field already, and the resource
+/// stays small.
+fn strip_annotations(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.starts_with("x-"));
+            for (k, v) in m.iter_mut() {
+                match (k.as_str(), v) {
+                    ("properties" | "$defs", Value::Object(named)) => {
+                        named.values_mut().for_each(strip_annotations)
+                    }
+                    (_, v) => strip_annotations(v),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_annotations),
+        _ => {}
+    }
+}
+
+/// The newest `max` of both lists, newest first.
+fn newest<'a>(before: &'a [String], now: impl Iterator<Item = &'a str>, max: usize) -> Vec<String> {
     let mut all: Vec<&str> = before.iter().map(String::as_str).chain(now).collect();
     all.sort_by(|a, b| versions::compare(b, a));
     all.dedup();
-    all.truncate(MAX_VERSIONS);
+    all.truncate(max);
     all.into_iter().map(str::to_owned).collect()
 }
 
@@ -192,6 +222,19 @@ mod tests {
         assert_eq!(imp.fields["b"].client_versions, ["15.2.0"]);
         let js = imp.json_schema.as_ref().unwrap();
         assert_eq!(js["properties"]["b"]["type"], "string");
+        assert!(
+            !js.to_string().contains("x-presence"),
+            "numbers only in fields: {js}"
+        );
+        let x = window(&[(r#"{"eventType":"imp","x-id":1}"#, 1_000)]);
+        let xs = fold(&BTreeMap::new(), &x)["imp"]
+            .json_schema
+            .clone()
+            .unwrap();
+        assert_eq!(
+            xs["properties"]["x-id"]["type"], "integer",
+            "a field named x-…: {xs}"
+        );
         // Folding the same window again changes nothing.
         assert_eq!(fold(&s, &w), s);
     }
@@ -225,7 +268,7 @@ mod tests {
         assert!(s.contains_key("new"));
         assert!(!s.contains_key("t00"), "seen longest ago");
         assert_eq!(
-            newest(&["1.9".into()], ["1.10", "1.9"].into_iter()),
+            newest(&["1.9".into()], ["1.10", "1.9", "1.8"].into_iter(), 2),
             ["1.10", "1.9"]
         );
     }
