@@ -76,7 +76,8 @@ pub fn judge(
                 },
                 accepted_at: now.clone(),
                 window: window_status(w),
-                observation: serde_json::to_value(counts_only(&w.observation)).unwrap_or_default(),
+                observation: serde_json::to_string(&counts_only(&w.observation))
+                    .unwrap_or_default(),
             });
             taken = Some(t);
         }
@@ -97,13 +98,14 @@ pub fn judge(
 }
 
 /// What drift is measured against, without what it does not read (the client versions: a
-/// drift names those of the current window), to keep the status small.
+/// drift names those of the current window; the fields' times), to keep the status small.
 fn counts_only(o: &Observation) -> Observation {
     let mut o = o.clone();
     for t in o.event_types.values_mut() {
         t.versions = Default::default();
         for f in t.fields.values_mut() {
             f.versions = Default::default();
+            (f.first_seen_ms, f.last_seen_ms) = (0, 0);
         }
     }
     o
@@ -111,7 +113,7 @@ fn counts_only(o: &Observation) -> Observation {
 
 /// The baseline's observation (`None` if it does not read as one).
 fn baseline_observation(b: &Baseline) -> Option<Observation> {
-    serde_json::from_value(b.observation.clone()).ok()
+    serde_json::from_str(&b.observation).ok()
 }
 
 fn drift_status(d: &Drift) -> SchemaDriftStatus {

@@ -18,8 +18,9 @@ use super::windows::ClosedWindow;
 
 /// Event types kept in the status; beyond, those seen longest ago are dropped.
 pub const MAX_EVENT_TYPES: usize = 32;
-/// Fields kept per event type; beyond, those seen longest ago are dropped.
-pub const MAX_FIELDS: usize = 256;
+/// Fields kept per event type in the status; beyond, those seen longest ago are dropped (drift
+/// is judged on every path of the observations, up to the workers' budget).
+pub const MAX_FIELDS: usize = 128;
 /// Client versions listed per event type (the newest).
 pub const MAX_VERSIONS: usize = 8;
 /// Client versions listed per field (the newest).
