@@ -3,6 +3,9 @@
 //! pipeline, named after it and owned by it; written only by the operator (status), except the
 //! accept annotation ([`ACCEPT_ANNOTATION`]) its owner sets.
 
+// The printcolumn(...) attributes repeat `type_`; clippy reads that as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

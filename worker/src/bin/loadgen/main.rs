@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Produce raw events along a rate trace.
-    Produce(ProduceArgs),
+    Produce(Box<ProduceArgs>),
     /// Fill the catalog topic with N titles (key = videoId, value = title JSON).
     Catalog {
         #[arg(long)]
@@ -151,7 +151,7 @@ fn producer(bootstrap: &str) -> anyhow::Result<(ThreadedProducer<AckContext>, Ar
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Produce(a) => produce(a),
+        Command::Produce(a) => produce(*a),
         Command::Topics {
             bootstrap,
             partitions,
