@@ -304,7 +304,7 @@ async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     })
 }
 
-/// The deadline of each call reading the workers' schema reports (the pod list, each pod's GET).
+/// The deadline of each call reading the workers' schema reports (the EndpointSlice list, each pod's GET).
 const SCHEMA_READ_DEADLINE: Duration = Duration::from_secs(3);
 /// Worker pods of one pipeline read at once.
 const SCHEMA_PODS_AT_ONCE: usize = 8;

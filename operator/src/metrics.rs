@@ -47,8 +47,8 @@ pub struct Metrics {
     /// Per pipeline and kind, the drifts of the raw events' schema from the accepted baseline
     /// in the last window (every kind present, 0 included, once the pipeline has a baseline).
     pub schema_drifts: Family<DriftLabels, Gauge>,
-    /// Reads of the workers' schema reports that failed, by reason (`pods`, `pods_timeout`:
-    /// the pod list; `pod`: one pod's GET).
+    /// Reads of the workers' schema reports that failed, by reason (`endpoints`,
+    /// `endpoints_timeout`: the worker Service's EndpointSlices; `pod`: one pod's GET).
     pub schema_read_failures: Family<ReasonLabel, Counter>,
     /// Schema windows closed (merged over a pipeline's workers).
     pub schema_windows: Counter,

@@ -90,10 +90,10 @@ children are removed by the garbage collector through their owner references.
 - apiGroups: [impressions.dev]
   resources: [raweventschemas/status]
   verbs: [patch]
-# Pods: list only, by a pipeline's selector, for the worker pods' IPs and metrics port where
-# their schema windows are read (schema/source.rs). No get, watch, create or delete.
-- apiGroups: [""]
-  resources: [pods]
+# EndpointSlices: list only, of a pipeline's worker Service, for the ready worker pods' IPs
+# and metrics port where their schema windows are read (schema/source.rs). Nothing on pods.
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
   verbs: [list]
 # Events on pipelines (kube-runtime's Recorder creates, then patches a repeated event's series).
 - apiGroups: [events.k8s.io]

@@ -214,7 +214,7 @@ fn register_for_schema(ctx: &Context, p: &ImpressionPipeline, ns: &str) {
         ObjectRef::from_obj(p),
         Some(SchemaRegistration {
             namespace: ns.to_owned(),
-            selector: labels::selector_string(&p.name_any()),
+            service: labels::child_name(&p.name_any()),
         }),
     );
 }

@@ -29,8 +29,8 @@ type Key = ObjectRef<ImpressionPipeline>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaRegistration {
     pub namespace: String,
-    /// The worker pods' label selector (`k=v,k=v`).
-    pub selector: String,
+    /// The pipeline's headless worker Service (its EndpointSlices list the worker pods).
+    pub service: String,
 }
 
 /// How often a pipeline is read before its workers' window length is known.
@@ -159,7 +159,7 @@ impl SchemaCollector {
             .map(|(key, reg)| {
                 let source = source.clone();
                 async move {
-                    let read = source.read(&reg.namespace, &reg.selector).await;
+                    let read = source.read(&reg.namespace, &reg.service).await;
                     (key, read)
                 }
             })
@@ -237,12 +237,12 @@ mod tests {
         fn read<'a>(
             &'a self,
             namespace: &'a str,
-            selector: &'a str,
+            service: &'a str,
         ) -> BoxFuture<'a, Result<Read, SourceError>> {
             self.reads
                 .lock()
                 .unwrap()
-                .push(format!("{namespace}/{selector}"));
+                .push(format!("{namespace}/{service}"));
             let reports = self.reports.lock().unwrap().clone();
             Box::pin(async move {
                 Ok(Read {
@@ -300,7 +300,7 @@ mod tests {
             key(),
             Some(SchemaRegistration {
                 namespace: "ns".into(),
-                selector: "app=w".into(),
+                service: "p-worker".into(),
             }),
         );
         *fake.reports.lock().unwrap() = vec![report("a", 0, 4_010, 3), report("b", 0, 4_020, 2)];
@@ -321,7 +321,7 @@ mod tests {
                 .get(),
             2
         );
-        assert_eq!(fake.reads.lock().unwrap()[0], "ns/app=w");
+        assert_eq!(fake.reads.lock().unwrap()[0], "ns/p-worker");
         // The same reports again: nothing new.
         c.states.lock().unwrap().get_mut(&key()).unwrap().last_read = None;
         assert!(c.collect_due(7_000).await.is_empty());

@@ -5,7 +5,7 @@
 //!
 //! | concept | module |
 //! |---|---|
-//! | Reading the workers' reports (IO: pod list, HTTP with deadlines, bounded concurrency) | [`source`] |
+//! | Reading the workers' reports (IO: the worker Service's EndpointSlices, HTTP with deadlines, bounded concurrency) | [`source`] |
 //! | From reports to one merged observation per window: dedupe, group, close (pure) | [`windows`] |
 //! | The collection loop (registrations, cadence, the last window, reconcile triggers) | [`collector`] |
 //! | The learned schema of the status: a window folded in (pure) | [`learned`] |

@@ -1,33 +1,31 @@
-//! Where the workers' reports come from (IO): the pipeline's running worker pods (a list of
-//! the API server, by the pipeline's selector) and each pod's `GET /schema/windows` on its pod
-//! IP and metrics port, a few pods at a time, every call with a deadline. A pod that does not
-//! answer is left out of this read (its windows stay on its board for the next read).
+//! Where the workers' reports come from (IO): the ready worker pods behind the pipeline's
+//! headless worker Service (its EndpointSlices, listed from the API server: the operator reads
+//! no pods) and each pod's `GET /schema/windows` on its IP and metrics port, a few pods at a
+//! time, every call with a deadline. A pod that does not answer is left out of this read (its
+//! windows stay on its board for the next read).
 
 use std::time::Duration;
 
 use futures::{StreamExt, future::BoxFuture};
 use impressions_worker_core::schema::report::SchemaReport;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client, api::ListParams};
-
-/// The labels that select a pipeline's worker pods, as `k=v,k=v`.
-pub type Selector = String;
 
 /// What a read of one pipeline's reports failed on.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("listing the worker pods: {0}")]
-    Pods(#[source] kube::Error),
-    #[error("listing the worker pods took longer than {0:?}")]
-    PodsTimeout(Duration),
+    #[error("listing the worker Service's EndpointSlices: {0}")]
+    Endpoints(#[source] kube::Error),
+    #[error("listing the worker Service's EndpointSlices took longer than {0:?}")]
+    EndpointsTimeout(Duration),
 }
 
 impl SourceError {
     /// The metric label.
     pub fn reason(&self) -> &'static str {
         match self {
-            SourceError::Pods(_) => "pods",
-            SourceError::PodsTimeout(_) => "pods_timeout",
+            SourceError::Endpoints(_) => "endpoints",
+            SourceError::EndpointsTimeout(_) => "endpoints_timeout",
         }
     }
 }
@@ -39,23 +37,23 @@ pub struct Read {
     pub failed: Vec<(String, String)>,
 }
 
-/// Reads the schema reports of a pipeline's workers.
+/// Reads the schema reports of a pipeline's workers, the pods behind `service`.
 pub trait ReportSource: Send + Sync {
     fn read<'a>(
         &'a self,
         namespace: &'a str,
-        selector: &'a str,
+        service: &'a str,
     ) -> BoxFuture<'a, Result<Read, SourceError>>;
 }
 
-/// The workers' reports through the API server (pods) and the pods' metrics port.
+/// The workers' reports through the API server (EndpointSlices) and the pods' metrics port.
 #[derive(Clone)]
 pub struct PodReports {
     client: Client,
     http: reqwest::Client,
     deadline: Duration,
     concurrency: usize,
-    /// The container port name that serves `/schema/windows`; its number when the pod does not
+    /// The Service port name that serves `/schema/windows`; its number when a slice does not
     /// name one.
     port_name: &'static str,
     default_port: i32,
@@ -71,8 +69,8 @@ impl std::fmt::Debug for PodReports {
 }
 
 impl PodReports {
-    /// Reads with `deadline` per call (the pod list, each pod's GET), `concurrency` pods at once,
-    /// from the container port named `port_name` (else `default_port`).
+    /// Reads with `deadline` per call (the EndpointSlice list, each pod's GET), `concurrency` pods at once,
+    /// from the port named `port_name` (else `default_port`).
     pub fn new(
         client: Client,
         deadline: Duration,
@@ -94,30 +92,39 @@ impl PodReports {
         })
     }
 
-    /// `http://IP:PORT/schema/windows` of each running pod with an IP.
-    fn targets(&self, pods: &[Pod]) -> Vec<(String, String)> {
-        pods.iter()
-            .filter_map(|p| {
-                let status = p.status.as_ref()?;
-                if status.phase.as_deref() != Some("Running") {
-                    return None;
+    /// `http://IP:PORT/schema/windows` of each endpoint not known to be unready, named by its
+    /// pod.
+    fn targets(&self, slices: &[EndpointSlice]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for slice in slices {
+            let port = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(self.port_name))
+                .and_then(|p| p.port)
+                .unwrap_or(self.default_port);
+            for e in slice.endpoints.iter().flatten() {
+                if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
                 }
-                let ip = status.pod_ip.as_deref()?;
-                let port = p
-                    .spec
+                let Some(ip) = e.addresses.first() else {
+                    continue;
+                };
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                let pod = e
+                    .target_ref
                     .as_ref()
-                    .and_then(|s| s.containers.first())
-                    .and_then(|c| c.ports.as_ref())
-                    .and_then(|ports| {
-                        ports
-                            .iter()
-                            .find(|cp| cp.name.as_deref() == Some(self.port_name))
-                    })
-                    .map_or(self.default_port, |cp| cp.container_port);
-                let name = p.metadata.name.clone().unwrap_or_default();
-                Some((name, format!("http://{ip}:{port}/schema/windows")))
-            })
-            .collect()
+                    .and_then(|r| r.name.clone())
+                    .unwrap_or_else(|| ip.clone());
+                out.push((pod, format!("http://{host}:{port}/schema/windows")));
+            }
+        }
+        out
     }
 
     async fn get(&self, url: &str) -> Result<Vec<SchemaReport>, String> {
@@ -135,16 +142,16 @@ impl ReportSource for PodReports {
     fn read<'a>(
         &'a self,
         namespace: &'a str,
-        selector: &'a str,
+        service: &'a str,
     ) -> BoxFuture<'a, Result<Read, SourceError>> {
         Box::pin(async move {
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            let lp = ListParams::default().labels(selector);
-            let pods = tokio::time::timeout(self.deadline, api.list(&lp))
+            let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
+            let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+            let slices = tokio::time::timeout(self.deadline, api.list(&lp))
                 .await
-                .map_err(|_| SourceError::PodsTimeout(self.deadline))?
-                .map_err(SourceError::Pods)?;
-            let targets = self.targets(&pods.items);
+                .map_err(|_| SourceError::EndpointsTimeout(self.deadline))?
+                .map_err(SourceError::Endpoints)?;
+            let targets = self.targets(&slices.items);
             let answers: Vec<(String, Result<Vec<SchemaReport>, String>)> =
                 futures::stream::iter(targets)
                     .map(|(pod, url)| async move { (pod, self.get(&url).await) })
@@ -160,5 +167,52 @@ impl ReportSource for PodReports {
             }
             Ok(read)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn targets_are_the_ready_endpoints_on_the_named_port() {
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let r = PodReports::new(client, Duration::from_secs(1), 4, "metrics", 9464).unwrap();
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "addressType": "IPv4",
+            "metadata": {"name": "s"},
+            "ports": [{"name": "other", "port": 1}, {"name": "metrics", "port": 9000}],
+            "endpoints": [
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": true},
+                 "targetRef": {"kind": "Pod", "name": "w-1"}},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": false},
+                 "targetRef": {"kind": "Pod", "name": "w-2"}},
+                {"addresses": ["fd00::4"]}
+            ]
+        }))
+        .unwrap();
+        let unnamed: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "addressType": "IPv4", "metadata": {"name": "t"},
+            "endpoints": [{"addresses": ["10.0.0.5"]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            r.targets(&[slice, unnamed]),
+            [
+                (
+                    "w-1".to_owned(),
+                    "http://10.0.0.2:9000/schema/windows".to_owned()
+                ),
+                (
+                    "fd00::4".to_owned(),
+                    "http://[fd00::4]:9000/schema/windows".to_owned()
+                ),
+                (
+                    "10.0.0.5".to_owned(),
+                    "http://10.0.0.5:9464/schema/windows".to_owned()
+                ),
+            ]
+        );
     }
 }
