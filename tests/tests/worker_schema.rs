@@ -152,6 +152,27 @@ async fn schema_windows_are_served_with_the_event_types_and_paths_of_the_traffic
             .windows(2)
             .all(|p| p[0].window.end_ms == p[1].window.start_ms)
     );
+    // ?endAfterMs: only the windows that ended after it; another query is refused.
+    let newest = recent.last().unwrap();
+    let (code, body) = w
+        .get(&format!(
+            "/schema/windows?endAfterMs={}",
+            newest.window.start_ms
+        ))
+        .expect("GET /schema/windows?endAfterMs");
+    assert_eq!(code, 200, "{body}");
+    let after: Vec<SchemaReport> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !after.is_empty() && after.len() <= 2,
+        "{} windows",
+        after.len()
+    );
+    assert!(
+        after
+            .iter()
+            .all(|r| r.window.end_ms > newest.window.start_ms)
+    );
+    assert_eq!(w.get("/schema/windows?since=1").map(|r| r.0), Some(400));
     for r in &recent {
         assert_eq!(r.window_seconds, WINDOW_SECONDS as u32);
         if let Some(seen) = windows.get(&r.window.start_ms) {

@@ -142,24 +142,27 @@ impl SchemaCollector {
         let Some(source) = self.source.clone() else {
             return Vec::new();
         };
-        let due: Vec<(Key, SchemaRegistration)> = {
+        let due: Vec<(Key, SchemaRegistration, Option<i64>)> = {
             let states = self.states.lock().expect("schema lock");
             states
                 .iter()
                 .filter_map(|(k, s)| {
                     let r = s.reg.as_ref()?;
                     let (every, _) = cadence(s.windows.window_seconds());
+                    // Windows of the multiples closed are dropped on arrival: ask only for
+                    // those ending after the last one (a window late past it comes along).
+                    let after = s.windows.closed_upto();
                     s.last_read
                         .is_none_or(|t| t.elapsed() >= every)
-                        .then(|| (k.clone(), r.clone()))
+                        .then(|| (k.clone(), r.clone(), after))
                 })
                 .collect()
         };
         let reads: Vec<_> = futures::stream::iter(due)
-            .map(|(key, reg)| {
+            .map(|(key, reg, after)| {
                 let source = source.clone();
                 async move {
-                    let read = source.read(&reg.namespace, &reg.service).await;
+                    let read = source.read(&reg.namespace, &reg.service, after).await;
                     (key, read)
                 }
             })
@@ -238,11 +241,12 @@ mod tests {
             &'a self,
             namespace: &'a str,
             service: &'a str,
+            end_after_ms: Option<i64>,
         ) -> BoxFuture<'a, Result<Read, SourceError>> {
             self.reads
                 .lock()
                 .unwrap()
-                .push(format!("{namespace}/{service}"));
+                .push(format!("{namespace}/{service} {end_after_ms:?}"));
             let reports = self.reports.lock().unwrap().clone();
             Box::pin(async move {
                 Ok(Read {
@@ -321,7 +325,7 @@ mod tests {
                 .get(),
             2
         );
-        assert_eq!(fake.reads.lock().unwrap()[0], "ns/p-worker");
+        assert_eq!(fake.reads.lock().unwrap()[0], "ns/p-worker None");
         // The same reports again: nothing new.
         c.states.lock().unwrap().get_mut(&key()).unwrap().last_read = None;
         assert!(c.collect_due(7_000).await.is_empty());
@@ -331,6 +335,11 @@ mod tests {
         assert!(c.collect_due(10_500).await.is_empty());
         assert_eq!(c.latest(&key()).unwrap().boundary_ms, 4_000);
         assert_eq!(closed.get(), 2);
+        // Once a window is closed, a read asks only for those ending after its multiple.
+        assert_eq!(
+            fake.reads.lock().unwrap().last().unwrap(),
+            "ns/p-worker Some(4000)"
+        );
         c.retain(&HashSet::new());
         assert!(c.latest(&key()).is_none());
     }

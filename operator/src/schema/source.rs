@@ -37,12 +37,14 @@ pub struct Read {
     pub failed: Vec<(String, String)>,
 }
 
-/// Reads the schema reports of a pipeline's workers, the pods behind `service`.
+/// Reads the schema reports of a pipeline's workers, the pods behind `service`: the windows
+/// that ended after `end_after_ms` (all the workers keep, without it).
 pub trait ReportSource: Send + Sync {
     fn read<'a>(
         &'a self,
         namespace: &'a str,
         service: &'a str,
+        end_after_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<Read, SourceError>>;
 }
 
@@ -143,6 +145,7 @@ impl ReportSource for PodReports {
         &'a self,
         namespace: &'a str,
         service: &'a str,
+        end_after_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<Read, SourceError>> {
         Box::pin(async move {
             let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
@@ -151,10 +154,16 @@ impl ReportSource for PodReports {
                 .await
                 .map_err(|_| SourceError::EndpointsTimeout(self.deadline))?
                 .map_err(SourceError::Endpoints)?;
+            let query = end_after_ms
+                .map(|t| format!("?endAfterMs={t}"))
+                .unwrap_or_default();
             let targets = self.targets(&slices.items);
             let answers: Vec<(String, Result<Vec<SchemaReport>, String>)> =
                 futures::stream::iter(targets)
-                    .map(|(pod, url)| async move { (pod, self.get(&url).await) })
+                    .map(|(pod, url)| {
+                        let url = format!("{url}{query}");
+                        async move { (pod, self.get(&url).await) }
+                    })
                     .buffer_unordered(self.concurrency)
                     .collect()
                     .await;

@@ -36,6 +36,12 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// The multiple up to which windows are closed: reports of windows that ended at or before
+    /// it are dropped, so a read need not ask for them.
+    pub fn closed_upto(&self) -> Option<i64> {
+        self.closed_upto
+    }
+
     /// The window length the workers report (`None` before the first report).
     pub fn window_seconds(&self) -> Option<u32> {
         self.window_seconds
