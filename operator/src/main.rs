@@ -527,19 +527,10 @@ async fn replay_pipeline(
         .await
         .map_err(|e| format!("ScalingPolicies: {e}"))?
         .items;
-    let resolved =
-        impressions_operator::reconcile::resolved::pick_policy(&pipeline, region, &policies)
-            .map_err(|e| e.to_string())?;
-    let b = impressions_operator::autoscale::bounds::bounds(&pipeline.spec, &resolved.spec);
-    Ok((
-        pipeline.spec,
-        impressions_operator::tools::simulate::replay::ClusterPolicy {
-            spec: resolved.spec,
-            name: resolved.name,
-            min: b.min,
-            max: b.max,
-        },
-    ))
+    let policy = impressions_operator::tools::simulate::replay::ClusterPolicy::of(
+        &pipeline, region, &policies,
+    )?;
+    Ok((pipeline.spec, policy))
 }
 
 fn init_tracing(format: &str) {

@@ -89,6 +89,33 @@ impl BatchCounts {
     }
 }
 
+/// How long the Kafka clients may take to close once `run` ends.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// When dropped, ends the process if it is still running `grace` later: the clients dropped
+/// after it (the consumer leaving its group, the producer purging) must not hold a stopped or
+/// failed worker up. The exit status is 1: the clients were not closed.
+struct CloseDeadline(Duration);
+
+impl Drop for CloseDeadline {
+    fn drop(&mut self) {
+        let grace = self.0;
+        let spawned = std::thread::Builder::new()
+            .name("close-deadline".into())
+            .spawn(move || {
+                std::thread::sleep(grace);
+                tracing::error!(
+                    ?grace,
+                    "the Kafka clients did not close in time; exiting without them"
+                );
+                std::process::exit(1);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no close deadline: cannot start its thread");
+        }
+    }
+}
+
 /// Runs until `stop` is set or a fatal error happens. An authentication or TLS failure of any
 /// client (recorded in `auth`, shared with the catalog reader) is fatal.
 pub fn run(
@@ -155,6 +182,10 @@ pub fn run(
     let txn = txn.as_deref();
     let consumer: BaseConsumer<SourceContext> =
         crate::kafka::client::consumer(cfg).create_with_context(ctx)?;
+    // Dropped before the clients (declared after them): however `run` ends, closing them is
+    // bounded. librdkafka's consumer close waits for the group without a deadline; after a
+    // fatal error in a rebalance with the coordinator away it waited for minutes.
+    let _close_deadline = CloseDeadline(CLOSE_GRACE);
     // Not subscribed yet: polls serve only the client's errors and logs.
     let serve = || {
         let until = Instant::now() + Duration::from_millis(50);
@@ -504,4 +535,39 @@ fn fold(m: &Metrics, c: BatchCounts) {
             .inc_by(n);
     }
     m.add_tally(&c.tally);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test runs itself as a child that drops a deadline and then hangs, as a client that
+    /// never closes would: the child must end with status 1 soon after the deadline.
+    #[test]
+    fn a_close_deadline_ends_a_process_held_up_after_it() {
+        const CHILD: &str = "IMPRESSIONS_CLOSE_DEADLINE_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            drop(CloseDeadline(Duration::from_millis(200)));
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        let t0 = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "run::tests::a_close_deadline_ends_a_process_held_up_after_it",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the test binary");
+        let took = t0.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the held-up child ended by the deadline: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took < Duration::from_secs(10), "ended after {took:?}");
+    }
 }

@@ -20,6 +20,13 @@ const NEAR_ZERO: f64 = 0.1;
 /// How long after the input nearly stopped no scale-down happens (the producers' outage is
 /// expected to end, and their buffers to be flushed).
 const INPUT_STOP_HOLD_SECONDS: f64 = 1800.0;
+/// A fleet that processes less than this share of one replica's capacity while more than a
+/// second of that capacity waits is stalled ...
+const STALLED_SHARE: f64 = 0.01;
+/// ... and after this long stalled, the decision holds and says so: more replicas do not move
+/// a fleet that stopped (a sink that refuses, a worker stuck in a call: its liveness probe
+/// restarts it), and fewer would leave less to work off the backlog when it moves again.
+pub const STALLED_SECONDS: f64 = 60.0;
 
 /// Seconds a scale-down and the scale-up that undoes it take at least: both stabilization
 /// windows, the rate window and rebalance until the capacity is measured again, a pod's start.
@@ -45,6 +52,7 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         capacity_per_replica: None,
         capacity_measured: false,
         arrival_rate: None,
+        stalled: false,
     };
     if p.paused {
         return hold("HoldPaused", "the ScalingPolicy is paused".into(), true);
@@ -126,7 +134,23 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         capacity_per_replica: Some(e.measured_capacity.unwrap_or(e.capacity)),
         capacity_measured: e.capacity_measured,
         arrival_rate: Some(e.arrival),
+        stalled: false,
     };
+    let lag = s.lag.unwrap_or(0.0);
+    let processed = s.processed_rate.unwrap_or(0.0);
+    if cur > 0 && lag > e.capacity && processed < STALLED_SHARE * e.capacity {
+        d.stalled = true;
+        let stalled_for = h.stalled_for(s.now);
+        if stalled_for >= STALLED_SECONDS {
+            d.reason = "HoldStalled";
+            d.recommended = cur;
+            d.metrics_available = !s.stale;
+            d.message = format!(
+                "{why}; held: the {cur} workers processed {processed:.0}/s for {stalled_for:.0} s while {lag:.0} events waited — the fleet is stalled, not short of replicas (a sink that refuses, a worker stuck in a call: its liveness probe restarts it); scaling resumes when it moves"
+            );
+            return d;
+        }
+    }
 
     // The busiest replica's busy fraction at the current count.
     let busiest_now = if cur > 0 && s.partitions > 0 {

@@ -415,6 +415,7 @@ mod tests {
                 capacity_per_replica: None,
                 capacity_measured: false,
                 arrival_rate: None,
+                stalled: false,
             },
             lag: None,
             processed_rate: None,

@@ -67,6 +67,9 @@ pub struct History {
     /// Set when a scale-up did not add capacity; scale-ups are blocked for a while.
     pub ineffective_since: Option<f64>,
     pending: Option<PendingCheck>,
+    /// The first evaluation of the current run of stalled ones (processed nothing while a
+    /// backlog waited).
+    stalled_since: Option<f64>,
 }
 
 impl History {
@@ -84,6 +87,11 @@ impl History {
 
     pub fn since_last_up(&self, now: f64) -> f64 {
         self.last_up.map_or(f64::INFINITY, |t| now - t)
+    }
+
+    /// Seconds the fleet has been stalled up to the last evaluation (0 when it was not).
+    pub fn stalled_for(&self, now: f64) -> f64 {
+        self.stalled_since.map_or(0.0, |t| now - t)
     }
 
     pub fn since_last_change(&self, now: f64) -> f64 {
@@ -200,6 +208,13 @@ impl History {
             self.last_missing = Some(now);
         }
         self.blind = !d.metrics_available;
+        if d.metrics_available {
+            self.stalled_since = if d.stalled {
+                Some(self.stalled_since.unwrap_or(now))
+            } else {
+                None
+            };
+        }
         if let Some(lag) = lag
             && d.metrics_available
         {

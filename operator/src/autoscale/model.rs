@@ -89,6 +89,8 @@ pub struct Decision {
     /// The capacity was measured now (not carried over while the fleet settles).
     pub capacity_measured: bool,
     pub arrival_rate: Option<f64>,
+    /// The workers processed (nearly) nothing while a backlog waited: a stalled fleet.
+    pub stalled: bool,
 }
 
 /// What the model estimates from one evaluation's signals, before stabilization windows, steps

@@ -618,3 +618,64 @@ fn after_a_blind_spell_the_down_window_counts_from_the_first_fresh_read() {
         d.message
     );
 }
+
+#[test]
+fn a_fleet_that_processes_nothing_while_the_backlog_grows_is_held_as_stalled() {
+    let mut h = History::default();
+    let p = policy();
+    // 2 replicas carry 1000/s (capacity 1000/s each, measured while they worked).
+    let (replicas, _) = settle(&mut h, &p, 0.0, 150.0, 2, 1000.0, 0.0);
+    assert_eq!(replicas, 2);
+    // Then they stop: nothing processed, the backlog grows by the input.
+    let stalled = |t: f64, lag: f64| Signals {
+        processed_rate: Some(0.0),
+        busy_fraction: Some(0.0),
+        ..signals(t, replicas, 1000.0, lag)
+    };
+    let mut reasons = Vec::new();
+    for (i, t) in (165..=300).step_by(15).enumerate() {
+        let s = stalled(f64::from(t), 15_000.0 * (i + 1) as f64);
+        let d = decide(&s, &p, &h);
+        assert!(d.stalled, "{}", d.message);
+        h.record(s.now, s.lag, replicas, &d, false);
+        reasons.push((t, d.reason, d.replicas));
+    }
+    // Before a minute of it the ordinary rules apply; after, the decision holds and says why.
+    assert!(
+        reasons[..4].iter().all(|r| r.1 != "HoldStalled"),
+        "{reasons:?}"
+    );
+    let held: Vec<_> = reasons.iter().filter(|r| r.1 == "HoldStalled").collect();
+    assert_eq!(held.first().map(|r| r.0), Some(225), "{reasons:?}");
+    assert!(held.iter().all(|r| r.2 == replicas));
+    assert!(
+        reasons
+            .iter()
+            .skip_while(|r| r.0 < 225)
+            .all(|r| r.1 == "HoldStalled")
+    );
+    let d = decide(&stalled(315.0, 200_000.0), &p, &h);
+    assert!(
+        d.message
+            .contains("processed 0/s for 150 s while 200000 events waited"),
+        "{}",
+        d.message
+    );
+    // It moves again: the ordinary rules are back at once.
+    h.record(315.0, Some(200_000.0), replicas, &d, false);
+    let d = decide(&signals(330.0, replicas, 1000.0, 190_000.0), &p, &h);
+    assert!(!d.stalled);
+    assert_eq!(d.reason, "ScaleUpForBacklog", "{}", d.message);
+}
+
+#[test]
+fn a_fleet_that_processes_little_is_not_stalled() {
+    let h = History::default();
+    // 5 events/s of a 1000/s replica still moves: a slow fleet, not a stalled one.
+    let s = Signals {
+        processed_rate: Some(15.0),
+        busy_fraction: Some(0.015),
+        ..signals(0.0, 1, 15.0, 50_000.0)
+    };
+    assert!(!decide(&s, &policy(), &h).stalled);
+}

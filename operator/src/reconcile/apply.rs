@@ -30,7 +30,7 @@ where
     let desired = serde_json::to_value(obj).map_err(|e| Error::Build(e.to_string()))?;
     let hash = desired_hash(&desired);
     if let Some(current) = ctx.applied.unchanged(&key, hash)
-        && let Ok(current) = serde_json::from_value::<K>(current)
+        && let Ok(current) = serde_json::from_str::<K>(&current)
     {
         return Ok(current);
     }
@@ -43,8 +43,10 @@ where
         )
         .await
         .map_err(|e| Error::from_apply(kind, e))?;
-    if let Ok(returned) = serde_json::to_value(&applied) {
-        ctx.applied.record(key, hash, returned);
+    let mut kept = applied.clone();
+    kept.meta_mut().managed_fields = None;
+    if let (Some(rv), Ok(text)) = (applied.resource_version(), serde_json::to_string(&kept)) {
+        ctx.applied.record(key, hash, rv, text);
     }
     Ok(applied)
 }

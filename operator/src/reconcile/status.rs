@@ -40,7 +40,11 @@ pub fn compute(
     quality: Option<&Reading>,
     now: &Time,
 ) -> ImpressionPipelineStatus {
-    let mut s = next(p, observed, now);
+    let stalled = evaluation
+        .map(|e| &e.decision)
+        .filter(|d| d.reason == "HoldStalled")
+        .map(|d| d.replicas);
+    let mut s = next(p, observed, stalled, now);
     if let Observed::Applied { .. } = observed {
         if let Some(e) = evaluation {
             with_evaluation(&mut s, p.metadata.generation, e, now);
@@ -52,8 +56,14 @@ pub fn compute(
     s
 }
 
-/// The current status with what the reconcile saw applied.
-fn next(p: &ImpressionPipeline, observed: &Observed<'_>, now: &Time) -> ImpressionPipelineStatus {
+/// The current status with what the reconcile saw applied; `stalled` is the replica count of a
+/// fleet the decision holds as stalled.
+fn next(
+    p: &ImpressionPipeline,
+    observed: &Observed<'_>,
+    stalled: Option<i32>,
+    now: &Time,
+) -> ImpressionPipelineStatus {
     let mut s = p.status.clone().unwrap_or_default();
     let generation = p.metadata.generation;
     let set = |s: &mut ImpressionPipelineStatus, t: &str, ok: bool, reason: &str, msg: &str| {
@@ -95,6 +105,14 @@ fn next(p: &ImpressionPipeline, observed: &Observed<'_>, now: &Time) -> Impressi
             if *desired > 0 && s.ready_replicas == 0 && s.replicas > 0 {
                 let msg = format!("none of {} workers is ready", s.replicas);
                 set(&mut s, DEGRADED, true, "WorkersUnavailable", &msg);
+            } else if let Some(n) = stalled {
+                // The numbers are in lastDecision; the condition's message stays put while the
+                // stall lasts (no status write per evaluation).
+                let msg = format!(
+                    "the {n} workers have processed nothing for over {:.0} s while a backlog waits; see lastDecision and the workers' logs",
+                    crate::autoscale::decide::STALLED_SECONDS
+                );
+                set(&mut s, DEGRADED, true, "Stalled", &msg);
             } else {
                 set(&mut s, DEGRADED, false, "AsExpected", "workers available");
             }
@@ -360,6 +378,7 @@ mod tests {
                 bounds: &b,
                 policy: Some("std"),
             },
+            None,
             &t(10),
         );
         assert_eq!(first.observed_generation, Some(3));
@@ -373,6 +392,7 @@ mod tests {
                 bounds: &b,
                 policy: Some("std"),
             },
+            None,
             &t(99),
         );
         assert_eq!(
@@ -410,7 +430,7 @@ mod tests {
     fn failure_sets_ready_false_with_the_reason() {
         let p = pipeline();
         let e = Error::PolicyMissing("gold".into());
-        let s = next(&p, &Observed::Failed(&e), &t(1));
+        let s = next(&p, &Observed::Failed(&e), None, &t(1));
         let c = conditions::get(&s.conditions, READY).unwrap();
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
@@ -473,6 +493,7 @@ mod tests {
                 bounds: &b,
                 policy: Some("std"),
             },
+            None,
             &t(1),
         );
         let c = conditions::get(&s.conditions, SCALING).unwrap();
@@ -480,6 +501,73 @@ mod tests {
             (c.status.as_str(), c.reason.as_str()),
             ("False", "OverrideWiderThanPolicy")
         );
+    }
+
+    #[test]
+    fn a_fleet_held_as_stalled_is_degraded_and_the_condition_stays_put() {
+        use crate::autoscale::model::{Decision, Evaluation};
+        let mut p = pipeline();
+        let b = Bounds {
+            min: 1,
+            max: 4,
+            widened: vec![],
+        };
+        let d = deployment(2, 2);
+        let applied = Observed::Applied {
+            deployment: &d,
+            desired: 2,
+            bounds: &b,
+            policy: Some("std"),
+        };
+        let eval = |reason: &'static str, message: &str| Evaluation {
+            from: 2,
+            decision: Decision {
+                replicas: 2,
+                reason,
+                message: message.into(),
+                recommended: 2,
+                metrics_available: true,
+                ineffective_scale_up: false,
+                backlog_seconds: None,
+                capacity_per_replica: Some(500.0),
+                capacity_measured: false,
+                arrival_rate: Some(100.0),
+                stalled: reason == "HoldStalled",
+            },
+            lag: None,
+            processed_rate: Some(0.0),
+            problem: None,
+        };
+        let first = compute(
+            &p,
+            &applied,
+            Some(&eval("HoldStalled", "processed 0/s for 60 s")),
+            None,
+            &t(10),
+        );
+        let c = conditions::get(&first.conditions, DEGRADED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Stalled"));
+        assert!(
+            c.message.contains("the 2 workers have processed nothing"),
+            "{}",
+            c.message
+        );
+        p.status = Some(first.clone());
+        let later = compute(
+            &p,
+            &applied,
+            Some(&eval("HoldStalled", "processed 0/s for 75 s")),
+            None,
+            &t(25),
+        );
+        assert_eq!(
+            conditions::get(&later.conditions, DEGRADED),
+            conditions::get(&first.conditions, DEGRADED),
+            "the condition does not change with the numbers"
+        );
+        p.status = Some(later);
+        let moving = compute(&p, &applied, Some(&eval("NoChange", "")), None, &t(40));
+        assert_eq!(is_true(Some(&moving), DEGRADED), Some(false));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! From a Pod to the process the agent starts (pure): program, arguments, environment, files,
-//! the port the pod serves and its readiness probe.
+//! the port the pod serves, its readiness and liveness probes and its termination grace.
 //!
 //! Two things a container runtime would give each pod are stood in for here:
 //! - the mount namespace: every volume is placed under the pod's own folder, and absolute mount
@@ -37,6 +37,10 @@ pub struct HttpProbe {
     pub path: String,
     pub port: u16,
     pub period: Duration,
+    /// Before the first probe after the process starts (`initialDelaySeconds`).
+    pub initial_delay: Duration,
+    /// Failures in a row that count (`failureThreshold`, 3 by default as for a kubelet).
+    pub failure_threshold: u32,
 }
 
 /// A file to write: its path and its text.
@@ -54,6 +58,10 @@ pub struct Launch {
     /// The first container port (the one Prometheus scrapes when it is named `metrics`).
     pub port: Option<(String, u16)>,
     pub readiness: Option<HttpProbe>,
+    /// Failing `failure_threshold` times in a row restarts the process, as a kubelet does.
+    pub liveness: Option<HttpProbe>,
+    /// SIGTERM to SIGKILL when the agent stops the process (`terminationGracePeriodSeconds`).
+    pub termination_grace: Duration,
 }
 
 /// Why a pod cannot be started (shown as the container's waiting reason).
@@ -130,6 +138,8 @@ pub fn plan(pod: &Pod, place: &Placement, src: &Sources) -> Result<Launch, Launc
             path: get.path.clone().unwrap_or_else(|| "/".into()),
             port,
             period: Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64),
+            initial_delay: Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            failure_threshold: p.failure_threshold.unwrap_or(3).max(1) as u32,
         }))
     };
     Ok(Launch {
@@ -140,6 +150,10 @@ pub fn plan(pod: &Pod, place: &Placement, src: &Sources) -> Result<Launch, Launc
         dirs,
         port: ports.first().cloned(),
         readiness: probe(&c.readiness_probe)?,
+        liveness: probe(&c.liveness_probe)?,
+        termination_grace: Duration::from_secs(
+            spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+        ),
     })
 }
 
@@ -372,6 +386,7 @@ mod tests {
                     "envFrom": [{"prefix": "WORKER__SOURCE__KAFKA__", "secretRef": {"name": "kafka"}}],
                     "ports": [{"name": "metrics", "containerPort": 9464}],
                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 9464}, "initialDelaySeconds": 4, "failureThreshold": 2},
                     "volumeMounts": [
                         {"name": "config", "mountPath": "/etc/impressions"},
                         {"name": "catalog", "mountPath": "/etc/impressions/catalog"},
@@ -456,9 +471,22 @@ mod tests {
             Some(HttpProbe {
                 path: "/readyz".into(),
                 port: 9464,
-                period: Duration::from_secs(5)
+                period: Duration::from_secs(5),
+                initial_delay: Duration::ZERO,
+                failure_threshold: 3,
             })
         );
+        assert_eq!(
+            l.liveness,
+            Some(HttpProbe {
+                path: "/healthz".into(),
+                port: 9464,
+                period: Duration::from_secs(10),
+                initial_delay: Duration::from_secs(4),
+                failure_threshold: 2,
+            })
+        );
+        assert_eq!(l.termination_grace, Duration::from_secs(30));
     }
 
     #[test]

@@ -205,8 +205,10 @@ async fn lifecycle(
     }
 }
 
-/// Watches the running process: probes readiness, and stops it when the pod is deleted.
-/// Returns the exit code when it exited by itself, `None` when it was stopped.
+/// Watches the running process: probes readiness and liveness (failing `failureThreshold`
+/// times in a row stops it, SIGTERM then SIGKILL after the termination grace, to be restarted
+/// as a kubelet would), and stops it when the pod is deleted. Returns the exit code when it
+/// exited by itself or was stopped for its liveness, `None` when it was stopped for deletion.
 async fn supervise(
     child: &mut Child,
     plan: &Launch,
@@ -219,7 +221,17 @@ async fn supervise(
         p.period.min(Duration::from_secs(1))
     });
     let mut tick = tokio::time::interval(period);
+    let mut liveness = plan.liveness.as_ref().map(|p| {
+        let first = tokio::time::Instant::now() + p.initial_delay + p.period;
+        (p, tokio::time::interval_at(first, p.period), 0u32)
+    });
     loop {
+        let live_tick = async {
+            match &mut liveness {
+                Some((_, t, _)) => t.tick().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => {
                 return Some(status.map_or(-1, exit_code));
@@ -230,6 +242,27 @@ async fn supervise(
                     None => true,
                 };
                 reporter.push(c).await;
+            }
+            _ = live_tick => {
+                let Some((p, _, failures)) = &mut liveness else { continue };
+                if probe(ip, p).await {
+                    *failures = 0;
+                    continue;
+                }
+                *failures += 1;
+                tracing::warn!(failures = *failures, path = %p.path, "liveness probe failed");
+                if *failures >= p.failure_threshold {
+                    tracing::warn!(
+                        failures = *failures,
+                        grace = ?plan.termination_grace,
+                        "liveness probe failed {} times in a row; restarting the process",
+                        *failures
+                    );
+                    c.ready = false;
+                    reporter.push(c).await;
+                    stop(child, plan.termination_grace).await;
+                    return Some(child.wait().await.map_or(-1, exit_code));
+                }
             }
             _ = rx.changed() => {
                 if deleting(&rx.borrow()) {

@@ -3,12 +3,15 @@
 //! capacity measured from its busy time (Prometheus), its topic's partition count (Kafka), its
 //! effective ScalingPolicy and bounds (the cluster) — and the defaults only where they cannot,
 //! saying for each value which it used and where it came from. The reads are the caller's (IO
-//! in `main.rs`); what is made of them is here, pure.
+//! in `main.rs`, `kubectl impressions what-if`); what is made of them is here, pure.
 
-use impressions_crds::ScalingPolicySpec;
+use impressions_crds::{ImpressionPipeline, ScalingPolicy, ScalingPolicySpec};
 
 use super::model::ModelConfig;
-use crate::autoscale::model::HistoryPoint;
+use crate::{
+    autoscale::{bounds::bounds, model::HistoryPoint},
+    reconcile::resolved::pick_policy,
+};
 
 /// One value of the replay and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,26 @@ pub struct ClusterPolicy {
     /// The pipeline's bounds within the policy (min, max).
     pub min: i32,
     pub max: i32,
+}
+
+impl ClusterPolicy {
+    /// The pipeline's effective policy among the cluster's ScalingPolicies (its policyRef, else
+    /// the default of its region or of the operator's `region`, else the built-in one) and the
+    /// pipeline's bounds within it.
+    pub fn of(
+        pipeline: &ImpressionPipeline,
+        region: &str,
+        policies: &[ScalingPolicy],
+    ) -> Result<ClusterPolicy, String> {
+        let resolved = pick_policy(pipeline, region, policies).map_err(|e| e.to_string())?;
+        let b = bounds(&pipeline.spec, &resolved.spec);
+        Ok(ClusterPolicy {
+            spec: resolved.spec,
+            name: resolved.name,
+            min: b.min,
+            max: b.max,
+        })
+    }
 }
 
 /// What a replay runs with.
@@ -176,6 +199,27 @@ mod tests {
         assert!(text.contains("Prometheus: median"), "{text}");
         assert!(text.contains("Kafka"), "{text}");
         assert!(text.contains("ScalingPolicy demo"), "{text}");
+    }
+
+    #[test]
+    fn the_cluster_policy_is_the_one_the_pipeline_names_within_its_bounds() {
+        let pipeline: ImpressionPipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline",
+            "metadata": {"name": "p", "namespace": "n"},
+            "spec": {"source": {"bootstrapServers": "k:9092", "topic": "raw"},
+                     "sink": {"topic": "out", "deadLetterTopic": "dlq"},
+                     "enrichment": {"catalog": {"topic": "titles"}},
+                     "scaling": {"policyRef": "fast", "minReplicas": 2, "maxReplicas": 6}}
+        }))
+        .unwrap();
+        let mut spec = ScalingPolicySpec::builtin();
+        spec.lag_slo_seconds = 20;
+        let fast = ScalingPolicy::new("fast", spec.clone());
+        let p = ClusterPolicy::of(&pipeline, "local", &[fast]).unwrap();
+        assert_eq!((p.name.as_deref(), p.min, p.max), (Some("fast"), 2, 6));
+        assert_eq!(p.spec, spec);
+        let missing = ClusterPolicy::of(&pipeline, "local", &[]).unwrap_err();
+        assert!(missing.contains("fast"), "{missing}");
     }
 
     #[test]
