@@ -11,6 +11,10 @@ pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 /// Data quality against the pipeline's thresholds: True with reason OK, False with reason Warning
 /// or Critical, Unknown with reason NoData.
 pub const DATA_QUALITY: &str = "DataQuality";
+/// The raw events' schema against the accepted baseline (`RawEventSchema` of the same name):
+/// True with the drift kinds as reason (e.g. `NewField,TypeChanged`) and the fields in the
+/// message, False with reason NoDrift, Unknown with reason NoBaseline before the first window.
+pub const SCHEMA_DRIFT: &str = "SchemaDrift";
 /// Something keeps the pipeline from working as specified.
 pub const DEGRADED: &str = "Degraded";
 

@@ -4,6 +4,8 @@
 //!   owned by its pipeline team.
 //! - [`ScalingPolicy`] (cluster-scoped, short name `spol`): the bounds and behaviour within which the
 //!   operator may scale pipelines, owned by SREs.
+//! - [`RawEventSchema`] (namespaced, short name `rawschema`): the raw events' schema of a pipeline,
+//!   learned by the operator from its workers, the accepted baseline and the drift from it.
 //!
 //! Doc comments on the fields become the CRD descriptions (`kubectl explain`). Validation lives in
 //! the schema (patterns, ranges, enums) and in CEL rules (`x-kubernetes-validations`), each with a
@@ -14,15 +16,17 @@ pub mod enrichment;
 pub mod pipeline;
 pub mod policy;
 pub mod quality;
+pub mod raw_schema;
 pub mod scaling;
 pub mod status;
 pub mod worker;
 
 pub use pipeline::{ImpressionPipeline, ImpressionPipelineSpec, SinkSpec, SourceSpec};
 pub use policy::{ScalingPolicy, ScalingPolicySpec};
+pub use raw_schema::{RawEventSchema, RawEventSchemaStatus};
 pub use status::ImpressionPipelineStatus;
 
-/// The API group of both resources.
+/// The API group of the resources.
 pub const GROUP: &str = "impressions.dev";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
@@ -92,7 +96,11 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![ScalingPolicy::crd(), ImpressionPipeline::crd()]
+    vec![
+        ScalingPolicy::crd(),
+        ImpressionPipeline::crd(),
+        RawEventSchema::crd(),
+    ]
 }
 
 /// The generated YAML of one CRD, as checked in under `crds/yaml/`.

@@ -1,5 +1,5 @@
 //! The state every reconcile shares: the API client, the Event recorder, metrics, the policies'
-//! cache, the operator's options and the evaluation loops' latest results.
+//! cache, the operator's options and the evaluation and collection loops' latest results.
 
 use std::{
     collections::HashMap,
@@ -17,7 +17,7 @@ use kube::{
 
 use crate::{
     autoscale::evaluator::Evaluator, metrics::Metrics, quality::evaluator::QualityEvaluator,
-    reconcile::children::BuildOptions,
+    reconcile::children::BuildOptions, schema::collector::SchemaCollector,
 };
 
 /// The operator's settings that reconciles need.
@@ -44,6 +44,7 @@ pub struct Context {
     pub opts: OperatorOptions,
     pub scaler: Arc<Evaluator>,
     pub quality: Arc<QualityEvaluator>,
+    pub schema: Arc<SchemaCollector>,
     /// What was last applied to each child, and the children's live versions.
     pub applied: crate::reconcile::applied::AppliedChildren,
     pub failures: Mutex<HashMap<ObjectRef<ImpressionPipeline>, u32>>,
@@ -72,6 +73,7 @@ impl Context {
     pub fn forget_deleted(&self, live: &std::collections::HashSet<ObjectRef<ImpressionPipeline>>) {
         let gone = self.scaler.retain(live);
         self.quality.retain(live);
+        self.schema.retain(live);
         self.failures
             .lock()
             .expect("failures lock")

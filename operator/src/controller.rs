@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use impressions_crds::{ImpressionPipeline, ScalingPolicy};
+use impressions_crds::{
+    ImpressionPipeline, RawEventSchema, ScalingPolicy, raw_schema::ACCEPT_ANNOTATION,
+};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Service},
@@ -28,6 +30,7 @@ use crate::{
     metrics::Metrics,
     quality::evaluator::QualityEvaluator,
     reconcile::{labels, reconcile},
+    schema::collector::SchemaCollector,
 };
 
 /// A metadata-only watch of one kind of child (in `ns`, or all namespaces).
@@ -74,6 +77,36 @@ where
         .touched_objects()
 }
 
+/// The RawEventSchemas whose accept annotation changed (the operator's own status writes do
+/// not trigger a reconcile of their pipeline).
+fn accepts(
+    client: &Client,
+    ns: &Option<String>,
+    cfg: &watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<RawEventSchema>, watcher::Error>>
++ Send
++ 'static {
+    let api: Api<PartialObjectMeta<RawEventSchema>> = match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    };
+    let seen = Arc::new(Mutex::new(std::collections::HashMap::<
+        (String, String),
+        Option<String>,
+    >::new()));
+    watcher(api, cfg.clone())
+        .default_backoff()
+        .touched_objects()
+        .try_filter(move |o| {
+            let key = (o.namespace().unwrap_or_default(), o.name_any());
+            let value = o.annotations().get(ACCEPT_ANNOTATION).cloned();
+            let mut seen = seen.lock().expect("accepts lock");
+            let changed = seen.get(&key) != Some(&value);
+            seen.insert(key, value);
+            futures::future::ready(changed)
+        })
+}
+
 /// How often deleted pipelines are looked for.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -87,6 +120,7 @@ fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Ac
 pub struct Loops {
     pub scaler: Arc<Evaluator>,
     pub quality: Arc<QualityEvaluator>,
+    pub schema: Arc<SchemaCollector>,
 }
 
 /// Runs the controller for `namespaces` (all when empty) until `shutdown` resolves.
@@ -96,7 +130,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     namespaces: Vec<String>,
     identity: String,
-    Loops { scaler, quality }: Loops,
+    Loops {
+        scaler,
+        quality,
+        schema,
+    }: Loops,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reporter = Reporter {
@@ -123,16 +161,18 @@ pub async fn run(
         opts,
         scaler: scaler.clone(),
         quality: quality.clone(),
+        schema: schema.clone(),
         applied: Default::default(),
         failures: Mutex::default(),
         states: Mutex::default(),
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    // Evaluations (scaling, data quality) trigger reconciles (Kafka and Prometheus have no
+    // Evaluations (scaling, data quality) and closed schema windows trigger reconciles (Kafka and Prometheus have no
     // watch).
     let (evaluated, _) = tokio::sync::broadcast::channel::<ObjectRef<ImpressionPipeline>>(1024);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(quality.run(tx.clone()));
+    tokio::spawn(schema.run(tx.clone()));
     tokio::spawn(scaler.run(tx));
     let fanout = evaluated.clone();
     tokio::spawn(async move {
@@ -201,6 +241,7 @@ pub async fn run(
                 &owned,
                 ctx.clone(),
             ))
+            .owns_stream(accepts(&client, &ns, &owned))
             .watches(
                 Api::<ScalingPolicy>::all(client.clone()),
                 watcher::Config::default(),

@@ -6,6 +6,7 @@
 //! - [`autoscale`]: signals (Kafka lag, Prometheus throughput) → estimate → decision (pure) in
 //!   an evaluation loop that triggers reconciles.
 //! - [`quality`]: the DataQuality judgement (pure) and its evaluation loop.
+//! - [`schema`]: the raw events' schema read from the workers, its baseline and drift (pure).
 //! - [`controller`], [`context`], [`leader`], [`shutdown`], [`http`], [`metrics`]: the runtime.
 //! - [`tools`]: `operator simulate` and `operator top`.
 
@@ -19,5 +20,6 @@ pub mod leader;
 pub mod metrics;
 pub mod quality;
 pub mod reconcile;
+pub mod schema;
 pub mod shutdown;
 pub mod tools;

@@ -26,7 +26,11 @@ use impressions_operator::{
         evaluator::QualityEvaluator,
         signals::{PrometheusQuality, QualitySource},
     },
-    reconcile::children::BuildOptions,
+    reconcile::{children::BuildOptions, labels},
+    schema::{
+        collector::SchemaCollector,
+        source::{PodReports, ReportSource},
+    },
     shutdown,
 };
 use prometheus_client::registry::Registry;
@@ -300,6 +304,11 @@ async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     })
 }
 
+/// The deadline of each call reading the workers' schema reports (the EndpointSlice list, each pod's GET).
+const SCHEMA_READ_DEADLINE: Duration = Duration::from_secs(3);
+/// Worker pods of one pipeline read at once.
+const SCHEMA_PODS_AT_ONCE: usize = 8;
+
 /// Reconciles and evaluates until a stop (in-flight reconciles get a grace period) or the loss
 /// of the Lease (an error: another replica may already act).
 async fn lead(
@@ -336,6 +345,17 @@ async fn lead(
                 .with_interval_histogram(metrics.evaluation_interval.clone()),
         ),
         quality: Arc::new(QualityEvaluator::new(quality_source)),
+        schema: Arc::new(SchemaCollector::new(
+            Some(Arc::new(PodReports::new(
+                client.clone(),
+                SCHEMA_READ_DEADLINE,
+                SCHEMA_PODS_AT_ONCE,
+                labels::METRICS_PORT_NAME,
+                labels::METRICS_PORT,
+            )?) as Arc<dyn ReportSource>),
+            metrics.schema_read_failures.clone(),
+            metrics.schema_windows.clone(),
+        )),
     };
     let opts = OperatorOptions {
         region: args.region.clone(),

@@ -17,6 +17,13 @@ pub struct PipelineLabels {
     pub namespace: String,
     pub pipeline: String,
 }
+/// A pipeline and a kind of schema drift (`DriftKind::label()`: six values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub namespace: String,
+    pub pipeline: String,
+    pub kind: &'static str,
+}
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: &'static str,
@@ -37,6 +44,14 @@ pub struct Metrics {
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
     pub data_quality: Family<PipelineLabels, Gauge>,
+    /// Per pipeline and kind, the drifts of the raw events' schema from the accepted baseline
+    /// in the last window (every kind present, 0 included, once the pipeline has a baseline).
+    pub schema_drifts: Family<DriftLabels, Gauge>,
+    /// Reads of the workers' schema reports that failed, by reason (`endpoints`,
+    /// `endpoints_timeout`: the worker Service's EndpointSlices; `pod`: one pod's GET).
+    pub schema_read_failures: Family<ReasonLabel, Counter>,
+    /// Schema windows closed (merged over a pipeline's workers).
+    pub schema_windows: Counter,
     /// Seconds between the starts of two evaluations of one pipeline (the loop's punctuality:
     /// close to the policy interval unless evaluations wait on each other or on slow signals).
     pub evaluation_interval: Histogram,
@@ -69,6 +84,9 @@ impl Default for Metrics {
             processed_rate: Family::default(),
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
+            schema_drifts: Family::default(),
+            schema_read_failures: Family::default(),
+            schema_windows: Counter::default(),
             evaluation_interval: Histogram::new([
                 1.0, 2.0, 5.0, 7.5, 10.0, 12.5, 15.0, 16.0, 17.5, 20.0, 25.0, 30.0, 45.0, 60.0,
                 90.0, 120.0, 300.0,
@@ -96,6 +114,19 @@ pub const NAMES: &[&str] = &[
     "impressions_operator_scaling_decisions_total",
     "impressions_operator_pipeline_data_quality",
     "impressions_operator_evaluation_interval_seconds",
+    "impressions_operator_pipeline_schema_drifts",
+    "impressions_operator_schema_read_failures_total",
+    "impressions_operator_schema_windows_total",
+];
+
+/// The `kind` label values of `pipeline_schema_drifts` (the core's `DriftKind::label()`).
+pub const DRIFT_KINDS: [&str; 6] = [
+    "new_event_type",
+    "new_field",
+    "field_gone",
+    "type_changed",
+    "presence_dropped",
+    "presence_jumped",
 ];
 
 /// Pipeline states for the `pipelines` gauge.
@@ -125,6 +156,7 @@ impl Metrics {
         self.input_rate.remove(&l);
         self.processed_rate.remove(&l);
         self.data_quality.remove(&l);
+        self.forget_schema_drifts(namespace, pipeline);
         let reasons = self
             .decided
             .lock()
@@ -136,6 +168,35 @@ impl Metrics {
                 namespace: l.namespace.clone(),
                 pipeline: l.pipeline.clone(),
                 reason,
+            });
+        }
+    }
+
+    /// Sets the drift gauges of a pipeline: every kind, from the count of each.
+    pub fn set_schema_drifts(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        count: impl Fn(&'static str) -> i64,
+    ) {
+        for kind in DRIFT_KINDS {
+            self.schema_drifts
+                .get_or_create(&DriftLabels {
+                    namespace: namespace.to_owned(),
+                    pipeline: pipeline.to_owned(),
+                    kind,
+                })
+                .set(count(kind));
+        }
+    }
+
+    /// Drops the drift gauges of a pipeline (deleted, or without a baseline).
+    pub fn forget_schema_drifts(&self, namespace: &str, pipeline: &str) {
+        for kind in DRIFT_KINDS {
+            self.schema_drifts.remove(&DriftLabels {
+                namespace: namespace.to_owned(),
+                pipeline: pipeline.to_owned(),
+                kind,
             });
         }
     }
@@ -212,6 +273,21 @@ impl Metrics {
             "Data quality per pipeline: 0 OK, 1 Warning, 2 Critical (absent without data)",
             self.data_quality.clone(),
         );
+        p.register(
+            "pipeline_schema_drifts",
+            "Drifts of the raw events' schema from the accepted baseline in the last window, per pipeline and kind",
+            self.schema_drifts.clone(),
+        );
+        p.register(
+            "schema_read_failures",
+            "Reads of the workers' schema reports that failed, by reason",
+            self.schema_read_failures.clone(),
+        );
+        p.register(
+            "schema_windows",
+            "Schema windows closed (merged over a pipeline's workers)",
+            self.schema_windows.clone(),
+        );
         for state in STATES {
             let _ = self.pipelines.get_or_create(&StateLabel { state });
         }
@@ -259,6 +335,10 @@ mod tests {
         for family in [&m.input_rate, &m.processed_rate] {
             let _ = family.get_or_create(&pipeline);
         }
+        m.set_schema_drifts("ns", "p", |_| 0);
+        let _ = m.schema_read_failures.get_or_create(&ReasonLabel {
+            reason: "pod".into(),
+        });
         let _ = m.scaling_decisions.get_or_create(&DecisionLabels {
             namespace: "ns".into(),
             pipeline: "p".into(),
@@ -283,5 +363,30 @@ mod tests {
             listed, registered,
             "NAMES must list every registered metric, and nothing else"
         );
+    }
+
+    #[test]
+    fn the_drift_kinds_are_the_cores_labels_and_forgotten_with_the_pipeline() {
+        use impressions_worker_core::schema::DriftKind;
+        let labels: Vec<&str> = DriftKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, DRIFT_KINDS);
+        let m = Metrics::default();
+        m.set_schema_drifts("ns", "p", |k| i64::from(k == "new_field"));
+        let get = |kind| {
+            m.schema_drifts
+                .get_or_create(&DriftLabels {
+                    namespace: "ns".into(),
+                    pipeline: "p".into(),
+                    kind,
+                })
+                .get()
+        };
+        assert_eq!((get("new_field"), get("field_gone")), (1, 0));
+        m.forget_pipeline("ns", "p");
+        let mut r = Registry::default();
+        m.register(&mut r);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        assert!(!text.contains("pipeline=\"p\""), "{text}");
     }
 }

@@ -223,6 +223,7 @@ fn dashboard_is_json_with_the_needed_panels_over_exposed_metrics() {
         "Input vs processed (events/s)",
         "Replicas vs desired",
         "Scaling decisions by reason",
+        "Schema drifts by kind",
     ] {
         assert!(titles.contains(needed), "no panel {needed:?}: {titles:?}");
     }

@@ -366,6 +366,30 @@ async fn installed_chart_is_sufficient_and_least_privilege(namespaced: bool) {
         op.log_tail()
     );
 
+    // The schema step's calls, granted (a dry run: the pipeline here has no worker windows for
+    // the operator to create its RawEventSchema from): the worker Service's EndpointSlices, the
+    // RawEventSchema read and applied. Its status write needs the object to exist, so it is
+    // proven with the admin credentials only (tests/tests/schema_drift.rs).
+    Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::namespaced(as_sa.clone(), &ns)
+        .list(&ListParams::default().labels("kubernetes.io/service-name=imp-worker"))
+        .await
+        .expect("list the worker Service's EndpointSlices");
+    let schemas = Api::<impressions_crds::RawEventSchema>::namespaced(as_sa.clone(), &ns);
+    schemas
+        .get_opt("imp")
+        .await
+        .expect("get the pipeline's RawEventSchema");
+    let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "RawEventSchema",
+        "metadata": {"name": "imp"}, "spec": {}});
+    schemas
+        .patch(
+            "imp",
+            &PatchParams::apply("impressions-operator").dry_run(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .expect("apply a RawEventSchema");
+
     // The same token is refused what the operator must never do. Writes are dry runs, so a
     // wrong grant fails the test without harm.
     let dry_delete = DeleteParams::default().dry_run();
@@ -422,6 +446,18 @@ async fn installed_chart_is_sufficient_and_least_privilege(namespaced: bool) {
         "create a pod",
         Api::<Pod>::namespaced(as_sa.clone(), &ns)
             .create(&dry_create, &pod)
+            .await,
+    );
+    assert_forbidden(
+        "read a pod by name (only a list by a pipeline's selector is needed)",
+        Api::<Pod>::namespaced(as_sa.clone(), &ns)
+            .get("probe")
+            .await,
+    );
+    assert_forbidden(
+        "delete a RawEventSchema (its pipeline owns it)",
+        Api::<impressions_crds::RawEventSchema>::namespaced(as_sa.clone(), &ns)
+            .delete("imp", &dry_delete)
             .await,
     );
     let crb: ClusterRoleBinding = serde_json::from_value(json!({"metadata": {"name": unique("escalate")},

@@ -1,8 +1,9 @@
 //! The worker's schema learner on the stack: generated traffic through the real worker binary
 //! with a short window; `GET /schema` serves each window's observation with the pipeline, the
 //! pod and the window; the windows of a pod are contiguous and together saw every consumed event
-//! once (traffic sent before the first window ended and after it); the event types and known field paths come out with their presence and types; windows
-//! keep coming after the traffic ends; with learning disabled, `/schema` is 404.
+//! once (traffic sent before the first window ended and after it); the event types and known
+//! field paths come out with their presence and types; windows keep coming after the traffic
+//! ends, and `/schema/windows` serves the last ones; with learning disabled, `/schema` is 404.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -137,6 +138,47 @@ async fn schema_windows_are_served_with_the_event_types_and_paths_of_the_traffic
     );
     let last = reports.last().unwrap();
     assert_eq!(last.observation, Observation::default(), "no traffic left");
+    // /schema/windows serves the last windows, oldest first, the last one being /schema's.
+    let (code, body) = w.get("/schema/windows").expect("GET /schema/windows");
+    assert_eq!(code, 200, "{body}");
+    let recent: Vec<SchemaReport> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !recent.is_empty() && recent.len() <= 8,
+        "{} windows",
+        recent.len()
+    );
+    assert!(
+        recent
+            .windows(2)
+            .all(|p| p[0].window.end_ms == p[1].window.start_ms)
+    );
+    // ?endAfterMs: only the windows that ended after it; another query is refused.
+    let newest = recent.last().unwrap();
+    let (code, body) = w
+        .get(&format!(
+            "/schema/windows?endAfterMs={}",
+            newest.window.start_ms
+        ))
+        .expect("GET /schema/windows?endAfterMs");
+    assert_eq!(code, 200, "{body}");
+    let after: Vec<SchemaReport> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !after.is_empty() && after.len() <= 2,
+        "{} windows",
+        after.len()
+    );
+    assert!(
+        after
+            .iter()
+            .all(|r| r.window.end_ms > newest.window.start_ms)
+    );
+    assert_eq!(w.get("/schema/windows?since=1").map(|r| r.0), Some(400));
+    for r in &recent {
+        assert_eq!(r.window_seconds, WINDOW_SECONDS as u32);
+        if let Some(seen) = windows.get(&r.window.start_ms) {
+            assert_eq!(seen, r, "the same report at both endpoints");
+        }
+    }
 
     // The windows merged: every event offered once, about one in ten walked (9,000 events: 900
     // expected, a standard deviation of about 16).

@@ -16,6 +16,7 @@ pub use impressions_worker_core::{
 };
 
 pub mod http;
+pub mod instance;
 pub mod kafka;
 pub mod metrics;
 pub mod run;

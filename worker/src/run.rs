@@ -41,7 +41,7 @@ use crate::{
     quality::Tally,
     ratecap::RateCap,
     schema::Learner,
-    schema_report::{self, Board, Windows},
+    schema_report::{Board, Windows},
 };
 
 /// What the HTTP endpoints report.
@@ -248,7 +248,7 @@ pub fn run(
     tracing::info!(topic = %cfg.source.topic, group = %cfg.source.consumer_group, "subscribed");
     auth.set_running();
     health.ready.store(true, Ordering::Release);
-    let pod = schema_report::instance_name().unwrap_or_else(|| "unknown".into());
+    let pod = crate::instance::instance_name().unwrap_or_else(|| "unknown".into());
     let mut windows = Windows::new(cfg, pod, now_ms());
 
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.processing.max_batch);

@@ -2,90 +2,69 @@
 //! thread offers every payload it processes to its own [`Learner`] (an unsampled event costs
 //! one decrement); the main loop ends a window when it is due ([`Windows::tick`]), merges the
 //! threads' observations into a [`SchemaReport`] and publishes it on the [`Board`] (in the
-//! `Health` (in `run.rs`) the HTTP server reads). `GET /schema` serves it with the
-//! pipeline, the pod and the window, so that a collector can de-duplicate the reports by
-//! (pod, window start) before merging them.
+//! `Health` (in `run.rs`) the HTTP server reads). The board keeps the last [`RECENT`] reports:
+//! `GET /schema` serves the last one, `GET /schema/windows` all of them, each with the pipeline,
+//! the pod and the window, so that a collector that polls less often than once a window misses
+//! none and can de-duplicate the reports by (pod, window start) before merging them.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::schema::report::{PipelineRef, SchemaReport, WindowBounds};
 use crate::{
     config::WorkerConfig,
     metrics::{Metrics, OverflowLabel},
     schema::{Budget, Learner, Observation},
 };
 
-/// What `GET /schema` serves: the observation of the last window a worker ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SchemaReport {
-    pub pipeline: PipelineRef,
-    /// The worker's instance: `$POD_NAME`, else `$HOSTNAME`, else the kernel's host name.
-    pub pod: String,
-    /// The window as the worker's clock saw it: from the end of the previous window (or the
-    /// subscription) to the moment this one was taken. A pod's windows are contiguous; they end
-    /// at the first turn of the main loop after each multiple of `windowSeconds`.
-    pub window: WindowBounds,
-    /// The sampling and budget the observation was learned with.
-    pub sample_one_in: u32,
-    pub budget: Budget,
-    /// Its `window` is the span of the sampled events (absent when none was sampled).
-    pub observation: Observation,
-}
+/// How many of the last reports the board keeps (`GET /schema/windows`).
+pub const RECENT: usize = 8;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PipelineRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WindowBounds {
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
-
-/// The last report, shared between the main loop (which writes it once per window) and the
-/// HTTP server (which reads it per request). The default is a disabled board.
+/// The last reports, shared between the main loop (which writes one per window) and the HTTP
+/// server (which reads them per request). The default is a disabled board.
 #[derive(Debug, Default)]
 pub struct Board {
     /// Whether schema learning is enabled (`schema.enabled`).
     pub enabled: bool,
-    latest: Mutex<Option<Arc<SchemaReport>>>,
+    recent: Mutex<VecDeque<Arc<SchemaReport>>>,
 }
 
 impl Board {
     pub fn new(enabled: bool) -> Self {
         Board {
             enabled,
-            latest: Mutex::new(None),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         }
     }
 
     /// The last report, if a window has ended.
     pub fn latest(&self) -> Option<Arc<SchemaReport>> {
-        self.latest.lock().expect("schema board lock").clone()
+        self.recent
+            .lock()
+            .expect("schema board lock")
+            .back()
+            .cloned()
+    }
+
+    /// The last [`RECENT`] reports, oldest first.
+    pub fn recent(&self) -> Vec<Arc<SchemaReport>> {
+        self.recent
+            .lock()
+            .expect("schema board lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn publish(&self, report: SchemaReport) {
-        *self.latest.lock().expect("schema board lock") = Some(Arc::new(report));
+        let mut recent = self.recent.lock().expect("schema board lock");
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(Arc::new(report));
     }
-}
-
-/// The worker's instance name: `$POD_NAME`, else `$HOSTNAME`, else the kernel's host name.
-pub fn instance_name() -> Option<String> {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
-    [
-        std::env::var("POD_NAME").ok(),
-        std::env::var("HOSTNAME").ok(),
-        kernel,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|s| s.trim().to_owned())
-    .find(|s| !s.is_empty())
 }
 
 /// The windows of the main loop: when the next one is due, and what to publish it with.
@@ -158,6 +137,7 @@ impl Windows {
             pipeline: self.pipeline.clone(),
             pod: self.pod.clone(),
             window,
+            window_seconds: (self.window_ms / 1000) as u32,
             sample_one_in: self.sample_one_in,
             budget: self.budget,
             observation,
@@ -302,6 +282,30 @@ catalog: {{topic: titles}}
     }
 
     #[test]
+    fn the_board_keeps_the_last_reports_oldest_first() {
+        let cfg = config("schema: {sampleOneIn: 1, windowSeconds: 1}");
+        let board = Board::new(true);
+        let mut w = Windows::new(&cfg, "p".into(), 0).unwrap();
+        let mut l = [learner(&cfg, 0)];
+        assert!(board.recent().is_empty());
+        for i in 1..=(RECENT as i64 + 3) {
+            board.publish(w.tick(i * 1000, &mut l, &Metrics::default()).unwrap());
+        }
+        let recent = board.recent();
+        assert_eq!(recent.len(), RECENT);
+        let starts: Vec<i64> = recent.iter().map(|r| r.window.start_ms).collect();
+        let first = 3 * 1000;
+        assert_eq!(
+            starts,
+            (0..RECENT as i64)
+                .map(|i| first + i * 1000)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(board.latest().unwrap().window, recent[RECENT - 1].window);
+        assert_eq!(recent[0].window_seconds, 1);
+    }
+
+    #[test]
     fn disabled_learning_has_no_windows() {
         let cfg = config("schema: {enabled: false}");
         assert!(Windows::new(&cfg, "p".into(), 0).is_none());
@@ -321,6 +325,7 @@ catalog: {{topic: titles}}
             r#""pipeline":{"namespace":"demo","name":"imp"}"#,
             r#""pod":"pod-7""#,
             r#""window":{"startMs":0,"endMs":1000}"#,
+            r#""windowSeconds":1"#,
             r#""sampleOneIn":1"#,
             r#""budget":{"maxEventTypes":32,"maxPaths":256,"maxVersions":8}"#,
             r#""eventsSeen":1"#,

@@ -81,6 +81,20 @@ children are removed by the garbage collector through their owner references.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# RawEventSchemas (reconcile/raw_schema.rs): one per pipeline, read (get), created or taken
+# over by server-side apply (create, patch), its status written (patch); a metadata-only watch
+# (list, watch) for the accept annotation. Never deleted: the pipeline owns it.
+- apiGroups: [impressions.dev]
+  resources: [raweventschemas]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [impressions.dev]
+  resources: [raweventschemas/status]
+  verbs: [patch]
+# EndpointSlices: list only, of a pipeline's worker Service, for the ready worker pods' IPs
+# and metrics port where their schema windows are read (schema/source.rs). Nothing on pods.
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
 # Events on pipelines (kube-runtime's Recorder creates, then patches a repeated event's series).
 - apiGroups: [events.k8s.io]
   resources: [events]

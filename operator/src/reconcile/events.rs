@@ -7,8 +7,8 @@ use impressions_crds::{
     scaling::ScalingMode,
 };
 
-use super::status::is_true;
-use crate::{autoscale::model::Evaluation, error::Error, quality::assess};
+use super::{raw_schema::SchemaOutcome, status::is_true};
+use crate::{autoscale::model::Evaluation, error::Error, quality::assess, schema::judge::Taken};
 
 /// An Event about a pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct Note {
     pub warning: bool,
     /// CamelCase.
     pub reason: String,
-    /// What the operator was doing: Apply, Reconcile, Scale, DataQuality.
+    /// What the operator was doing: Apply, Reconcile, Scale, DataQuality, Schema.
     pub action: &'static str,
     pub note: String,
 }
@@ -112,4 +112,145 @@ pub fn on_applied(a: &Applied<'_>) -> Vec<Note> {
 pub fn on_failed(before: Option<&ImpressionPipelineStatus>, e: &Error) -> Option<Note> {
     (e.is_spec_problem() && is_true(before, READY) != Some(false))
         .then(|| Note::new(true, e.reason(), "Reconcile", e.to_string()))
+}
+
+/// The longest note of a schema Event (the drifts with their numbers; the status lists all).
+pub const SCHEMA_NOTE_MAX: usize = 1000;
+
+/// The Events of the schema step: a baseline taken (the first, or accepted), drift found or
+/// changed (a Warning with each drift's numbers and client versions), drift cleared. Only on
+/// change: the same drifts window after window raise one Event.
+pub fn on_schema(before: Option<&ImpressionPipelineStatus>, outcome: &SchemaOutcome) -> Vec<Note> {
+    let SchemaOutcome::Judged(j) = outcome else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match &j.taken {
+        Some(Taken::Initial) => {
+            let w = j.status.window.as_ref();
+            out.push(Note::new(
+                false,
+                "SchemaBaselineLearned",
+                "Schema",
+                format!(
+                    "the first learned schema is the baseline: {} event types, {} sampled events from {} workers",
+                    j.status.event_type_count,
+                    w.map_or(0, |w| w.events_sampled),
+                    w.map_or(0, |w| w.pods)
+                ),
+            ))
+        }
+        Some(Taken::Accepted(v)) => out.push(Note::new(
+            false,
+            "SchemaAccepted",
+            "Schema",
+            format!(
+                "the learned schema of the last window is the baseline ({}={v})",
+                impressions_crds::raw_schema::ACCEPT_ANNOTATION
+            ),
+        )),
+        None => {}
+    }
+    let prev = before.and_then(|s| conditions::get(&s.conditions, conditions::SCHEMA_DRIFT));
+    let c = &j.condition;
+    let was_drift = prev.is_some_and(|p| p.status == "True");
+    let same = prev.is_some_and(|p| p.reason == c.reason && p.message == c.message);
+    if c.status == Some(true) && !same {
+        let mut note: String = j
+            .status
+            .drifts
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if note.len() > SCHEMA_NOTE_MAX {
+            let cut = (0..=SCHEMA_NOTE_MAX)
+                .rev()
+                .find(|i| note.is_char_boundary(*i))
+                .unwrap_or(0);
+            note.truncate(cut);
+            note.push('…');
+        }
+        out.push(Note::new(true, "SchemaDrift", "Schema", note));
+    } else if c.status == Some(false) && was_drift {
+        out.push(Note::new(
+            false,
+            "SchemaDriftCleared",
+            "Schema",
+            c.message.clone(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use impressions_crds::raw_schema::{RawEventSchemaStatus, SchemaDriftStatus};
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+    use super::*;
+    use crate::schema::judge::{DriftCondition, Judgement};
+
+    fn judged(status: Option<bool>, reason: &str, taken: Option<Taken>) -> SchemaOutcome {
+        let drifts = if status == Some(true) {
+            vec![SchemaDriftStatus {
+                kind: "NewField".into(),
+                event_type: "imp".into(),
+                path: Some("hints".into()),
+                message: "imp: new field hints in 30.0% of the events".into(),
+            }]
+        } else {
+            Vec::new()
+        };
+        SchemaOutcome::Judged(Box::new(Judgement {
+            status: RawEventSchemaStatus {
+                drifts,
+                ..Default::default()
+            },
+            drifts: Vec::new(),
+            taken,
+            condition: DriftCondition {
+                status,
+                reason: reason.into(),
+                message: format!("{reason} message"),
+            },
+        }))
+    }
+
+    fn with_condition(o: &SchemaOutcome) -> ImpressionPipelineStatus {
+        let mut s = ImpressionPipelineStatus::default();
+        let now = Time(Timestamp::from_second(1).unwrap());
+        super::super::status::with_schema(&mut s, None, o, &now);
+        s
+    }
+
+    fn reasons(n: &[Note]) -> Vec<(bool, &str)> {
+        n.iter().map(|n| (n.warning, n.reason.as_str())).collect()
+    }
+
+    #[test]
+    fn schema_events_only_on_change() {
+        let first = judged(Some(false), "NoDrift", Some(Taken::Initial));
+        assert_eq!(
+            reasons(&on_schema(None, &first)),
+            [(false, "SchemaBaselineLearned")]
+        );
+        let calm = with_condition(&first);
+        let drift = judged(Some(true), "NewField", None);
+        let n = on_schema(Some(&calm), &drift);
+        assert_eq!(reasons(&n), [(true, "SchemaDrift")]);
+        assert_eq!(n[0].note, "imp: new field hints in 30.0% of the events");
+        // The same drift in the next window: no Event.
+        let drifting = with_condition(&drift);
+        assert!(on_schema(Some(&drifting), &drift).is_empty());
+        // Accepted: cleared.
+        let accepted = judged(Some(false), "NoDrift", Some(Taken::Accepted("t1".into())));
+        let n = on_schema(Some(&drifting), &accepted);
+        assert_eq!(
+            reasons(&n),
+            [(false, "SchemaAccepted"), (false, "SchemaDriftCleared")]
+        );
+        assert!(n[0].note.contains("impressions.dev/schema-accept=t1"));
+        assert!(on_schema(Some(&drifting), &SchemaOutcome::NoWindow).is_empty());
+    }
 }

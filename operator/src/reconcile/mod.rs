@@ -6,8 +6,10 @@
 //!    and the replica count to apply (the latest evaluation's, in Auto mode);
 //! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget;
 //! 4. [`apply`]: server-side apply of each child;
-//! 5. [`status`] (pure): the next status in one pass, written only when it changed;
-//! 6. [`events`] (pure): the Events the transition deserves, published.
+//! 5. [`raw_schema`]: the pipeline's `RawEventSchema` judged with the last schema window of its
+//!    workers (the judgement is pure, [`crate::schema::judge`]), its status written if changed;
+//! 6. [`status`] (pure): the next status in one pass, written only when it changed;
+//! 7. [`events`] (pure): the Events the transition deserves, published.
 //!
 //! A failure at any step shows as Ready=False with its reason (and Degraded when the spec is at
 //! fault), an Event, and the `reconcile_failures_total` label.
@@ -18,6 +20,7 @@ pub mod children;
 pub mod dereference;
 pub mod events;
 pub mod labels;
+pub mod raw_schema;
 pub mod resolved;
 pub mod status;
 
@@ -49,6 +52,7 @@ use crate::{
     context::Context,
     error::Error,
     quality::{assess::Reading, evaluator::QualityRegistration},
+    schema::collector::SchemaRegistration,
 };
 
 /// Reconciles one pipeline.
@@ -106,7 +110,9 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     apply(ctx, &ns, &children.service).await?;
     apply(ctx, &ns, &children.pdb).await?;
     let deployment = apply(ctx, &ns, &children.deployment).await?;
-    // 5. Status.
+    // 5. The raw events' schema.
+    let schema = raw_schema::sync(ctx, p, &ns, &now()).await;
+    // 6. Status.
     let quality = ctx.quality.latest(&key);
     let observed = Observed::Applied {
         deployment: &deployment,
@@ -114,11 +120,14 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
         bounds: &b,
         policy: resolved.policy.name.as_deref(),
     };
-    let next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
+    let mut next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
+    status::with_schema(&mut next, p.metadata.generation, &schema, &now());
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
     register_for_quality(ctx, p, &ns, &resolved);
+    register_for_schema(ctx, p, &ns);
     observe(ctx, p, &ns, &next, evaluation.as_ref(), quality.as_ref());
-    let notes = events::on_applied(&events::Applied {
+    observe_schema(ctx, &ns, &p.name_any(), &schema);
+    let mut notes = events::on_applied(&events::Applied {
         before: p.status.as_ref(),
         after: &next,
         mode: p.spec.scaling.mode,
@@ -127,9 +136,10 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
         evaluation: evaluation.as_ref(),
         quality: quality.as_ref(),
     });
+    notes.extend(events::on_schema(p.status.as_ref(), &schema));
     write_status_if_changed(ctx, p, next).await?;
     ctx.record_state(p, "ready");
-    // 6. Events.
+    // 7. Events.
     for note in &notes {
         publish(ctx, p, note).await;
     }
@@ -188,6 +198,25 @@ fn observe(
             reason: d.reason.clone(),
         });
     }
+}
+
+/// The drift gauges of a pipeline judged against its baseline (every kind, 0 included).
+fn observe_schema(ctx: &Context, ns: &str, name: &str, outcome: &raw_schema::SchemaOutcome) {
+    if let Some(counts) = outcome.drift_counts() {
+        ctx.metrics
+            .set_schema_drifts(ns, name, |k| counts.get(k).copied().unwrap_or(0));
+    }
+}
+
+/// Tells the schema collection loop where the pipeline's workers are (every mode).
+fn register_for_schema(ctx: &Context, p: &ImpressionPipeline, ns: &str) {
+    ctx.schema.register(
+        ObjectRef::from_obj(p),
+        Some(SchemaRegistration {
+            namespace: ns.to_owned(),
+            service: labels::child_name(&p.name_any()),
+        }),
+    );
 }
 
 /// Tells the evaluation loop what it needs for this pipeline (Auto and Recommend modes only).

@@ -12,7 +12,7 @@ use crate::{
     autoscale::{bounds::Bounds, model::Evaluation},
     error::Error,
     quality::assess::Reading,
-    reconcile::labels,
+    reconcile::{labels, raw_schema::SchemaOutcome},
 };
 
 /// What one reconcile found.
@@ -298,6 +298,40 @@ fn with_quality(
     };
 }
 
+/// Folds the schema step's outcome into the SchemaDrift condition. Without a window (a new
+/// pipeline, or the operator just started) the condition stays as it is.
+pub fn with_schema(
+    s: &mut ImpressionPipelineStatus,
+    generation: Option<i64>,
+    outcome: &SchemaOutcome,
+    now: &Time,
+) {
+    if *outcome == SchemaOutcome::NoWindow {
+        return;
+    }
+    let c = outcome.condition();
+    let t = conditions::SCHEMA_DRIFT;
+    match c.status {
+        Some(drift) => conditions::set(
+            &mut s.conditions,
+            t,
+            drift,
+            &c.reason,
+            &c.message,
+            generation,
+            now.clone(),
+        ),
+        None => conditions::set_unknown(
+            &mut s.conditions,
+            t,
+            &c.reason,
+            &c.message,
+            generation,
+            now.clone(),
+        ),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,5 +568,44 @@ mod tests {
         p.status = Some(later);
         let moving = compute(&p, &applied, Some(&eval("NoChange", "")), None, &t(40));
         assert_eq!(is_true(Some(&moving), DEGRADED), Some(false));
+    }
+
+    #[test]
+    fn the_schema_outcome_sets_schema_drift_and_no_window_leaves_it() {
+        use crate::schema::judge::{DriftCondition, Judgement};
+        let now = Time(Timestamp::from_second(1_000).unwrap());
+        let mut s = ImpressionPipelineStatus::default();
+        with_schema(&mut s, Some(3), &SchemaOutcome::NoWindow, &now);
+        assert!(conditions::get(&s.conditions, conditions::SCHEMA_DRIFT).is_none());
+        let judged = |status, reason: &str| {
+            SchemaOutcome::Judged(Box::new(Judgement {
+                status: Default::default(),
+                drifts: Vec::new(),
+                taken: None,
+                condition: DriftCondition {
+                    status,
+                    reason: reason.into(),
+                    message: "NewField imp: hints".into(),
+                },
+            }))
+        };
+        with_schema(&mut s, Some(3), &judged(Some(true), "NewField"), &now);
+        let c = conditions::get(&s.conditions, conditions::SCHEMA_DRIFT).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "NewField"));
+        assert_eq!(c.message, "NewField imp: hints");
+        with_schema(&mut s, Some(3), &SchemaOutcome::NoWindow, &now);
+        let kept = conditions::get(&s.conditions, conditions::SCHEMA_DRIFT).unwrap();
+        assert_eq!(kept.reason, "NewField", "kept without a window");
+        with_schema(
+            &mut s,
+            Some(3),
+            &SchemaOutcome::Failed("forbidden".into()),
+            &now,
+        );
+        let c = conditions::get(&s.conditions, conditions::SCHEMA_DRIFT).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            ("Unknown", "SchemaUnavailable", "forbidden")
+        );
     }
 }

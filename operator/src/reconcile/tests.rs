@@ -52,6 +52,11 @@ fn context(client: Client, policies: Vec<ScalingPolicy>) -> Context {
         },
         scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),
         quality: Arc::new(QualityEvaluator::new(None)),
+        schema: Arc::new(crate::schema::collector::SchemaCollector::new(
+            None,
+            Default::default(),
+            Default::default(),
+        )),
         applied: Default::default(),
         failures: Mutex::default(),
         states: Mutex::default(),

@@ -55,15 +55,10 @@ pub enum Ended {
 /// The transactional id of this instance: the configured one, else
 /// `<consumerGroup>-<$POD_NAME | $HOSTNAME | kernel host name>`.
 pub fn transactional_id(cfg: &WorkerConfig) -> Result<String, Fatal> {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
     derive_id(
         &cfg.source.consumer_group,
         cfg.transactions().transactional_id.as_deref(),
-        [
-            std::env::var("POD_NAME").ok(),
-            std::env::var("HOSTNAME").ok(),
-            kernel,
-        ],
+        crate::instance::instance_name(),
     )
     .ok_or_else(|| {
         Fatal(
@@ -74,16 +69,11 @@ pub fn transactional_id(cfg: &WorkerConfig) -> Result<String, Fatal> {
     })
 }
 
-fn derive_id(group: &str, explicit: Option<&str>, instance: [Option<String>; 3]) -> Option<String> {
+fn derive_id(group: &str, explicit: Option<&str>, instance: Option<String>) -> Option<String> {
     if let Some(id) = explicit {
         return Some(id.to_owned());
     }
-    let name = instance
-        .into_iter()
-        .flatten()
-        .map(|s| s.trim().to_owned())
-        .find(|s| !s.is_empty())?;
-    Some(format!("{group}-{name}"))
+    Some(format!("{group}-{}", instance?))
 }
 
 /// The open transaction's bookkeeping.
@@ -498,17 +488,13 @@ mod tests {
     fn the_transactional_id_is_the_configured_one_or_group_and_instance() {
         let some = |s: &str| Some(s.to_owned());
         assert_eq!(
-            derive_id("g", Some("explicit"), [some("pod"), None, None]).as_deref(),
+            derive_id("g", Some("explicit"), some("pod")).as_deref(),
             Some("explicit")
         );
         assert_eq!(
-            derive_id("g", None, [some(" "), some("host\n"), some("kernel")]).as_deref(),
+            derive_id("g", None, some("host")).as_deref(),
             Some("g-host")
         );
-        assert_eq!(
-            derive_id("g", None, [None, None, some("kernel\n")]).as_deref(),
-            Some("g-kernel")
-        );
-        assert_eq!(derive_id("g", None, [None, None, None]), None);
+        assert_eq!(derive_id("g", None, None), None);
     }
 }

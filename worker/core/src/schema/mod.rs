@@ -14,12 +14,14 @@
 //! | The learner (sampling, bounded state) | [`learner`] |
 //! | Drift from a baseline and its thresholds | [`drift`] |
 //! | JSON Schema rendering | [`json_schema`] |
+//! | What a worker serves for a window (`GET /schema`) | [`report`] |
 
 pub mod drift;
 pub mod json_schema;
 pub mod learner;
 pub mod observation;
 pub mod path;
+pub mod report;
 pub mod types;
 pub mod versions;
 pub mod walk;

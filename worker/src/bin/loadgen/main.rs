@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod release_args;
+
 use clap::{Parser, Subcommand};
 use impressions_worker::{
     loadgen::{Generator, Mix, Report, Trace, events},
@@ -36,7 +38,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Produce raw events along a rate trace.
-    Produce(ProduceArgs),
+    Produce(Box<ProduceArgs>),
     /// Fill the catalog topic with N titles (key = videoId, value = title JSON).
     Catalog {
         #[arg(long)]
@@ -95,6 +97,8 @@ struct ProduceArgs {
     /// Write `event_id kind` for every event sent.
     #[arg(long)]
     ids_out: Option<PathBuf>,
+    #[command(flatten)]
+    release: release_args::ReleaseArgs,
 }
 
 #[derive(Debug, Default)]
@@ -147,7 +151,7 @@ fn producer(bootstrap: &str) -> anyhow::Result<(ThreadedProducer<AckContext>, Ar
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Produce(a) => produce(a),
+        Command::Produce(a) => produce(*a),
         Command::Topics {
             bootstrap,
             partitions,
@@ -288,6 +292,7 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
         mix.non_impression + mix.invalid + mix.mismatch <= 1.0,
         "the shares add up to more than 1"
     );
+    let release = a.release.release()?;
     let stop = stop_flag()?;
     let (p, acks) = producer(&a.bootstrap)?;
     let mut ids = a
@@ -297,6 +302,9 @@ fn produce(a: ProduceArgs) -> anyhow::Result<()> {
         .transpose()?
         .map(std::io::BufWriter::new);
     let mut g = Generator::new(a.seed, a.titles, mix);
+    if let Some(r) = release {
+        g = g.with_release(r);
+    }
     let mut report = Report::default();
     let start = Instant::now();
     let mut target = 0.0f64;

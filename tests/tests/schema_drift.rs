@@ -1,0 +1,357 @@
+//! The raw events' schema watched end to end on the stack: an ImpressionPipeline with two
+//! workers (pods run by the node agent, 3 s schema windows), the operator reading their
+//! windows, and `loadgen` sending steady traffic. The first window becomes the baseline
+//! (SchemaDrift False); then each client release (`loadgen produce --release-…`, 30 % of the
+//! events, the releases added one at a time so that each phase changes one thing) shows as its
+//! drift kind with the field named in the pipeline's SchemaDrift condition and the
+//! RawEventSchema's status, within two windows plus the collection's delay; accepting
+//! (the `impressions.dev/schema-accept` annotation) clears it. The drift gauge and the Events
+//! follow.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use impressions_crds::{ImpressionPipeline, RawEventSchema, conditions};
+use impressions_tests::{
+    Stack, cluster, kafka,
+    operator::{OperatorProcess, eventually},
+    processes::NodeAgentProcess,
+    unique,
+    worker::binary,
+};
+use k8s_openapi::api::core::v1::Event;
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+/// The workers' schema window.
+const WINDOW_S: u64 = 3;
+/// Events per second.
+const RATE: u32 = 400;
+/// The share of the events sent by the release.
+const SHARE: &str = "0.3";
+
+/// A `loadgen produce` process with release flags, stopped on drop.
+struct Loadgen(Child);
+
+impl Loadgen {
+    fn start(stack: &Stack, topic: &str, seed: u64, release: &[&str]) -> Loadgen {
+        let mut cmd = Command::new(binary("loadgen"));
+        cmd.args([
+            "produce",
+            "--bootstrap",
+            &stack.kafka_bootstrap,
+            "--topic",
+            topic,
+        ])
+        .args(["--trace", &format!("constant:{RATE}"), "--duration", "600"])
+        .args(["--titles", "200", "--seed", &seed.to_string()]);
+        if !release.is_empty() {
+            cmd.args(["--release-share", SHARE]).args(release);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start loadgen");
+        Loadgen(child)
+    }
+}
+
+impl Drop for Loadgen {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pipeline's SchemaDrift condition: (status, reason, message).
+async fn drift_condition(api: &Api<ImpressionPipeline>) -> Option<(String, String, String)> {
+    let p = api.get("shop").await.ok()?;
+    let status = p.status?;
+    let c = conditions::get(&status.conditions, conditions::SCHEMA_DRIFT)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// One client release and what it must show as.
+struct Case {
+    name: &'static str,
+    flags: &'static [&'static str],
+    kind: &'static str,
+    event_type: &'static str,
+    field: Option<&'static str>,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        name: "rename",
+        flags: &["--release-rename", "presentation.visibleMs=visibleMillis"],
+        kind: "NewField",
+        event_type: "impression",
+        field: Some("presentation.visibleMillis"),
+    },
+    Case {
+        name: "change type",
+        flags: &["--release-retype", "rowIndex"],
+        kind: "TypeChanged",
+        event_type: "impression",
+        field: Some("rowIndex"),
+    },
+    Case {
+        name: "drop a column",
+        flags: &["--release-drop", "trackId"],
+        kind: "PresenceDropped",
+        event_type: "impression",
+        field: Some("trackId"),
+    },
+    Case {
+        name: "add a field",
+        flags: &["--release-add", r#"clientHints={"lowData":true}"#],
+        kind: "NewField",
+        event_type: "impression",
+        field: Some("clientHints"),
+    },
+    Case {
+        name: "add an event type",
+        flags: &["--release-event-type", "interaction_v2"],
+        kind: "NewEventType",
+        event_type: "interaction_v2",
+        field: None,
+    },
+];
+
+async fn setup(stack: &Stack, client: &Client, ns: &str) -> String {
+    let raw = kafka::pipeline_topics(stack, ns).await;
+    let pipeline = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline",
+        "metadata": {"name": "shop"},
+        "spec": {"region": "local", "replicas": 2,
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": raw, "offsetReset": "Latest"},
+                 "sink": {"topic": format!("{ns}-out"), "deadLetterTopic": format!("{ns}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{ns}-titles")}},
+                 "worker": {"threads": 1, "drainTimeoutSeconds": 5,
+                            "env": [{"name": "WORKER__SCHEMA__WINDOW_SECONDS", "value": WINDOW_S.to_string()},
+                                    {"name": "WORKER__SCHEMA__SAMPLE_ONE_IN", "value": "1"}]},
+                 "scaling": {"mode": "Manual"}}});
+    Api::<ImpressionPipeline>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pipeline).unwrap(),
+        )
+        .await
+        .unwrap();
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_client_release_shows_as_its_drift_kind_and_accepting_clears_it() {
+    let t_test = Instant::now();
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("schema"))
+        .await
+        .unwrap();
+    let raw = setup(stack, &client, &ns).await;
+    let agent = NodeAgentProcess::start(stack, &ns);
+    let op = OperatorProcess::start(stack, "local", &ns, &[]);
+    let diag = || format!("{}\n{}", op.log_tail(), agent.log_tail());
+    let pipelines: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
+    let schemas: Api<RawEventSchema> = Api::namespaced(client.clone(), &ns);
+    let window = Duration::from_secs(WINDOW_S);
+
+    // Steady traffic from the current client: the first window with enough events becomes the
+    // baseline, and nothing drifts.
+    let mut loadgen = Loadgen::start(stack, &raw, 1, &[]);
+    // The workers' pods start when the controller-manager creates them (slow on a loaded
+    // machine): the first baseline may take a while.
+    let (status, reason, _) = eventually(
+        Duration::from_secs(240),
+        "the first baseline (SchemaDrift False)",
+        || async { drift_condition(&pipelines).await.filter(|c| c.0 == "False") },
+    )
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NoDrift"),
+        "{}",
+        diag()
+    );
+    let s = schemas.get("shop").await.unwrap();
+    let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ImpressionPipeline", "shop")
+    );
+    let st = s.status.as_ref().unwrap();
+    assert_eq!(st.baseline.as_ref().unwrap().accepted, "initial");
+    assert_eq!(
+        st.window.as_ref().unwrap().pods,
+        2,
+        "both workers' windows merged"
+    );
+    let imp = &st.event_types["impression"];
+    assert!(imp.json_schema.is_some());
+    assert_eq!(imp.fields["rowIndex"].types, ["integer"]);
+    assert_eq!(imp.fields["presentation.visibleMs"].presence, 1.0);
+    assert!(!imp.client_versions.is_empty());
+    println!(
+        "baseline after {:.1} s: {} event types",
+        t_test.elapsed().as_secs_f64(),
+        st.event_type_count
+    );
+
+    let mut flags: Vec<&str> = Vec::new();
+    let mut latencies = Vec::new();
+    for (i, case) in CASES.iter().enumerate() {
+        // The releases so far plus this one: the only change from the accepted baseline.
+        flags.extend_from_slice(case.flags);
+        drop(loadgen);
+        let started = Instant::now();
+        let started_ms = impressions_worker::now_ms();
+        loadgen = Loadgen::start(stack, &raw, 10 + i as u64, &flags);
+        let (_, reason, message) = eventually(
+            Duration::from_secs(60),
+            &format!("{}: SchemaDrift with {}", case.name, case.kind),
+            || async {
+                drift_condition(&pipelines)
+                    .await
+                    .filter(|c| c.0 == "True" && c.1.split(',').any(|k| k == case.kind))
+            },
+        )
+        .await;
+        let took = started.elapsed();
+        println!(
+            "{}: {reason} after {:.1} s ({:.1} windows): {message}",
+            case.name,
+            took.as_secs_f64(),
+            took.as_secs_f64() / WINDOW_S as f64
+        );
+        // Within two windows, plus the collection's delay (the window's grace and one read
+        // interval, half a window each) and a reconcile.
+        assert!(
+            took <= 3 * window + Duration::from_secs(3),
+            "{}: drift after {took:?}\n{}",
+            case.name,
+            diag()
+        );
+        let named = match case.field {
+            Some(f) => format!("{} {}: {f}", case.kind, case.event_type),
+            None => format!("{} {}", case.kind, case.event_type),
+        };
+        assert!(message.contains(&named), "{named:?} in {message:?}");
+        let st = schemas.get("shop").await.unwrap().status.unwrap();
+        let d = st
+            .drifts
+            .iter()
+            .find(|d| d.kind == case.kind && d.path.as_deref() == case.field)
+            .unwrap_or_else(|| panic!("{}: not in status.drifts {:?}", case.name, st.drifts));
+        // A drift names the client versions sending the field now: the release's, except for a
+        // field it no longer sends (then only a window that still has events of the previous
+        // phase's loadgen names it).
+        assert!(
+            case.kind == "PresenceDropped" || d.message.contains("16.0.0"),
+            "{}: the release's version named: {}",
+            case.name,
+            d.message
+        );
+        let label = match case.kind {
+            "NewField" => "new_field",
+            "TypeChanged" => "type_changed",
+            "PresenceDropped" => "presence_dropped",
+            "NewEventType" => "new_event_type",
+            k => panic!("{k}"),
+        };
+        let series = format!(
+            "impressions_operator_pipeline_schema_drifts{{namespace=\"{ns}\",pipeline=\"shop\",kind=\"{label}\"}}"
+        );
+        let metrics = op.metrics();
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        assert!(value.is_some_and(|v| v >= 1), "{series} = {value:?}");
+
+        // Accept once a whole window after the release started is the learned schema (the
+        // baseline is then the new client's share, not a window cut in between).
+        eventually(
+            Duration::from_secs(30),
+            "a whole window of the release",
+            || async {
+                let st = schemas.get("shop").await.ok()?.status?;
+                let w = st.window?;
+                (w.start.0.as_millisecond() >= started_ms).then_some(())
+            },
+        )
+        .await;
+        let value = format!("{}-{}", i, impressions_worker::now_ms());
+        schemas
+            .patch(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    impressions_crds::raw_schema::ACCEPT_ANNOTATION: value}}})),
+            )
+            .await
+            .unwrap();
+        let accepted = Instant::now();
+        let (_, reason, message) = eventually(
+            Duration::from_secs(30),
+            &format!("{}: SchemaDrift cleared by the accept", case.name),
+            || async { drift_condition(&pipelines).await.filter(|c| c.0 == "False") },
+        )
+        .await;
+        assert_eq!(reason, "NoDrift", "{message}");
+        let st = schemas.get("shop").await.unwrap().status.unwrap();
+        assert_eq!(st.baseline.unwrap().accepted, value);
+        println!(
+            "{}: cleared {:.1} s after the accept",
+            case.name,
+            accepted.elapsed().as_secs_f64()
+        );
+        latencies.push(took);
+    }
+    drop(loadgen);
+
+    // The Events: the baseline, a Warning per drift, an accept and a clear per release (the
+    // recorder counts a repeated Event in its series).
+    let events: Vec<(String, String, i32)> = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("shop"))
+        .map(|e| {
+            let n = e
+                .series
+                .as_ref()
+                .and_then(|s| s.count)
+                .or(e.count)
+                .unwrap_or(1);
+            (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), n)
+        })
+        .collect();
+    let count = |reason: &str| -> usize {
+        events
+            .iter()
+            .filter(|e| e.1 == reason)
+            .map(|e| e.2.max(1) as usize)
+            .sum()
+    };
+    assert_eq!(count("SchemaBaselineLearned"), 1, "{events:?}");
+    assert!(count("SchemaDrift") >= CASES.len(), "{events:?}");
+    assert_eq!(count("SchemaAccepted"), CASES.len(), "{events:?}");
+    assert!(count("SchemaDriftCleared") >= CASES.len(), "{events:?}");
+    println!(
+        "drift latencies (s): {:?}; whole test {:.0} s",
+        latencies
+            .iter()
+            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        t_test.elapsed().as_secs_f64()
+    );
+}
