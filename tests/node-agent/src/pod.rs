@@ -81,13 +81,16 @@ async fn prepare(
 ) -> Result<Start, (String, String)> {
     let config_error = |e: String| ("CreateContainerConfigError".to_owned(), e);
     let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-    let src = sources(agent, &ns, pod)
-        .await
-        .map_err(|e| config_error(e.to_string()))?;
-    let launch = launch::plan(pod, place, &src).map_err(|e| config_error(e.to_string()))?;
-    let Runtime::Runc(runc) = &agent.runtime else {
-        return Ok(Start::Process(launch));
+    let plan = || async {
+        let src = sources(agent, &ns, pod)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        launch::plan(pod, place, &src).map_err(|e| config_error(e.to_string()))
     };
+    let Runtime::Runc(runc) = &agent.runtime else {
+        return Ok(Start::Process(plan().await?));
+    };
+    // The image first, as a kubelet does: its config is part of the container's.
     let image_name = pod
         .spec
         .as_ref()
@@ -108,6 +111,7 @@ async fn prepare(
         Err(e) => return Err(("ImageInspectError".into(), format!("{e:#}"))),
     };
     c.image = Some((image_name, image.id.clone()));
+    let launch = plan().await?;
     let rootfs = runc
         .rootfs(&image)
         .await
