@@ -4,15 +4,16 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: fuzz fuzz-cmin chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
 	$(CARGO) build --bins
 	tests/stack/demo.sh
 
-## test: every test — unit tests, then integration tests against the local stack
-test: prerequisites lint test-unit stack-up test-integration
+## test: every test — unit tests, then integration tests against the local stack (with the
+## images, which tests/tests/images.rs and node_containers.rs run)
+test: prerequisites lint test-unit stack-up images test-integration
 
 ## test-unit: tests that need no stack (pure functions, generated YAML, property tests, the
 ## chart's files against the code): every package but the stack tests (impressions-stack-tests)
@@ -24,6 +25,13 @@ test-unit:
 test-integration:
 	$(CARGO) build --bins
 	$(CARGO) test -p impressions-stack-tests --no-fail-fast -- --test-threads=4
+
+## images: the operator's and the worker's images (images/Containerfile) built here without a
+## registry: release binaries and a runtime base of Debian packages from the host, the final
+## stages by podman; tagged ghcr.io/impressions/{operator,worker}:<version>, saved as OCI
+## archives in out/, sizes in out/images.json (docs/images.md)
+images:
+	CARGO="$(CARGO)" images/build.sh
 
 ## bench-worker: criterion bench of the per-event path (with the naive baseline) and the
 ## end-to-end bench against a passthrough on the local Kafka, at-least-once and exactly-once

@@ -23,3 +23,12 @@ pub mod reconcile;
 pub mod schema;
 pub mod shutdown;
 pub mod tools;
+
+/// The repository of the operator's image (`images/Containerfile`, target `operator`).
+pub const OPERATOR_IMAGE_REPOSITORY: &str = "ghcr.io/impressions/operator";
+/// The repository of the worker's image (`images/Containerfile`, target `worker`).
+pub const WORKER_IMAGE_REPOSITORY: &str = "ghcr.io/impressions/worker";
+/// `--worker-image` when none is given: the worker image of this operator's version (the images
+/// and the chart's appVersion share the workspace's version).
+pub const DEFAULT_WORKER_IMAGE: &str =
+    concat!("ghcr.io/impressions/worker:", env!("CARGO_PKG_VERSION"));

@@ -152,7 +152,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "IMPRESSIONS_WORKER_IMAGE",
-        default_value = "ghcr.io/impressions/worker:0.1.0"
+        default_value = impressions_operator::DEFAULT_WORKER_IMAGE
     )]
     worker_image: String,
     /// Where /metrics, /healthz and /readyz are served.

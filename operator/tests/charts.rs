@@ -63,6 +63,42 @@ fn chart_examples_are_the_repository_examples() {
     assert_same_files("examples", "examples");
 }
 
+/// The chart's defaults name the images `make images` builds (images/build.sh tags
+/// `ghcr.io/impressions/<target>:<workspace version>`): the chart's appVersion is the operator's
+/// version, both image tags default to it, and the operator's own `--worker-image` default is
+/// the same worker image.
+#[test]
+fn chart_defaults_name_the_images_of_this_version() {
+    use impressions_operator::{
+        DEFAULT_WORKER_IMAGE, OPERATOR_IMAGE_REPOSITORY, WORKER_IMAGE_REPOSITORY,
+    };
+    let meta = yaml(&chart().join("Chart.yaml"));
+    let app_version = meta["appVersion"].as_str().expect("appVersion");
+    assert_eq!(
+        app_version,
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion"
+    );
+    let values = yaml(&chart().join("values.yaml"));
+    assert_eq!(values["image"]["repository"], OPERATOR_IMAGE_REPOSITORY);
+    assert_eq!(values["workerImage"]["repository"], WORKER_IMAGE_REPOSITORY);
+    for key in ["image", "workerImage"] {
+        assert_eq!(
+            values[key]["tag"], "",
+            "{key}.tag defaults to the appVersion"
+        );
+    }
+    assert_eq!(
+        DEFAULT_WORKER_IMAGE,
+        format!("{WORKER_IMAGE_REPOSITORY}:{app_version}")
+    );
+    let build = std::fs::read_to_string(repo_root().join("images/build.sh")).unwrap();
+    assert!(
+        build.contains("ghcr.io/impressions}") && build.contains("$registry/$target:$version"),
+        "images/build.sh tags the images as the chart names them"
+    );
+}
+
 /// Metric names the workspace exposes, as Prometheus stores them: the worker's and the
 /// operator's `metrics::NAMES`.
 fn exposed_metrics() -> BTreeSet<&'static str> {

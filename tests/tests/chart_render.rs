@@ -109,6 +109,15 @@ fn helm_lint_and_template_over_a_values_matrix() {
             "{args:?}"
         );
         assert!(args.contains(&"--metrics-listen=0.0.0.0:8080"), "{args:?}");
+        // The images `make images` builds, tagged with the appVersion.
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            c["image"],
+            format!("ghcr.io/impressions/operator:{version}"),
+            "{name}"
+        );
+        let worker_image = format!("--worker-image=ghcr.io/impressions/worker:{version}");
+        assert!(args.contains(&worker_image.as_str()), "{args:?}");
         // Hardening, whatever the values.
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         assert_eq!(

@@ -1,11 +1,14 @@
-//! From a Pod to the process the agent starts (pure): program, arguments, environment, files,
-//! the port the pod serves, its readiness and liveness probes and its termination grace.
+//! From a Pod to what the agent starts (pure): command, arguments, environment, files and
+//! mounts, the port the pod serves, its readiness and liveness probes and its termination grace.
 //!
-//! Two things a container runtime would give each pod are stood in for here:
-//! - the mount namespace: every volume is placed under the pod's own folder, and absolute mount
-//!   paths are rewritten to it in the arguments, environment values and mounted files;
-//! - the network namespace: each pod gets its own loopback address (its pod IP), and the
-//!   variable named by `listen_env` is set to `podIP:port` so the process listens there.
+//! Each volume's files are written under the pod's own folder. In a container they are
+//! bind-mounted at their mount paths. As a local process, two things a container runtime would
+//! give each pod are stood in for:
+//! - the mount namespace: absolute mount paths are rewritten to the pod folder in the arguments,
+//!   environment values and mounted files;
+//! - the network namespace (in both modes: containers share the host's network): each pod gets
+//!   its own loopback address (its pod IP), and the variable named by `listen_env` is set to
+//!   `podIP:port` so the process listens there.
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, time::Duration};
 
@@ -23,10 +26,12 @@ pub struct Sources {
 pub struct Placement {
     pub node_name: String,
     pub pod_ip: Ipv4Addr,
-    /// The pod's own folder (its stand-in root for mounts).
+    /// The pod's own folder (where the volumes' files are written).
     pub pod_dir: PathBuf,
-    /// Where the programs named by `command[0]` are found (images are not pulled).
-    pub bin_dir: PathBuf,
+    /// As a local process: where the programs named by `command[0]` are found (mount paths are
+    /// rewritten to the pod folder). `None`: the pod runs in a container from its image, with a
+    /// mount namespace of its own.
+    pub bin_dir: Option<PathBuf>,
     /// The variable that tells the process where to listen (`podIP:port`).
     pub listen_env: Option<String>,
 }
@@ -46,15 +51,32 @@ pub struct HttpProbe {
 /// A file to write: its path and its text.
 pub type File = (PathBuf, String);
 
+/// A volume of the pod, bind-mounted into its container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    /// The folder under the pod folder.
+    pub source: PathBuf,
+    /// The container's `mountPath`.
+    pub destination: String,
+    pub read_only: bool,
+}
+
 /// What to start for a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
+    /// The container's `command` (`$(VAR)` expanded). As a local process, never empty: its
+    /// first word is the program in the bin folder. In a container, empty means the image's
+    /// entrypoint.
+    pub command: Vec<String>,
+    /// The container's `args`; `None` when it has none (a container then takes the image's
+    /// `Cmd` when the command is the image's too).
+    pub args: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
     pub files: Vec<File>,
     /// Mount folders (created even when empty).
     pub dirs: Vec<PathBuf>,
+    /// The volume mounts, parents before the mounts nested in them.
+    pub mounts: Vec<Mount>,
     /// The first container port (the one Prometheus scrapes when it is named `metrics`).
     pub port: Option<(String, u16)>,
     pub readiness: Option<HttpProbe>,
@@ -69,7 +91,9 @@ pub struct Launch {
 pub enum LaunchError {
     #[error("the pod has no container")]
     NoContainer,
-    #[error("container has no command (images are not run, only programs in the bin folder)")]
+    #[error(
+        "container has no command (a local process is a program of the bin folder; run the node agent with --runtime runc to start the image's entrypoint)"
+    )]
     NoCommand,
     #[error("ConfigMap {0:?} not found")]
     ConfigMap(String),
@@ -89,24 +113,41 @@ pub enum LaunchError {
 pub fn plan(pod: &Pod, place: &Placement, src: &Sources) -> Result<Launch, LaunchError> {
     let spec = pod.spec.as_ref().ok_or(LaunchError::NoContainer)?;
     let c = spec.containers.first().ok_or(LaunchError::NoContainer)?;
-    let mut command = c.command.clone().unwrap_or_default();
-    if command.is_empty() {
+    let command = c.command.clone().unwrap_or_default();
+    if command.is_empty() && place.bin_dir.is_some() {
         return Err(LaunchError::NoCommand);
     }
-    let program = place.bin_dir.join(command.remove(0));
     let (dirs, files) = volume_files(pod, c, place, src)?;
     let roots = mount_roots(c);
-    let re = |s: &str| rewrite(s, &roots, &place.pod_dir);
+    // Only a local process needs its mount paths rewritten.
+    let re = |s: &str| match place.bin_dir {
+        Some(_) => rewrite(s, &roots, &place.pod_dir),
+        None => s.to_owned(),
+    };
 
     let env = environment(pod, c, place, src)?;
-    let expand = |s: &str| expand_vars(s, &env);
-    let args = command
-        .iter()
-        .chain(c.args.iter().flatten())
-        .map(|a| re(&expand(a)))
-        .collect();
+    let expand = |s: &str| re(&expand_vars(s, &env));
+    let mut command: Vec<String> = command.iter().map(|a| expand(a)).collect();
+    if let (Some(bin), Some(first)) = (&place.bin_dir, command.first_mut()) {
+        *first = bin.join(&*first).to_string_lossy().into_owned();
+    }
+    let args = c
+        .args
+        .as_ref()
+        .map(|a| a.iter().map(|a| expand(a)).collect());
     let env = env.iter().map(|(k, v)| (k.clone(), re(v))).collect();
     let files = files.into_iter().map(|(p, text)| (p, re(&text))).collect();
+    let mut mounts: Vec<Mount> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            source: place.pod_dir.join(m.mount_path.trim_start_matches('/')),
+            destination: m.mount_path.clone(),
+            read_only: m.read_only.unwrap_or(false),
+        })
+        .collect();
+    mounts.sort_by_key(|m| m.destination.trim_end_matches('/').matches('/').count());
 
     let ports: Vec<(String, u16)> = c
         .ports
@@ -143,11 +184,12 @@ pub fn plan(pod: &Pod, place: &Placement, src: &Sources) -> Result<Launch, Launc
         }))
     };
     Ok(Launch {
-        program,
+        command,
         args,
         env,
         files,
         dirs,
+        mounts,
         port: ports.first().cloned(),
         readiness: probe(&c.readiness_probe)?,
         liveness: probe(&c.liveness_probe)?,
@@ -406,7 +448,7 @@ mod tests {
             node_name: "n".into(),
             pod_ip: Ipv4Addr::new(127, 70, 0, 2),
             pod_dir: "/tmp/pods/ns_p-1".into(),
-            bin_dir: "/bin-dir".into(),
+            bin_dir: Some("/bin-dir".into()),
             listen_env: Some("WORKER__METRICS__LISTEN".into()),
         }
     }
@@ -435,9 +477,9 @@ mod tests {
     #[test]
     fn plan_maps_command_env_mounts_ports_and_probe() {
         let l = plan(&pod(), &place(), &sources()).unwrap();
-        assert_eq!(l.program, PathBuf::from("/bin-dir/worker"));
+        assert_eq!(l.command, ["/bin-dir/worker"]);
         assert_eq!(
-            l.args,
+            l.args.unwrap(),
             [
                 "run",
                 "--config",
@@ -487,6 +529,52 @@ mod tests {
             })
         );
         assert_eq!(l.termination_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn in_a_container_paths_stay_and_volumes_are_mounted_parents_first() {
+        let place = Placement {
+            bin_dir: None,
+            ..place()
+        };
+        let l = plan(&pod(), &place, &sources()).unwrap();
+        assert_eq!(l.command, ["worker"]);
+        assert_eq!(
+            l.args.as_deref().unwrap()[2],
+            "/etc/impressions/worker.yaml"
+        );
+        assert!(l.files.iter().any(|(p, text)| p
+            == &PathBuf::from("/tmp/pods/ns_p-1/etc/impressions/worker.yaml")
+            && text == "catalog: /etc/impressions/catalog/t.json"));
+        let mounts: Vec<_> = l
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.destination.as_str()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    "/tmp/pods/ns_p-1/etc/impressions".into(),
+                    "/etc/impressions"
+                ),
+                (
+                    "/tmp/pods/ns_p-1/etc/impressions/catalog".into(),
+                    "/etc/impressions/catalog"
+                ),
+            ]
+        );
+        // Without a command a container runs its image's entrypoint; a process cannot.
+        let mut p = pod();
+        p.spec.as_mut().unwrap().containers[0].command = None;
+        assert_eq!(
+            plan(&p, &place, &sources()).unwrap().command,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            plan(&p, &self::place(), &sources()),
+            Err(LaunchError::NoCommand)
+        );
     }
 
     #[test]

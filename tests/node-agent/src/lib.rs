@@ -1,7 +1,8 @@
-//! A node agent that runs pods as local processes (the local stack has no container runtime).
+//! A node agent for the local stack: it runs pods as containers from their images through runc
+//! ([`oci`], [`runc`]), or as local processes of a bin folder.
 //!
 //! It registers a Node, binds the pods of its namespace that no scheduler has placed, and runs
-//! each pod bound to it as one process ([`pod`]): the real controller-manager creates the pods
+//! each pod bound to it ([`pod`]): the real controller-manager creates the pods
 //! from the operator's Deployment and computes the Deployment's status from the pod statuses this
 //! agent reports, exactly as in a cluster. Running pods serving a `metrics` port are written to
 //! Prometheus's file_sd folder ([`file_sd`]).
@@ -10,8 +11,10 @@ pub mod address;
 pub mod file_sd;
 pub mod launch;
 pub mod node;
+pub mod oci;
 pub mod pod;
 pub mod pod_status;
+pub mod runc;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -38,8 +41,8 @@ pub struct Agent {
     pub node: String,
     /// The namespace whose pods it runs (`None`: all).
     pub namespace: Option<String>,
-    /// Where `command[0]` of a container is found.
-    pub bin_dir: PathBuf,
+    /// How a pod's container runs.
+    pub runtime: Runtime,
     /// Pod folders live under `<state_dir>/pods/`.
     pub state_dir: PathBuf,
     /// Prometheus file_sd folder.
@@ -49,6 +52,27 @@ pub struct Agent {
     /// On the agent's own stop, how long its pods get to stop (a kubelet's
     /// `shutdownGracePeriod`); processes still running after it are killed.
     pub shutdown_grace: Duration,
+}
+
+/// How the agent runs a pod's container.
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// As a local process: `command[0]` is a program of `bin_dir`; the image is not used and
+    /// limits are not applied.
+    Process { bin_dir: PathBuf },
+    /// As a container from its image (podman's local storage; nothing is pulled) through runc,
+    /// with its limits as cgroup limits.
+    Runc(runc::Runc),
+}
+
+impl Runtime {
+    /// The name the Node shows (`impressions.dev/node-agent` label, runtime version).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::Process { .. } => "process",
+            Runtime::Runc(_) => "runc",
+        }
+    }
 }
 
 /// The deadline of each API call of the agent's loop (binding, Node heartbeat, deregistering).
@@ -74,7 +98,7 @@ impl std::fmt::Debug for Agent {
         f.debug_struct("Agent")
             .field("node", &self.node)
             .field("namespace", &self.namespace)
-            .field("bin_dir", &self.bin_dir)
+            .field("runtime", &self.runtime)
             .finish_non_exhaustive()
     }
 }
@@ -93,9 +117,13 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let agent = Arc::new(agent);
+    if let Runtime::Runc(runc) = &agent.runtime {
+        runc.delete_all().await;
+    }
     let mut stop = std::pin::pin!(stop);
+    let runtime = agent.runtime.name();
     tokio::select! {
-        r = tokio::time::timeout(API_DEADLINE, node::register(&agent.client, &agent.node)) => {
+        r = tokio::time::timeout(API_DEADLINE, node::register(&agent.client, &agent.node, runtime)) => {
             r.map_err(|_| anyhow::anyhow!("registering the Node: no answer within {API_DEADLINE:?}"))??
         }
         _ = &mut stop => {
@@ -109,7 +137,9 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(node::HEARTBEAT).await;
-                match tokio::time::timeout(API_DEADLINE, node::heartbeat(&client, &name)).await {
+                match tokio::time::timeout(API_DEADLINE, node::heartbeat(&client, &name, runtime))
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat failed"),
                     Err(_) => tracing::warn!("node heartbeat: no answer within {API_DEADLINE:?}"),
@@ -207,6 +237,10 @@ pub async fn run(
         // Dropping the tasks kills their processes (kill_on_drop; pdeathsig when the agent exits).
         tracing::warn!(grace = ?agent.shutdown_grace, "pods still running after the shutdown grace are killed");
         tasks.shutdown().await;
+    }
+    if let Runtime::Runc(runc) = &agent.runtime {
+        // Containers whose runc was killed with its task.
+        runc.delete_all().await;
     }
     for r in running.values() {
         addresses.release(r.ip);

@@ -15,13 +15,13 @@ use serde_json::json;
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Creates the Node (or takes over an existing one of the same name) and marks it Ready.
-pub async fn register(client: &Client, name: &str) -> kube::Result<()> {
+pub async fn register(client: &Client, name: &str, runtime: &str) -> kube::Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": { "name": name, "labels": {
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-            "impressions.dev/node-agent": "process",
+            "impressions.dev/node-agent": runtime,
         }},
     }))
     .expect("node object");
@@ -30,11 +30,11 @@ pub async fn register(client: &Client, name: &str) -> kube::Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
-    heartbeat(client, name).await
+    heartbeat(client, name, runtime).await
 }
 
 /// Renews the Ready condition.
-pub async fn heartbeat(client: &Client, name: &str) -> kube::Result<()> {
+pub async fn heartbeat(client: &Client, name: &str, runtime: &str) -> kube::Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -44,12 +44,12 @@ pub async fn heartbeat(client: &Client, name: &str) -> kube::Result<()> {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
         "conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": "the impressions node agent runs pods as local processes",
+            "message": format!("the impressions node agent runs pods ({runtime})"),
             "lastHeartbeatTime": now, "lastTransitionTime": now,
         }],
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
-            "osImage": "local processes", "containerRuntimeVersion": "process://impressions-node-agent",
+            "osImage": "impressions node agent", "containerRuntimeVersion": format!("{runtime}://impressions-node-agent"),
             "kubeletVersion": "v0.0.0-node-agent", "kubeProxyVersion": "",
             "operatingSystem": "linux", "architecture": std::env::consts::ARCH,
         },

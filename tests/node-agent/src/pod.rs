@@ -1,6 +1,7 @@
-//! One pod's life on the node: fetch what it refers to, start its process, probe it, report its
-//! status, restart it with back-off when it exits, and on deletion send SIGTERM, wait the grace
-//! period, SIGKILL, and remove the pod as a kubelet does.
+//! One pod's life on the node: fetch what it refers to (and in a container, its image), start
+//! its container or process, probe it, report its status, restart it with back-off when it
+//! exits, and on deletion send SIGTERM, wait the grace period, SIGKILL, and remove the pod as a
+//! kubelet does.
 
 use std::{
     net::Ipv4Addr,
@@ -19,10 +20,120 @@ use serde_json::Value;
 use tokio::{process::Child, sync::watch};
 
 use super::{
-    Agent, file_sd,
+    Agent, Runtime, file_sd,
     launch::{self, HttpProbe, Launch, Placement, Sources},
+    oci,
     pod_status::{self, ContainerState},
+    runc::{self, Runc},
 };
+
+/// What a pod runs as, once what it refers to is resolved.
+enum Start {
+    Process(Launch),
+    Container {
+        launch: Launch,
+        runc: Runc,
+        /// The runc container ID (`<namespace>_<pod>`), also its cgroup's name.
+        id: String,
+        bundle: PathBuf,
+    },
+}
+
+impl Start {
+    fn launch(&self) -> &Launch {
+        match self {
+            Start::Process(l) | Start::Container { launch: l, .. } => l,
+        }
+    }
+
+    async fn spawn(&self, pod_dir: &Path) -> std::io::Result<Child> {
+        match self {
+            Start::Process(l) => spawn(l, pod_dir),
+            Start::Container {
+                runc, id, bundle, ..
+            } => runc.start(id, bundle, &pod_dir.join("container.log")).await,
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(&self, child: &mut Child, grace: Duration) {
+        match self {
+            Start::Process(_) => stop(child, grace).await,
+            Start::Container { runc, id, .. } => runc.stop(id, child, grace).await,
+        }
+    }
+}
+
+/// The cgroup parent of the containers (`/sys/fs/cgroup/<controller>/<CGROUP_PARENT>/<id>`).
+pub const CGROUP_PARENT: &str = "impressions-node-agent";
+
+/// The runc container ID of a pod.
+pub fn container_id(ns: &str, name: &str) -> String {
+    format!("{ns}_{name}")
+}
+
+/// Resolves what the pod refers to into what to start, or the waiting reason and message.
+async fn prepare(
+    agent: &Agent,
+    pod: &Pod,
+    place: &Placement,
+    c: &mut ContainerState,
+) -> Result<Start, (String, String)> {
+    let config_error = |e: String| ("CreateContainerConfigError".to_owned(), e);
+    let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let plan = || async {
+        let src = sources(agent, &ns, pod)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        launch::plan(pod, place, &src).map_err(|e| config_error(e.to_string()))
+    };
+    let Runtime::Runc(runc) = &agent.runtime else {
+        return Ok(Start::Process(plan().await?));
+    };
+    // The image first, as a kubelet does: its config is part of the container's.
+    let image_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let image = match runc::inspect(&image_name).await {
+        Ok(Some(image)) => image,
+        Ok(None) => {
+            return Err((
+                "ErrImageNeverPull".into(),
+                format!(
+                    "Container image {image_name:?} is not present on the node, which pulls no \
+                     image (`make images` builds the project's images; `podman load` loads others)"
+                ),
+            ));
+        }
+        Err(e) => return Err(("ImageInspectError".into(), format!("{e:#}"))),
+    };
+    c.image = Some((image_name, image.id.clone()));
+    let launch = plan().await?;
+    let rootfs = runc
+        .rootfs(&image)
+        .await
+        .map_err(|e| ("CreateContainerError".to_owned(), format!("{e:#}")))?;
+    let id = container_id(&ns, &name);
+    let bundle = oci::Bundle {
+        rootfs,
+        hostname: name,
+        cgroups_path: format!("/{CGROUP_PARENT}/{id}"),
+        nofile: runc.nofile,
+    };
+    let spec = oci::spec(pod, &launch, &image, &bundle).map_err(|e| config_error(e.to_string()))?;
+    let dir = place.pod_dir.join("bundle");
+    Runc::write_bundle(&dir, &spec)
+        .map_err(|e| ("CreateContainerError".to_owned(), e.to_string()))?;
+    Ok(Start::Container {
+        launch,
+        runc: runc.clone(),
+        id,
+        bundle: dir,
+    })
+}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -83,7 +194,10 @@ async fn lifecycle(
         node_name: agent.node.clone(),
         pod_ip: ip,
         pod_dir: pod_dir.clone(),
-        bin_dir: agent.bin_dir.clone(),
+        bin_dir: match &agent.runtime {
+            Runtime::Process { bin_dir } => Some(bin_dir.clone()),
+            Runtime::Runc(_) => None,
+        },
         listen_env: agent.listen_env.clone(),
     };
     let container = pod
@@ -105,23 +219,20 @@ async fn lifecycle(
     };
     let pipeline = pod.labels().get(file_sd::PIPELINE_LABEL).cloned();
 
-    // Resolve the launch plan; a missing ConfigMap or Secret is retried, as a kubelet does.
-    let plan = loop {
+    // Resolve the launch plan (and the image); a missing ConfigMap, Secret or image is retried,
+    // as a kubelet does.
+    let start = loop {
         if deleting(&rx.borrow()) {
             {
                 let p = rx.borrow().clone();
                 return finish(&api, &p, &pod_dir).await;
             }
         }
-        let result = match sources(&agent, &ns, &pod).await {
-            Ok(src) => launch::plan(&pod, &place, &src).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(plan) => break plan,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start");
-                c.waiting = Some(("CreateContainerConfigError".into(), e));
+        match prepare(&agent, &pod, &place, &mut c).await {
+            Ok(start) => break start,
+            Err((reason, message)) => {
+                tracing::warn!(%reason, error = %message, "cannot start");
+                c.waiting = Some((reason, message));
                 reporter.push(&c).await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -130,14 +241,15 @@ async fn lifecycle(
             }
         }
     };
-    if let Err(e) = write_files(&plan, &pod_dir) {
+    let plan = start.launch();
+    if let Err(e) = write_files(plan, &pod_dir) {
         tracing::error!(error = %e, "cannot write the pod's files");
     }
 
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        match spawn(&plan, &pod_dir) {
+        match start.spawn(&pod_dir).await {
             Ok(mut child) => {
                 c.running_since = Some(now());
                 c.waiting = None;
@@ -155,7 +267,7 @@ async fn lifecycle(
                         &format!("{ip}:{port}"),
                     );
                 }
-                let exit = supervise(&mut child, &plan, ip, &mut c, &mut reporter, &mut rx).await;
+                let exit = supervise(&mut child, &start, ip, &mut c, &mut reporter, &mut rx).await;
                 if let Some(dir) = &agent.file_sd_dir {
                     file_sd::remove(dir, &ns, &name);
                 }
@@ -170,7 +282,7 @@ async fn lifecycle(
                 c.restarts += 1;
             }
             Err(e) => {
-                tracing::error!(error = %e, program = %plan.program.display(), "cannot start");
+                tracing::error!(error = %e, command = ?plan.command, "cannot start");
                 c.last_exit = None;
                 c.waiting = Some(("RunContainerError".into(), e.to_string()));
             }
@@ -211,12 +323,13 @@ async fn lifecycle(
 /// exited by itself or was stopped for its liveness, `None` when it was stopped for deletion.
 async fn supervise(
     child: &mut Child,
-    plan: &Launch,
+    start: &Start,
     ip: Ipv4Addr,
     c: &mut ContainerState,
     reporter: &mut Reporter,
     rx: &mut watch::Receiver<Option<Pod>>,
 ) -> Option<i32> {
+    let plan = start.launch();
     let period = plan.readiness.as_ref().map_or(Duration::from_secs(1), |p| {
         p.period.min(Duration::from_secs(1))
     });
@@ -260,7 +373,7 @@ async fn supervise(
                     );
                     c.ready = false;
                     reporter.push(c).await;
-                    stop(child, plan.termination_grace).await;
+                    start.stop(child, plan.termination_grace).await;
                     return Some(child.wait().await.map_or(-1, exit_code));
                 }
             }
@@ -269,7 +382,7 @@ async fn supervise(
                     let grace = rx.borrow().as_ref()
                         .and_then(|p| p.metadata.deletion_grace_period_seconds)
                         .unwrap_or(30);
-                    stop(child, Duration::from_secs(grace.max(0) as u64)).await;
+                    start.stop(child, Duration::from_secs(grace.max(0) as u64)).await;
                     return None;
                 }
             }
@@ -403,10 +516,15 @@ fn spawn(plan: &Launch, pod_dir: &Path) -> std::io::Result<Child> {
         .open(pod_dir.join("container.log"))?;
     // setpriv sets the parent-death signal, then execs the program: the process dies with the
     // agent even when the agent is killed.
+    let (program, args) = plan
+        .command
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("no command"))?;
     let mut cmd = tokio::process::Command::new("setpriv");
     cmd.args(["--pdeathsig", "KILL", "--"])
-        .arg(&plan.program)
-        .args(&plan.args)
+        .arg(program)
+        .args(args)
+        .args(plan.args.iter().flatten())
         .env_clear()
         .envs(plan.env.iter().cloned())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -15,6 +15,8 @@ pub struct ContainerState {
     pub last_exit: Option<(i32, String)>,
     /// Why it is not running (reason, message).
     pub waiting: Option<(String, String)>,
+    /// The image and its ID, once found (a container); `None` for a local process.
+    pub image: Option<(String, String)>,
 }
 
 /// The `status` of the pod.
@@ -38,8 +40,8 @@ pub fn status(c: &ContainerState, pod_ip: &str, start_time: &str, now: &str) -> 
         "ready": c.ready,
         "started": started,
         "restartCount": c.restarts,
-        "image": "local-process",
-        "imageID": "",
+        "image": c.image.as_ref().map_or("local-process", |i| i.0.as_str()),
+        "imageID": c.image.as_ref().map_or("", |i| i.1.as_str()),
         "state": state,
     });
     if let Some((code, at)) = &c.last_exit {

@@ -8,6 +8,7 @@ pub mod blackhole;
 pub mod chart;
 pub mod cluster;
 pub mod decisions;
+pub mod images;
 pub mod kafka;
 pub mod observe;
 pub mod operator;

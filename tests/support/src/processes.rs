@@ -10,7 +10,7 @@ use impressions_worker::loadgen::Kind;
 
 use crate::{Stack, worker::binary};
 
-/// A node agent running one namespace's pods as processes.
+/// A node agent running one namespace's pods (as processes, or as containers through runc).
 #[derive(Debug)]
 pub struct NodeAgentProcess {
     pub child: Child,
@@ -21,20 +21,35 @@ pub struct NodeAgentProcess {
 }
 
 impl NodeAgentProcess {
-    /// Starts an agent with its own Node for `namespace`, writing scrape targets for the stack's
-    /// Prometheus.
+    /// Starts an agent with its own Node for `namespace`, running pods as processes of the
+    /// workspace's binaries, writing scrape targets for the stack's Prometheus.
     pub fn start(stack: &Stack, namespace: &str) -> NodeAgentProcess {
+        let bin_dir = binary("worker").parent().unwrap().to_owned();
+        let mut runtime = vec!["--runtime".into(), "process".into(), "--bin-dir".into()];
+        runtime.push(bin_dir.into_os_string());
+        Self::start_with(stack, namespace, &runtime)
+    }
+
+    /// [`NodeAgentProcess::start`] running pods as containers from their images through runc
+    /// (`make images` builds the project's).
+    pub fn start_containers(stack: &Stack, namespace: &str) -> NodeAgentProcess {
+        Self::start_with(stack, namespace, &["--runtime".into(), "runc".into()])
+    }
+
+    fn start_with(
+        stack: &Stack,
+        namespace: &str,
+        runtime: &[std::ffi::OsString],
+    ) -> NodeAgentProcess {
         let dir = std::env::temp_dir()
             .join("impressions-tests")
             .join(format!("node-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("agent.log");
         let node = format!("node-{namespace}");
-        let bin_dir = binary("worker").parent().unwrap().to_owned();
         let child = Command::new(binary("node_agent"))
             .args(["--node", &node, "--namespace", namespace])
-            .arg("--bin-dir")
-            .arg(&bin_dir)
+            .args(runtime)
             .arg("--state-dir")
             .arg(&dir)
             .arg("--file-sd-dir")
