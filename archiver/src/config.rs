@@ -1,7 +1,8 @@
 //! The archiver's configuration: a YAML file (what the operator renders into a ConfigMap).
-//! Unknown fields and wrong values stop the archiver at start with the field named. One
-//! environment override: `ARCHIVER_CATALOG_URI` replaces `catalog.uri` (the operator maps it
-//! from a Secret when the catalog's credentials are in one).
+//! Unknown fields and wrong values stop the archiver at start with the field named. Environment
+//! overrides (what the operator maps from Secrets): `ARCHIVER_CATALOG_URI` replaces
+//! `catalog.uri`; `ARCHIVER__SOURCE__KAFKA__<property>` sets the librdkafka property
+//! `<property>` of `source.kafka` (e.g. `ARCHIVER__SOURCE__KAFKA__sasl.password`).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -11,6 +12,30 @@ use crate::{roll::RollPolicy, schema::Partitioning};
 
 /// The environment variable that replaces `catalog.uri`.
 pub const CATALOG_URI_ENV: &str = "ARCHIVER_CATALOG_URI";
+/// The prefix of environment variables that set `source.kafka` properties.
+pub const SOURCE_KAFKA_ENV_PREFIX: &str = "ARCHIVER__SOURCE__KAFKA__";
+
+/// What the environment overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub catalog_uri: Option<String>,
+    pub source_kafka: BTreeMap<String, String>,
+}
+
+impl Overrides {
+    /// The overrides among `vars` (the process's environment).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut o = Overrides::default();
+        for (k, v) in vars {
+            if k == CATALOG_URI_ENV {
+                o.catalog_uri = Some(v);
+            } else if let Some(property) = k.strip_prefix(SOURCE_KAFKA_ENV_PREFIX) {
+                o.source_kafka.insert(property.to_string(), v);
+            }
+        }
+        o
+    }
+}
 
 /// librdkafka settings the archiver sets itself (exactly once depends on them); the config's
 /// `source.kafka` cannot override them.
@@ -162,24 +187,24 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl ArchiverConfig {
-    /// Reads, parses and validates a config file, with `ARCHIVER_CATALOG_URI` applied.
+    /// Reads, parses and validates a config file, with the environment's overrides applied.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::from_yaml(&text, std::env::var(CATALOG_URI_ENV).ok())
+        Self::from_yaml(&text, Overrides::from_vars(std::env::vars()))
     }
 
-    /// Parses and validates YAML text; `catalog_uri` (from the environment) replaces the
-    /// file's `catalog.uri`.
-    pub fn from_yaml(text: &str, catalog_uri: Option<String>) -> Result<Self, ConfigError> {
+    /// Parses and validates YAML text with `overrides` applied.
+    pub fn from_yaml(text: &str, overrides: Overrides) -> Result<Self, ConfigError> {
         // serde_yaml's messages name the field's path (`table.partitioning: unknown variant …`)
         let mut config: ArchiverConfig =
             serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        if let Some(uri) = catalog_uri {
+        if let Some(uri) = overrides.catalog_uri {
             config.catalog.uri = uri;
         }
+        config.source.kafka.extend(overrides.source_kafka);
         config.validate()?;
         Ok(config)
     }
@@ -286,14 +311,14 @@ table: {namespace: impressions, name: eu}
 "#;
 
     fn err(text: &str) -> String {
-        ArchiverConfig::from_yaml(text, None)
+        ArchiverConfig::from_yaml(text, Overrides::default())
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn defaults() {
-        let c = ArchiverConfig::from_yaml(MINIMAL, None).unwrap();
+        let c = ArchiverConfig::from_yaml(MINIMAL, Overrides::default()).unwrap();
         assert_eq!(c.commit_interval_seconds, 300);
         assert_eq!(c.table.partitioning, Partitioning::Hour);
         assert_eq!(c.table.target_file_size_bytes, 128 * 1024 * 1024);
@@ -302,9 +327,33 @@ table: {namespace: impressions, name: eu}
     }
 
     #[test]
-    fn env_replaces_the_catalog_uri() {
-        let c = ArchiverConfig::from_yaml(MINIMAL, Some("postgres://u:p@db/cat".into())).unwrap();
+    fn env_replaces_the_catalog_uri_and_sets_kafka_properties() {
+        let o = Overrides::from_vars([
+            (
+                "ARCHIVER_CATALOG_URI".to_string(),
+                "postgres://u:p@db/cat".to_string(),
+            ),
+            (
+                "ARCHIVER__SOURCE__KAFKA__sasl.password".to_string(),
+                "s3cret".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ]);
+        let c = ArchiverConfig::from_yaml(MINIMAL, o).unwrap();
         assert_eq!(c.catalog.uri, "postgres://u:p@db/cat");
+        assert_eq!(
+            c.source.kafka.get("sasl.password").map(String::as_str),
+            Some("s3cret")
+        );
+        // an override cannot set what the archiver fixes
+        let o = Overrides::from_vars([(
+            "ARCHIVER__SOURCE__KAFKA__group.id".to_string(),
+            "x".to_string(),
+        )]);
+        let e = ArchiverConfig::from_yaml(MINIMAL, o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("source.kafka:"), "{e}");
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Default for Metrics {
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             commit_files: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-            commit_bytes: Histogram::new([1e4, 1e5, 1e6, 4e6, 16e6, 64e6, 256e6, 1e9].into_iter()),
+            commit_bytes: Histogram::new([1e4, 1e5, 1e6, 4e6, 16e6, 64e6, 256e6, 1e9]),
             files: Counter::default(),
             bytes: Counter::default(),
             small_files: Counter::default(),

@@ -29,8 +29,8 @@ type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum Inner {
-    Partitioned(FanoutWriter<Builder>),
-    Unpartitioned(UnpartitionedWriter<Builder>),
+    Partitioned(Box<FanoutWriter<Builder>>),
+    Unpartitioned(Box<UnpartitionedWriter<Builder>>),
 }
 
 /// The open data files of one commit.
@@ -71,8 +71,8 @@ impl FileSet {
         );
         let builder = DataFileWriterBuilder::new(rolling);
         let inner = match partitioning {
-            Partitioning::None => Inner::Unpartitioned(UnpartitionedWriter::new(builder)),
-            _ => Inner::Partitioned(FanoutWriter::new(builder)),
+            Partitioning::None => Inner::Unpartitioned(Box::new(UnpartitionedWriter::new(builder))),
+            _ => Inner::Partitioned(Box::new(FanoutWriter::new(builder))),
         };
         Ok(FileSet {
             inner,
