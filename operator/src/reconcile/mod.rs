@@ -4,7 +4,8 @@
 //!    ConfigMap) into [`resolved::Resolved`];
 //! 2. bounds: the policy's replica bounds narrowed by the pipeline ([`crate::autoscale::bounds`])
 //!    and the replica count to apply (the latest evaluation's, in Auto mode);
-//! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget;
+//! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget, and the
+//!    archiver's ConfigMap and Deployment when the pipeline has an archive;
 //! 4. [`apply`]: server-side apply of each child;
 //! 5. [`status`] (pure): the next status in one pass, written only when it changed;
 //! 6. [`events`] (pure): the Events the transition deserves, published.
@@ -100,12 +101,17 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     let evaluation = ctx.scaler.latest(&key);
     let replicas = applied_replicas(p.spec.scaling.mode, evaluation.as_ref(), base, b.min, b.max);
     // 3. Children.
-    let children = children::children(p, &resolved, replicas, &ctx.opts.build)?;
+    // The archiver fleet runs one archiver (not autoscaled yet).
+    let children = children::children(p, &resolved, replicas, 1, &ctx.opts.build)?;
     // 4. Apply.
     apply(ctx, &ns, &children.config_map).await?;
     apply(ctx, &ns, &children.service).await?;
     apply(ctx, &ns, &children.pdb).await?;
     let deployment = apply(ctx, &ns, &children.deployment).await?;
+    if let Some((config_map, archivers)) = &children.archiver {
+        apply(ctx, &ns, config_map).await?;
+        apply(ctx, &ns, archivers).await?;
+    }
     // 5. Status.
     let quality = ctx.quality.latest(&key);
     let observed = Observed::Applied {
