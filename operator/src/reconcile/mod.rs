@@ -15,6 +15,7 @@
 
 pub mod applied;
 pub mod apply;
+pub mod archive_status;
 pub mod children;
 pub mod dereference;
 pub mod events;
@@ -108,10 +109,13 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     apply(ctx, &ns, &children.service).await?;
     apply(ctx, &ns, &children.pdb).await?;
     let deployment = apply(ctx, &ns, &children.deployment).await?;
-    if let Some((config_map, archivers)) = &children.archiver {
-        apply(ctx, &ns, config_map).await?;
-        apply(ctx, &ns, archivers).await?;
-    }
+    let archivers = match &children.archiver {
+        Some((config_map, archivers)) => {
+            apply(ctx, &ns, config_map).await?;
+            Some(apply(ctx, &ns, archivers).await?)
+        }
+        None => None,
+    };
     // 5. Status.
     let quality = ctx.quality.latest(&key);
     let observed = Observed::Applied {
@@ -120,7 +124,8 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
         bounds: &b,
         policy: resolved.policy.name.as_deref(),
     };
-    let next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
+    let mut next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
+    archive_status::with_archive(&mut next, p.metadata.generation, archivers.as_ref(), &now());
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
     register_for_quality(ctx, p, &ns, &resolved);
     observe(ctx, p, &ns, &next, evaluation.as_ref(), quality.as_ref());
