@@ -2,7 +2,8 @@
 //! Unknown fields and wrong values stop the archiver at start with the field named. Environment
 //! overrides (what the operator maps from Secrets): `ARCHIVER_CATALOG_URI` replaces
 //! `catalog.uri`; `ARCHIVER__SOURCE__KAFKA__<property>` sets the librdkafka property
-//! `<property>` of `source.kafka` (e.g. `ARCHIVER__SOURCE__KAFKA__sasl.password`).
+//! `<property>` of `source.kafka` (e.g. `ARCHIVER__SOURCE__KAFKA__sasl.password`);
+//! `ARCHIVER__METRICS__LISTEN` replaces `metrics.listen` (the pod's IP and port).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -12,6 +13,8 @@ use crate::{roll::RollPolicy, schema::Partitioning};
 
 /// The environment variable that replaces `catalog.uri`.
 pub const CATALOG_URI_ENV: &str = "ARCHIVER_CATALOG_URI";
+/// The environment variable that replaces `metrics.listen`.
+pub const METRICS_LISTEN_ENV: &str = "ARCHIVER__METRICS__LISTEN";
 /// The prefix of environment variables that set `source.kafka` properties.
 pub const SOURCE_KAFKA_ENV_PREFIX: &str = "ARCHIVER__SOURCE__KAFKA__";
 
@@ -19,6 +22,7 @@ pub const SOURCE_KAFKA_ENV_PREFIX: &str = "ARCHIVER__SOURCE__KAFKA__";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub catalog_uri: Option<String>,
+    pub metrics_listen: Option<String>,
     pub source_kafka: BTreeMap<String, String>,
 }
 
@@ -29,6 +33,8 @@ impl Overrides {
         for (k, v) in vars {
             if k == CATALOG_URI_ENV {
                 o.catalog_uri = Some(v);
+            } else if k == METRICS_LISTEN_ENV {
+                o.metrics_listen = Some(v);
             } else if let Some(property) = k.strip_prefix(SOURCE_KAFKA_ENV_PREFIX) {
                 o.source_kafka.insert(property.to_string(), v);
             }
@@ -205,6 +211,14 @@ impl ArchiverConfig {
             config.catalog.uri = uri;
         }
         config.source.kafka.extend(overrides.source_kafka);
+        if let Some(listen) = overrides.metrics_listen {
+            config.metrics.listen = listen.parse().map_err(|e| {
+                invalid(
+                    "metrics.listen",
+                    format!("{METRICS_LISTEN_ENV}=`{listen}` is not an address: {e}"),
+                )
+            })?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -338,13 +352,26 @@ table: {namespace: impressions, name: eu}
                 "s3cret".to_string(),
             ),
             ("PATH".to_string(), "/bin".to_string()),
+            (
+                "ARCHIVER__METRICS__LISTEN".to_string(),
+                "127.70.0.3:9464".to_string(),
+            ),
         ]);
         let c = ArchiverConfig::from_yaml(MINIMAL, o).unwrap();
+        assert_eq!(c.metrics.listen.to_string(), "127.70.0.3:9464");
         assert_eq!(c.catalog.uri, "postgres://u:p@db/cat");
         assert_eq!(
             c.source.kafka.get("sasl.password").map(String::as_str),
             Some("s3cret")
         );
+        let o = Overrides::from_vars([(
+            "ARCHIVER__METRICS__LISTEN".to_string(),
+            "pod:9464".to_string(),
+        )]);
+        let e = ArchiverConfig::from_yaml(MINIMAL, o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("metrics.listen:"), "{e}");
         // an override cannot set what the archiver fixes
         let o = Overrides::from_vars([(
             "ARCHIVER__SOURCE__KAFKA__group.id".to_string(),

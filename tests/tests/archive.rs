@@ -308,3 +308,101 @@ async fn two_archivers_and_their_rebalances_keep_each_record_once() {
         "both archivers committed snapshots: {writers:?}"
     );
 }
+
+/// The operator runs an archiver for a pipeline with an archive: its Deployment's pod runs on
+/// the node agent as the `archiver` program (found in the bin folder like the worker), archives
+/// what the workers write, and the pipeline shows ArchiveHealthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_runs_the_archiver_of_a_pipeline_with_an_archive() {
+    use impressions_crds::{ImpressionPipeline, conditions};
+    use impressions_tests::{
+        cluster,
+        operator::{OperatorProcess, eventually},
+        processes::NodeAgentProcess,
+        unique,
+    };
+    use kube::{Api, api::PostParams};
+
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("archive-op"))
+        .await
+        .unwrap();
+    let raw = kafka::pipeline_topics(stack, &ns).await;
+    let catalog = Catalog::new("archive-op");
+    let pipeline = serde_json::json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline", "metadata": {"name": "arch"},
+        "spec": {"region": "local",
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": raw, "offsetReset": "Earliest"},
+                 "sink": {"topic": format!("{ns}-out"), "deadLetterTopic": format!("{ns}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{ns}-titles")}},
+                 "worker": {"threads": 1, "drainTimeoutSeconds": 5},
+                 "scaling": {"mode": "Manual"}, "replicas": 1,
+                 "archive": {"catalog": {"sql": {"uri": catalog.uri()}}, "warehouse": catalog.warehouse(),
+                             "namespace": catalog.namespace, "table": catalog.table, "commitIntervalSeconds": 2}}});
+    let api = Api::<ImpressionPipeline>::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(pipeline).unwrap(),
+    )
+    .await
+    .unwrap();
+    let agent = NodeAgentProcess::start(stack, &ns);
+    let op = OperatorProcess::start(stack, "local", &ns, &[]);
+    kafka::produce_generated(stack, &raw, 41, 2000, 200, MIX).await;
+    let diag = || format!("{}\n{}", op.log_tail(), agent.log_tail());
+
+    // every record the worker wrote, each once, in the table
+    let out = format!("{ns}-out");
+    let want: Vec<String> = eventually(
+        Duration::from_secs(120),
+        "the worker wrote its records",
+        || {
+            let got = kafka::read_to_end(
+                stack,
+                &out,
+                Isolation::ReadUncommitted,
+                Duration::from_secs(5),
+            );
+            let ids: Vec<String> = got.iter().map(event_id).collect();
+            std::future::ready((ids.len() > 1500).then_some(ids))
+        },
+    )
+    .await;
+    let table = eventually(
+        Duration::from_secs(120),
+        "the archiver committed them",
+        || {
+            let t = catalog
+                .try_read(stack)
+                .ok()
+                .filter(|t| t.rows >= want.len());
+            std::future::ready(t)
+        },
+    )
+    .await;
+    assert_exactly(
+        &table,
+        &want,
+        &format!("the operator's archiver\n{}", diag()),
+    );
+    let writer = table.snapshots[0]
+        .summary
+        .get("impressions.archive.writer")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        writer.starts_with("arch-archiver-"),
+        "committed by the archiver pod: {writer}"
+    );
+    let healthy = eventually(Duration::from_secs(60), "ArchiveHealthy", || {
+        let api = api.clone();
+        async move {
+            let p = api.get("arch").await.ok()?;
+            let c = conditions::get(&p.status?.conditions, conditions::ARCHIVE_HEALTHY)?.clone();
+            (c.status == "True").then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(healthy.reason, "ArchiverReady", "{}", diag());
+}

@@ -64,8 +64,14 @@ impl Catalog {
         out
     }
 
-    /// Reads the table with pyiceberg.
+    /// Reads the table with pyiceberg; panics with pyiceberg's error when it cannot.
     pub fn read(&self, stack: &Stack) -> TableReadBack {
+        self.try_read(stack)
+            .unwrap_or_else(|e| panic!("pyiceberg failed: {e}"))
+    }
+
+    /// Reads the table with pyiceberg (an error while it does not exist yet).
+    pub fn try_read(&self, stack: &Stack) -> Result<TableReadBack, String> {
         let python = stack.tool("pyiceberg-python");
         assert!(
             python.exists(),
@@ -83,12 +89,10 @@ impl Catalog {
             ])
             .output()
             .expect("run pyiceberg");
-        assert!(
-            out.status.success(),
-            "pyiceberg failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("pyiceberg's JSON")
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("pyiceberg's JSON: {e}"))
     }
 }
 

@@ -93,7 +93,12 @@ pub fn deployment(
     opts: &BuildOptions,
 ) -> Result<Deployment, Error> {
     let name = p.name_any();
-    let mut env = vec![json!({"name": "ARCHIVER_LOG_FORMAT", "value": "json"})];
+    // /metrics on the pod's IP (the node agent runs pods on one host, each with its own IP)
+    let mut env = vec![
+        json!({"name": "ARCHIVER_LOG_FORMAT", "value": "json"}),
+        json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}),
+        json!({"name": "ARCHIVER__METRICS__LISTEN", "value": format!("$(POD_IP):{}", labels::METRICS_PORT)}),
+    ];
     if let Some(r) = archive
         .catalog
         .sql
