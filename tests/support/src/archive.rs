@@ -179,7 +179,12 @@ impl ArchiverProcess {
         )
         .unwrap();
         let log = dir.join(format!("{}.log", unique(name)));
-        let child = Command::new(binary("archiver"))
+        // IMPRESSIONS_ARCHIVER_BIN: another build of the archiver (e.g. a release build driven by
+        // a debug bench harness)
+        let program = std::env::var_os("IMPRESSIONS_ARCHIVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| binary("archiver"));
+        let child = Command::new(program)
             .arg("--config")
             .arg(&config)
             .envs(env.iter().copied())

@@ -150,10 +150,9 @@ async fn main() {
 }
 
 fn chrono_date() -> String {
-    let out = std::process::Command::new("date")
+    std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%MZ"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    out
+        .unwrap_or_default()
 }
