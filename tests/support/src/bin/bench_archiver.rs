@@ -123,7 +123,7 @@ async fn main() {
     let rate_to_roll = target / 300.0 / parquet_per_record;
     let report = serde_json::json!({
         "date": chrono_date(),
-        "command": format!("make bench-archiver (bench_archiver {n})"),
+        "command": command_line(),
         "machine": "2 cores, 24 GiB; the local stack on the same cores",
         "records": records,
         "wall_seconds": wall,
@@ -155,4 +155,13 @@ fn chrono_date() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The command line as run, with the archiver build it drove.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    match std::env::var("IMPRESSIONS_ARCHIVER_BIN") {
+        Ok(bin) => format!("IMPRESSIONS_ARCHIVER_BIN={bin} {}", args.join(" ")),
+        Err(_) => args.join(" "),
+    }
 }
