@@ -86,13 +86,17 @@ pub fn deployment(
     p: &ImpressionPipeline,
     ns: &str,
     owner: &OwnerReference,
-    archive: &ArchiveSpec,
     resolved: &Resolved,
     replicas: i32,
     config_yaml: &str,
     opts: &BuildOptions,
 ) -> Result<Deployment, Error> {
     let name = p.name_any();
+    let archive = p
+        .spec
+        .archive
+        .as_ref()
+        .ok_or_else(|| Error::Build("no spec.archive".into()))?;
     // /metrics on the pod's IP (the node agent runs pods on one host, each with its own IP)
     let mut env = vec![
         json!({"name": "ARCHIVER_LOG_FORMAT", "value": "json"}),

@@ -72,9 +72,7 @@ pub fn children(
             let yaml = archiver::render(pipeline, &ns, archive)?;
             Some((
                 archiver::config_map(&name, &ns, &owner, &yaml)?,
-                archiver::deployment(
-                    pipeline, &ns, &owner, archive, resolved, archivers, &yaml, opts,
-                )?,
+                archiver::deployment(pipeline, &ns, &owner, resolved, archivers, &yaml, opts)?,
             ))
         }
     };
