@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -41,6 +41,13 @@ bench-worker: stack-up
 	$(CARGO) build --release --bin worker --bin bench_e2e
 	target/release/bench_e2e 500000 1 AtLeastOnce,ExactlyOnce
 	target/release/bench_e2e 500000 2 AtLeastOnce,ExactlyOnce
+
+## bench-archiver: the archiver on the local Kafka: records/s per core, Parquet bytes per record
+## against the Avro topic, commit latency, files per hour at the defaults (docs/benchmarks.md)
+bench-archiver: stack-up
+	$(CARGO) build --release --bin worker --bin archiver --bin bench_archiver
+	mkdir -p docs/results
+	target/release/bench_archiver 200000 --out docs/results/bench-archiver.json
 
 ## bench-operator: 1,000 pipelines with real topics: evaluation interval p50/p99, API requests
 ## per minute by verb, writes, RSS, threads; idle and under traffic, then with Prometheus hung and

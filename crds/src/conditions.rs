@@ -17,6 +17,8 @@ pub const DATA_QUALITY: &str = "DataQuality";
 pub const SCHEMA_DRIFT: &str = "SchemaDrift";
 /// Something keeps the pipeline from working as specified.
 pub const DEGRADED: &str = "Degraded";
+/// Pipelines with an archive: an archiver is ready (absent without an archive).
+pub const ARCHIVE_HEALTHY: &str = "ArchiveHealthy";
 
 /// Sets a condition in `conditions`, keeping `lastTransitionTime` when the status did not change
 /// so that an unchanged condition never causes a write. Returns whether anything changed.

@@ -11,6 +11,7 @@
 //! the schema (patterns, ranges, enums) and in CEL rules (`x-kubernetes-validations`), each with a
 //! human message, so the API server rejects a wrong spec before the operator ever sees it.
 
+pub mod archive;
 pub mod conditions;
 pub mod enrichment;
 pub mod pipeline;

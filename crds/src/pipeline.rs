@@ -118,6 +118,10 @@ pub struct ImpressionPipelineSpec {
     #[serde(default)]
     pub scaling: ScalingSpec,
 
+    /// Archive the records in an Apache Iceberg table (an archiver fleet beside the workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::ArchiveSpec>,
+
     /// The replica count in Manual and External modes (what `kubectl scale ipl` and an external
     /// autoscaler set through the scale subresource). Ignored in Auto and Recommend modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

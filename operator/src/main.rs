@@ -155,6 +155,13 @@ struct RunArgs {
         default_value = impressions_operator::DEFAULT_WORKER_IMAGE
     )]
     worker_image: String,
+    /// The archiver image (pipelines with an archive).
+    #[arg(
+        long,
+        env = "IMPRESSIONS_ARCHIVER_IMAGE",
+        default_value = "ghcr.io/impressions/archiver:0.1.0"
+    )]
+    archiver_image: String,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
@@ -362,6 +369,7 @@ async fn lead(
         field_manager: "impressions-operator".into(),
         build: BuildOptions {
             worker_image: args.worker_image.clone(),
+            archiver_image: args.archiver_image.clone(),
         },
     };
     let controller = controller::run(

@@ -5,6 +5,7 @@
 #   helm: go install at a pinned version
 #   Apache Kafka (KRaft): jars from Maven Central (kafka/pom.xml)
 #   Prometheus + promtool: Debian's package
+#   pyiceberg (the archive tests' independent reader of the Iceberg tables): a venv from PyPI
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
@@ -72,22 +73,36 @@ install_prometheus() {
   (systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
 }
 
+install_pyiceberg() {
+  local out="$cache/pyiceberg-$PYICEBERG_VERSION"
+  [[ -x "$out/bin/python" && -f "$out/.complete" ]] && return
+  step "installing pyiceberg $PYICEBERG_VERSION (sql-sqlite, pyarrow) into a venv from PyPI"
+  rm -rf "$out" && python3 -m venv "$out"
+  "$out/bin/pip" install -q --disable-pip-version-check "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION"
+  touch "$out/.complete"
+}
+
 # Links the pinned binaries into one folder on the stack's PATH.
 link_bin() {
   ln -sf "$cache/kubernetes-$K8S_VERSION"/* "$cache/bin/"
   ln -sf "$cache/etcd-$ETCD_VERSION/etcd" "$cache/bin/etcd"
   ln -sf "$cache/helm-$HELM_VERSION/helm" "$cache/bin/helm"
   ln -sfn "$cache/kafka-$KAFKA_VERSION" "$cache/kafka"
+  # a wrapper, not a link: a venv's python finds its packages from the path it is started by
+  rm -f "$cache/bin/pyiceberg-python"
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$cache/pyiceberg-$PYICEBERG_VERSION/bin/python" >"$cache/bin/pyiceberg-python"
+  chmod +x "$cache/bin/pyiceberg-python"
 }
 
 what="${1:-all}"
 case "$what" in
-  all) install_prometheus; fetch_kafka; build_etcd; build_kubernetes; install_helm; link_bin ;;
+  all) install_prometheus; fetch_kafka; build_etcd; build_kubernetes; install_helm; install_pyiceberg; link_bin ;;
   prometheus) install_prometheus ;;
   kafka) fetch_kafka ;;
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   helm) install_helm ;;
-  *) echo "usage: $0 [all|prometheus|kafka|etcd|kubernetes|helm]" >&2; exit 2 ;;
+  pyiceberg) install_pyiceberg; link_bin ;;
+  *) echo "usage: $0 [all|prometheus|kafka|etcd|kubernetes|helm|pyiceberg]" >&2; exit 2 ;;
 esac
 step "done ($what) in $cache"

@@ -8,6 +8,8 @@ pub const PIPELINE: &str = "impressions.dev/pipeline";
 pub const APP_NAME: &str = "app.kubernetes.io/name";
 /// Value of [`APP_NAME`] for workers.
 pub const WORKER_APP: &str = "impressions-worker";
+/// Value of [`APP_NAME`] for archivers.
+pub const ARCHIVER_APP: &str = "impressions-archiver";
 /// Who manages the children.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The pod-template annotation holding the hash of the worker config (a change rolls the pods).
@@ -44,4 +46,25 @@ pub fn common(pipeline: &str) -> BTreeMap<String, String> {
 /// The name of a pipeline's Deployment, ConfigMap, Service and PodDisruptionBudget.
 pub fn child_name(pipeline: &str) -> String {
     format!("{pipeline}-worker")
+}
+
+/// The selector labels of a pipeline's archiver pods.
+pub fn archiver_selector(pipeline: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (APP_NAME.to_owned(), ARCHIVER_APP.to_owned()),
+        (PIPELINE.to_owned(), pipeline.to_owned()),
+    ])
+}
+
+/// Labels of the archiver's children.
+pub fn archiver_common(pipeline: &str) -> BTreeMap<String, String> {
+    let mut l = archiver_selector(pipeline);
+    l.insert(MANAGED_BY.to_owned(), "impressions-operator".to_owned());
+    l.insert("app.kubernetes.io/instance".to_owned(), pipeline.to_owned());
+    l
+}
+
+/// The name of a pipeline's archiver Deployment and ConfigMap.
+pub fn archiver_name(pipeline: &str) -> String {
+    format!("{pipeline}-archiver")
 }

@@ -4,7 +4,8 @@
 //!    ConfigMap) into [`resolved::Resolved`];
 //! 2. bounds: the policy's replica bounds narrowed by the pipeline ([`crate::autoscale::bounds`])
 //!    and the replica count to apply (the latest evaluation's, in Auto mode);
-//! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget;
+//! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget, and the
+//!    archiver's ConfigMap and Deployment when the pipeline has an archive;
 //! 4. [`apply`]: server-side apply of each child;
 //! 5. [`raw_schema`]: the pipeline's `RawEventSchema` judged with the last schema window of its
 //!    workers (the judgement is pure, [`crate::schema::judge`]), its status written if changed;
@@ -16,6 +17,7 @@
 
 pub mod applied;
 pub mod apply;
+pub mod archive_status;
 pub mod children;
 pub mod dereference;
 pub mod events;
@@ -104,12 +106,20 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     let evaluation = ctx.scaler.latest(&key);
     let replicas = applied_replicas(p.spec.scaling.mode, evaluation.as_ref(), base, b.min, b.max);
     // 3. Children.
-    let children = children::children(p, &resolved, replicas, &ctx.opts.build)?;
+    // The archiver fleet runs one archiver (not autoscaled yet).
+    let children = children::children(p, &resolved, replicas, 1, &ctx.opts.build)?;
     // 4. Apply.
     apply(ctx, &ns, &children.config_map).await?;
     apply(ctx, &ns, &children.service).await?;
     apply(ctx, &ns, &children.pdb).await?;
     let deployment = apply(ctx, &ns, &children.deployment).await?;
+    let archivers = match &children.archiver {
+        Some((config_map, archivers)) => {
+            apply(ctx, &ns, config_map).await?;
+            Some(apply(ctx, &ns, archivers).await?)
+        }
+        None => None,
+    };
     // 5. The raw events' schema.
     let schema = raw_schema::sync(ctx, p, &ns, &now()).await;
     // 6. Status.
@@ -122,6 +132,7 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     };
     let mut next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
     status::with_schema(&mut next, p.metadata.generation, &schema, &now());
+    archive_status::with_archive(&mut next, p.metadata.generation, archivers.as_ref(), &now());
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
     register_for_quality(ctx, p, &ns, &resolved);
     register_for_schema(ctx, p, &ns);

@@ -48,6 +48,7 @@ fn context(client: Client, policies: Vec<ScalingPolicy>) -> Context {
             field_manager: "impressions-operator".into(),
             build: BuildOptions {
                 worker_image: "worker:test".into(),
+                archiver_image: "archiver:test".into(),
             },
         },
         scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),

@@ -4,6 +4,7 @@
 //! A test that needs the stack calls [`Stack::get`]; when the stack is not up it panics with the
 //! command that brings it up. Nothing skips itself.
 
+pub mod archive;
 pub mod blackhole;
 pub mod chart;
 pub mod cluster;

@@ -101,8 +101,8 @@ pub fn deployment(
     }))
 }
 
-/// A short, stable hash of the worker config: a change rolls the pods.
-fn config_hash(yaml: &str) -> String {
+/// A short, stable hash of a config: a change rolls the pods.
+pub(super) fn config_hash(yaml: &str) -> String {
     let d = Sha256::digest(yaml.as_bytes());
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

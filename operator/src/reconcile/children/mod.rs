@@ -1,6 +1,7 @@
 //! Pure build functions: a pipeline and what it refers to → the desired children. No IO; the
 //! apply layer sends them with server-side apply.
 
+mod archiver;
 mod deployment;
 mod service;
 mod worker_config;
@@ -13,6 +14,8 @@ use k8s_openapi::api::{
 };
 use kube::{Resource, ResourceExt};
 
+pub use archiver::{consumer_group as archiver_consumer_group, render as render_archiver_config};
+use deployment::config_hash;
 pub use worker_config::{CONFIG_DIR, CONFIG_FILE, render as render_worker_config};
 
 use crate::{error::Error, reconcile::resolved::Resolved};
@@ -22,6 +25,8 @@ use crate::{error::Error, reconcile::resolved::Resolved};
 pub struct BuildOptions {
     /// The worker image when the pipeline names none.
     pub worker_image: String,
+    /// The archiver image (pipelines with an archive).
+    pub archiver_image: String,
 }
 
 /// A pipeline's desired children.
@@ -31,13 +36,16 @@ pub struct Children {
     pub deployment: Deployment,
     pub service: Service,
     pub pdb: PodDisruptionBudget,
+    /// The archiver's ConfigMap and Deployment, when the pipeline has an archive.
+    pub archiver: Option<(ConfigMap, Deployment)>,
 }
 
-/// Builds every child of `pipeline` with `replicas` workers.
+/// Builds every child of `pipeline` with `replicas` workers and `archivers` archivers.
 pub fn children(
     pipeline: &ImpressionPipeline,
     resolved: &Resolved,
     replicas: i32,
+    archivers: i32,
     opts: &BuildOptions,
 ) -> Result<Children, Error> {
     let ns = pipeline.namespace().ok_or(Error::NoNamespace)?;
@@ -58,11 +66,22 @@ pub fn children(
     )?;
     let service = service::service(&name, &ns, &owner)?;
     let pdb = service::pdb(&name, &ns, &owner)?;
+    let archiver = match &pipeline.spec.archive {
+        None => None,
+        Some(archive) => {
+            let yaml = archiver::render(pipeline, &ns, archive)?;
+            Some((
+                archiver::config_map(&name, &ns, &owner, &yaml)?,
+                archiver::deployment(pipeline, &ns, &owner, resolved, archivers, &yaml, opts)?,
+            ))
+        }
+    };
     Ok(Children {
         config_map,
         deployment,
         service,
         pdb,
+        archiver,
     })
 }
 

@@ -40,12 +40,13 @@ fn resolved() -> Resolved {
 fn opts() -> BuildOptions {
     BuildOptions {
         worker_image: "impressions/worker:dev".into(),
+        archiver_image: "archiver:test".into(),
     }
 }
 
 #[test]
 fn children_are_owned_and_labelled() {
-    let c = children(&pipeline(serde_json::json!({})), &resolved(), 3, &opts()).unwrap();
+    let c = children(&pipeline(serde_json::json!({})), &resolved(), 3, 1, &opts()).unwrap();
     for meta in [
         &c.config_map.metadata,
         &c.deployment.metadata,
@@ -68,7 +69,7 @@ fn children_are_owned_and_labelled() {
 
 #[test]
 fn pod_template_runs_the_worker_safely() {
-    let c = children(&pipeline(serde_json::json!({})), &resolved(), 3, &opts()).unwrap();
+    let c = children(&pipeline(serde_json::json!({})), &resolved(), 3, 1, &opts()).unwrap();
     let spec = c.deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(3));
     let pod = spec.template.spec.unwrap();
@@ -113,11 +114,12 @@ fn pod_template_runs_the_worker_safely() {
 
 #[test]
 fn a_spec_change_changes_the_pod_template() {
-    let a = children(&pipeline(serde_json::json!({})), &resolved(), 2, &opts()).unwrap();
+    let a = children(&pipeline(serde_json::json!({})), &resolved(), 2, 1, &opts()).unwrap();
     let b = children(
         &pipeline(serde_json::json!({"sink": {"topic": "out2", "deadLetterTopic": "dlq"}})),
         &resolved(),
         2,
+        1,
         &opts(),
     )
     .unwrap();
@@ -137,7 +139,7 @@ fn a_spec_change_changes_the_pod_template() {
     };
     assert_ne!(hash(&a), hash(&b));
     // Replicas alone do not roll the pods.
-    let c = children(&pipeline(serde_json::json!({})), &resolved(), 5, &opts()).unwrap();
+    let c = children(&pipeline(serde_json::json!({})), &resolved(), 5, 1, &opts()).unwrap();
     assert_eq!(hash(&a), hash(&c));
 }
 
@@ -168,7 +170,7 @@ fn catalog_from_a_config_map_is_mounted_and_configured() {
         cfg.catalog.file.unwrap().to_str(),
         Some("/etc/impressions/catalog/t.jsonl")
     );
-    let c = children(&p, &r, 1, &opts()).unwrap();
+    let c = children(&p, &r, 1, 1, &opts()).unwrap();
     let vols = c
         .deployment
         .spec
@@ -190,13 +192,13 @@ fn the_dead_letter_size_reaches_the_worker_and_one_it_would_refuse_is_a_spec_pro
         serde_json::json!({"sink": {"topic": "out", "deadLetterTopic": "dlq",
             "deadLetterMaxPayloadBytes": n}})
     };
-    let c = children(&pipeline(sink(100_000)), &resolved(), 1, &opts()).unwrap();
+    let c = children(&pipeline(sink(100_000)), &resolved(), 1, 1, &opts()).unwrap();
     let yaml = &c.config_map.data.as_ref().unwrap()["worker.yaml"];
     let cfg = impressions_worker_core::config::WorkerConfig::from_yaml(yaml, []).unwrap();
     assert_eq!(cfg.dead_letter.max_payload_bytes, 100_000);
 
     // 990,000 does not fit the producer's default 1,000,000 less the headers' room.
-    let e = children(&pipeline(sink(990_000)), &resolved(), 1, &opts()).unwrap_err();
+    let e = children(&pipeline(sink(990_000)), &resolved(), 1, 1, &opts()).unwrap_err();
     assert_eq!(e.reason(), "WorkerConfigInvalid");
     let text = e.to_string();
     assert!(
@@ -217,5 +219,112 @@ fn the_dead_letter_size_reaches_the_worker_and_one_it_would_refuse_is_a_spec_pro
         "bootstrapServers": "sink:9092", "secretRef": {"name": "sink-creds"},
         "deadLetterMaxPayloadBytes": 990_000}}),
     );
-    children(&p, &r, 1, &opts()).expect("fits the sink Secret's message.max.bytes");
+    children(&p, &r, 1, 1, &opts()).expect("fits the sink Secret's message.max.bytes");
+}
+
+fn with_archive(catalog: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"archive": {
+        "catalog": catalog,
+        "warehouse": "file:///var/lib/warehouse",
+        "namespace": "impressions",
+        "table": "eu",
+        "partitioning": "Day",
+        "targetFileSizeBytes": 67108864,
+        "commitIntervalSeconds": 60
+    }})
+}
+
+#[test]
+fn no_archive_no_archiver() {
+    let c = children(&pipeline(serde_json::json!({})), &resolved(), 3, 1, &opts()).unwrap();
+    assert!(c.archiver.is_none());
+}
+
+#[test]
+fn archiver_config_carries_every_archive_field() {
+    let p = pipeline(with_archive(
+        serde_json::json!({"sql": {"uri": "sqlite:///c.db"}}),
+    ));
+    let c = children(&p, &resolved(), 3, 2, &opts()).unwrap();
+    let (cm, deployment) = c.archiver.unwrap();
+    assert_eq!(cm.metadata.name.as_deref(), Some("imp-archiver"));
+    let yaml = &cm.data.unwrap()["archiver.yaml"];
+    let doc: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    assert_eq!(
+        doc["source"]["topic"], "out",
+        "the archiver reads the sink topic"
+    );
+    assert_eq!(doc["source"]["bootstrapServers"], "kafka:9092");
+    assert_eq!(doc["source"]["consumerGroup"], "team.imp.archiver");
+    assert_eq!(
+        doc["catalog"],
+        serde_json::json!({"kind": "sql", "uri": "sqlite:///c.db", "warehouse": "file:///var/lib/warehouse"})
+    );
+    assert_eq!(
+        doc["table"],
+        serde_json::json!({"namespace": "impressions", "name": "eu", "partitioning": "day", "targetFileSizeBytes": 67108864})
+    );
+    assert_eq!(doc["commitIntervalSeconds"], 60);
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(
+        spec.selector.match_labels.unwrap()["app.kubernetes.io/name"],
+        "impressions-archiver",
+        "a selector apart from the workers'"
+    );
+    let ctr = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(ctr.command.as_deref(), Some(&["archiver".to_string()][..]));
+    assert_eq!(ctr.image.as_deref(), Some("archiver:test"));
+    let env_from = ctr.env_from.as_ref().unwrap();
+    assert_eq!(
+        env_from[0].prefix.as_deref(),
+        Some("ARCHIVER__SOURCE__KAFKA__")
+    );
+    assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "kafka-creds");
+}
+
+#[test]
+fn archiver_defaults_and_secret_uri() {
+    let mut archive =
+        with_archive(serde_json::json!({"sql": {"uriSecretRef": {"name": "pg", "key": "uri"}}}));
+    let a = archive["archive"].as_object_mut().unwrap();
+    a.remove("partitioning");
+    a.remove("targetFileSizeBytes");
+    a.remove("commitIntervalSeconds");
+    let c = children(&pipeline(archive), &resolved(), 3, 1, &opts()).unwrap();
+    let (cm, deployment) = c.archiver.unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(&cm.data.unwrap()["archiver.yaml"]).unwrap();
+    assert_eq!(doc["table"]["partitioning"], "hour");
+    assert_eq!(doc["table"]["targetFileSizeBytes"], 134217728);
+    assert_eq!(doc["commitIntervalSeconds"], 300);
+    let ctr = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    let uri = ctr
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "ARCHIVER_CATALOG_URI")
+        .unwrap();
+    let key = uri
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!((key.name.as_str(), key.key.as_str()), ("pg", "uri"));
+}
+
+#[test]
+fn archiver_rest_catalog() {
+    let p = pipeline(with_archive(
+        serde_json::json!({"rest": {"uri": "https://cat"}}),
+    ));
+    let (cm, _) = children(&p, &resolved(), 3, 1, &opts())
+        .unwrap()
+        .archiver
+        .unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(&cm.data.unwrap()["archiver.yaml"]).unwrap();
+    assert_eq!(doc["catalog"]["kind"], "rest");
+    assert_eq!(doc["catalog"]["uri"], "https://cat");
 }

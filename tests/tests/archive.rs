@@ -1,0 +1,408 @@
+//! The archiver against the real Kafka broker and a SQL catalog on a SQLite file, the table read
+//! back by pyiceberg (an independent engine): the rows are exactly the records the worker wrote
+//! (no loss, no duplicate), with the schema and partition spec of docs/archive.md; also after the
+//! archiver is stopped between writing its data files and committing them (the files exist, the
+//! table does not reference them) and restarted; with the group's committed offsets in Kafka set
+//! past the table's and back before it (a hint the archiver never trusts); and across rebalances
+//! between two archivers of one consumer group, one of them killed with -9.
+
+use std::{collections::HashSet, time::Duration};
+
+use impressions_tests::{
+    Stack,
+    archive::{ArchiverProcess, Catalog, TableReadBack, config, set_group_offsets},
+    kafka::{self, Isolation},
+    worker::{Topics, WorkerProcess, event_id, topics, wait_committed},
+};
+use impressions_worker::loadgen::Mix;
+
+const MIX: Mix = Mix {
+    non_impression: 0.1,
+    invalid: 0.05,
+    mismatch: 0.1,
+};
+
+/// Runs a worker over `n` generated events (seeded) and returns the event ids of every record
+/// on the output topic after it (all of them, from the beginning).
+async fn worker_writes(stack: &Stack, t: &Topics, name: &str, seed: u64, n: usize) -> Vec<String> {
+    kafka::produce_generated(stack, &t.raw, seed, n, 200, MIX).await;
+    let mut w = WorkerProcess::start(name, &impressions_tests::worker::config(stack, t, ""));
+    w.wait_ready(Duration::from_secs(30));
+    wait_committed(stack, t, Duration::from_secs(60)).await;
+    assert!(
+        w.terminate(Duration::from_secs(30)).0,
+        "worker stops cleanly"
+    );
+    kafka::read_to_end(
+        stack,
+        &t.out,
+        Isolation::ReadUncommitted,
+        Duration::from_secs(20),
+    )
+    .iter()
+    .map(event_id)
+    .collect()
+}
+
+/// The table holds exactly `want` (each once).
+fn assert_exactly(table: &TableReadBack, want: &[String], context: &str) {
+    let dup = table.duplicates();
+    assert!(
+        dup.is_empty(),
+        "{context}: duplicates in the table: {:?}",
+        &dup[..dup.len().min(5)]
+    );
+    let got: HashSet<&String> = table.event_ids.iter().collect();
+    let want_set: HashSet<&String> = want.iter().collect();
+    assert_eq!(
+        want.len(),
+        want_set.len(),
+        "{context}: the topic itself holds no duplicate"
+    );
+    let missing: Vec<_> = want_set.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{context}: records missing from the table: {missing:?}"
+    );
+    assert_eq!(table.rows, want.len(), "{context}: rows = records written");
+}
+
+const FAST: &str = "commitIntervalSeconds: 2\nflushRows: 500";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_holds_each_record_once_and_survives_an_abort_before_commit() {
+    let stack = Stack::get();
+    let t = topics(stack, "archive-basic", 3, 200).await;
+    let catalog = Catalog::new("archive-basic");
+    let group = format!("{}-archiver", t.group);
+    let first = worker_writes(stack, &t, "archive-basic-w1", 21, 4000).await;
+    assert!(
+        first.len() > 3000,
+        "the worker wrote records: {}",
+        first.len()
+    );
+
+    let cfg = config(stack, &t.out, &group, &catalog, FAST);
+    let mut a = ArchiverProcess::start("archive-basic-a", &cfg, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    let reached = a.wait_committed(first.len() as f64, Duration::from_secs(60));
+    assert_eq!(
+        reached,
+        first.len() as f64,
+        "committed every record:\n{}",
+        a.log_tail()
+    );
+    let metrics = a.get("/metrics").unwrap().1;
+    assert!(
+        a.metric("impressions_archiver_files_committed_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        a.metric("impressions_archiver_last_snapshot_id") != 0.0,
+        "{metrics}"
+    );
+    assert!(
+        a.terminate(Duration::from_secs(30)),
+        "archiver stops cleanly:\n{}",
+        a.log_tail()
+    );
+
+    let table = catalog.read(stack);
+    assert_exactly(&table, &first, "after the first run");
+    // schema and partition spec as documented (docs/archive.md)
+    let field = |name: &str| {
+        table
+            .schema
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(table.schema.len(), 15);
+    assert_eq!(
+        (field("eventId").ty.as_str(), field("eventId").required),
+        ("string", true)
+    );
+    assert_eq!(field("timestamp").ty, "timestamptz");
+    assert_eq!(
+        (field("accountId").ty.as_str(), field("accountId").required),
+        ("string", false)
+    );
+    assert_eq!(field("videoId").ty, "long");
+    assert!(
+        field("title").ty.starts_with("struct<"),
+        "{:?}",
+        field("title")
+    );
+    assert!(
+        field("corrections").ty.starts_with("list<"),
+        "{:?}",
+        field("corrections")
+    );
+    assert_eq!(table.partition_spec.len(), 1);
+    assert_eq!(table.partition_spec[0].name, "timestamp_hour");
+    assert_eq!(table.partition_spec[0].transform, "hour");
+    assert_eq!(table.partition_spec[0].source, "timestamp");
+    assert!(
+        table
+            .data_files
+            .iter()
+            .all(|f| f.contains("/timestamp_hour=")),
+        "data files under hour partitions: {:?}",
+        &table.data_files[..table.data_files.len().min(3)]
+    );
+    // the snapshots carry the offsets they cover: together, every output partition's end
+    let high = kafka::high_watermarks(stack, &t.out);
+    let newest = impressions_archiver_offsets(&table, &t.out);
+    for (p, h) in &high {
+        if *h > 0 {
+            assert_eq!(
+                newest.get(p),
+                Some(h),
+                "partition {p}'s offset in the summaries"
+            );
+        }
+    }
+
+    // more records; an archiver that stops after writing its data files, before the commit
+    let second = worker_writes(stack, &t, "archive-basic-w2", 22, 3000).await;
+    assert!(second.len() > first.len());
+    let files_before = catalog.parquet_files().len();
+    let mut b = ArchiverProcess::start(
+        "archive-basic-abort",
+        &cfg,
+        &[("ARCHIVER_FAULT_ABORT_BEFORE_COMMIT", "1")],
+    );
+    let status = b
+        .wait_exit(Duration::from_secs(60))
+        .expect("the archiver aborts");
+    assert!(!status.success(), "aborted: {status}");
+    assert!(
+        b.log_text().contains("aborting before the catalog commit"),
+        "stopped at the fault, between files and commit:\n{}",
+        b.log_tail()
+    );
+    assert!(
+        catalog.parquet_files().len() > files_before,
+        "its data files were written before it stopped"
+    );
+    let table = catalog.read(stack);
+    assert_exactly(&table, &first, "after the abort, the table is unchanged");
+
+    // the group's offsets in Kafka are a hint only: set past everything, they must not make
+    // the restarted archiver skip the records the table lacks
+    let end = kafka::high_watermarks(stack, &t.out);
+    set_group_offsets(stack, &group, &t.out, &end);
+    let mut c = ArchiverProcess::start("archive-basic-c", &cfg, &[]);
+    c.wait_ready(Duration::from_secs(60));
+    let new = (second.len() - first.len()) as f64;
+    assert_eq!(
+        c.wait_committed(new, Duration::from_secs(60)),
+        new,
+        "{}",
+        c.log_tail()
+    );
+    assert!(c.terminate(Duration::from_secs(30)));
+    let table = catalog.read(stack);
+    assert_exactly(&table, &second, "after the restart");
+
+    // set back to the beginning, they must not make it archive anything twice
+    let third = worker_writes(stack, &t, "archive-basic-w3", 23, 1000).await;
+    let start: std::collections::HashMap<i32, i64> = end.keys().map(|p| (*p, 0)).collect();
+    set_group_offsets(stack, &group, &t.out, &start);
+    let mut d = ArchiverProcess::start("archive-basic-d", &cfg, &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let new = (third.len() - second.len()) as f64;
+    assert_eq!(
+        d.wait_committed(new, Duration::from_secs(60)),
+        new,
+        "{}",
+        d.log_tail()
+    );
+    // a few more commit intervals: nothing beyond the new records
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        d.metric("impressions_archiver_records_committed_total"),
+        new
+    );
+    assert!(d.terminate(Duration::from_secs(30)));
+    let table = catalog.read(stack);
+    assert_exactly(
+        &table,
+        &third,
+        "after a restart with the group's offsets at the beginning",
+    );
+}
+
+/// The newest offset of each partition of `topic` along the snapshots (newest first).
+fn impressions_archiver_offsets(
+    table: &TableReadBack,
+    topic: &str,
+) -> std::collections::HashMap<i32, i64> {
+    let prefix = format!("impressions.archive.offset.{topic}.");
+    let mut out = std::collections::HashMap::new();
+    for s in table.snapshots.iter().rev() {
+        for (k, v) in &s.summary {
+            if let Some(p) = k.strip_prefix(&prefix) {
+                out.entry(p.parse().unwrap()).or_insert(v.parse().unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_archivers_and_their_rebalances_keep_each_record_once() {
+    let stack = Stack::get();
+    let t = topics(stack, "archive-rebalance", 3, 200).await;
+    let catalog = Catalog::new("archive-rebalance");
+    let group = format!("{}-archiver", t.group);
+    let cfg = config(stack, &t.out, &group, &catalog, FAST);
+
+    let first = worker_writes(stack, &t, "archive-rebalance-w1", 31, 3000).await;
+    let mut a = ArchiverProcess::start("archive-rebalance-a", &cfg, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    // a second archiver joins while the first is busy: the partitions are split between them
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut b = ArchiverProcess::start("archive-rebalance-b", &cfg, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    let second = worker_writes(stack, &t, "archive-rebalance-w2", 32, 3000).await;
+    assert!(second.len() > first.len());
+    let both = |a: &ArchiverProcess, b: &ArchiverProcess| {
+        a.metric("impressions_archiver_assigned_partitions")
+            + b.metric("impressions_archiver_assigned_partitions")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while both(&a, &b) != 3.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        a.metric("impressions_archiver_assigned_partitions") >= 1.0
+            && b.metric("impressions_archiver_assigned_partitions") >= 1.0,
+        "both archivers own partitions:\n{}\n{}",
+        a.log_tail(),
+        b.log_tail()
+    );
+    // one archiver killed with -9 while records are pending: the other takes its partitions
+    let third = worker_writes(stack, &t, "archive-rebalance-w3", 33, 2000).await;
+    a.kill9();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let table = catalog.read(stack);
+        if table.rows >= third.len() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(b.terminate(Duration::from_secs(30)), "{}", b.log_tail());
+    let table = catalog.read(stack);
+    assert_exactly(&table, &third, "after two rebalances and a kill -9");
+    let writers: HashSet<&String> = table
+        .snapshots
+        .iter()
+        .filter_map(|s| s.summary.get("impressions.archive.writer"))
+        .collect();
+    assert_eq!(
+        writers.len(),
+        2,
+        "both archivers committed snapshots: {writers:?}"
+    );
+}
+
+/// The operator runs an archiver for a pipeline with an archive: its Deployment's pod runs on
+/// the node agent as the `archiver` program (found in the bin folder like the worker), archives
+/// what the workers write, and the pipeline shows ArchiveHealthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_runs_the_archiver_of_a_pipeline_with_an_archive() {
+    use impressions_crds::{ImpressionPipeline, conditions};
+    use impressions_tests::{
+        cluster,
+        operator::{OperatorProcess, eventually},
+        processes::NodeAgentProcess,
+        unique,
+    };
+    use kube::{Api, api::PostParams};
+
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("archive-op"))
+        .await
+        .unwrap();
+    let raw = kafka::pipeline_topics(stack, &ns).await;
+    let catalog = Catalog::new("archive-op");
+    let pipeline = serde_json::json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline", "metadata": {"name": "arch"},
+        "spec": {"region": "local",
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": raw, "offsetReset": "Earliest"},
+                 "sink": {"topic": format!("{ns}-out"), "deadLetterTopic": format!("{ns}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{ns}-titles")}},
+                 "worker": {"threads": 1, "drainTimeoutSeconds": 5},
+                 "scaling": {"mode": "Manual"}, "replicas": 1,
+                 "archive": {"catalog": {"sql": {"uri": catalog.uri()}}, "warehouse": catalog.warehouse(),
+                             "namespace": catalog.namespace, "table": catalog.table, "commitIntervalSeconds": 2}}});
+    let api = Api::<ImpressionPipeline>::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(pipeline).unwrap(),
+    )
+    .await
+    .unwrap();
+    let agent = NodeAgentProcess::start(stack, &ns);
+    let op = OperatorProcess::start(stack, "local", &ns, &[]);
+    kafka::produce_generated(stack, &raw, 41, 2000, 200, MIX).await;
+    let diag = || format!("{}\n{}", op.log_tail(), agent.log_tail());
+
+    // every record the worker wrote, each once, in the table
+    let out = format!("{ns}-out");
+    let want: Vec<String> = eventually(
+        Duration::from_secs(120),
+        "the worker wrote its records",
+        || {
+            let got = kafka::read_to_end(
+                stack,
+                &out,
+                Isolation::ReadUncommitted,
+                Duration::from_secs(5),
+            );
+            let ids: Vec<String> = got.iter().map(event_id).collect();
+            std::future::ready((ids.len() > 1500).then_some(ids))
+        },
+    )
+    .await;
+    let table = eventually(
+        Duration::from_secs(120),
+        "the archiver committed them",
+        || {
+            let t = catalog
+                .try_read(stack)
+                .ok()
+                .filter(|t| t.rows >= want.len());
+            std::future::ready(t)
+        },
+    )
+    .await;
+    assert_exactly(
+        &table,
+        &want,
+        &format!("the operator's archiver\n{}", diag()),
+    );
+    let writer = table.snapshots[0]
+        .summary
+        .get("impressions.archive.writer")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        writer.starts_with("arch-archiver-"),
+        "committed by the archiver pod: {writer}"
+    );
+    let healthy = eventually(Duration::from_secs(60), "ArchiveHealthy", || {
+        let api = api.clone();
+        async move {
+            let p = api.get("arch").await.ok()?;
+            let c = conditions::get(&p.status?.conditions, conditions::ARCHIVE_HEALTHY)?.clone();
+            (c.status == "True").then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(healthy.reason, "ArchiverReady", "{}", diag());
+}
