@@ -111,7 +111,7 @@ crds:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	python3 .ci/module_cycles.py $(wildcard crds/src operator/src kubectl-impressions/src worker/src worker/core/src tests/support/src tests/node-agent/src)
+	python3 .ci/module_cycles.py $(wildcard archiver/src crds/src operator/src kubectl-impressions/src worker/src worker/core/src tests/support/src tests/node-agent/src)
 
 fmt:
 	$(CARGO) fmt --all
