@@ -201,22 +201,7 @@ impl ArchiverProcess {
 
     /// `GET path` on the metrics listener: the status and the body.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::Read;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|x| x.1.to_owned())
-            .unwrap_or_default();
-        Some((code, body))
+        crate::worker::http_get(self.metrics_port, path)
     }
 
     /// The value of one series (`name{labels}` as exposed), or 0.
