@@ -119,7 +119,6 @@ pub fn deployment(
         .map(|s| json!({"prefix": "ARCHIVER__SOURCE__KAFKA__", "secretRef": {"name": s}}))
         .into_iter()
         .collect();
-    let probe = |path: &str, period: i32| json!({"httpGet": {"path": path, "port": labels::METRICS_PORT_NAME}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3});
     let mut pod_labels = labels::archiver_common(&name);
     pod_labels.insert("app.kubernetes.io/component".into(), "archiver".into());
     typed(json!({
@@ -150,8 +149,8 @@ pub fn deployment(
                         "env": env,
                         "envFrom": env_from,
                         "ports": [{ "name": labels::METRICS_PORT_NAME, "containerPort": labels::METRICS_PORT, "protocol": "TCP" }],
-                        "readinessProbe": probe("/readyz", 5),
-                        "livenessProbe": probe("/healthz", 10),
+                        "readinessProbe": super::http_probe("/readyz", 5),
+                        "livenessProbe": super::http_probe("/healthz", 10),
                         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}],
                         "securityContext": {

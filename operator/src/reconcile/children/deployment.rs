@@ -54,7 +54,6 @@ pub fn deployment(
         Some(r) => serde_json::to_value(r).map_err(|e| Error::Build(e.to_string()))?,
         None => json!({"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}),
     };
-    let probe = |path: &str, period: i32| json!({"httpGet": {"path": path, "port": labels::METRICS_PORT_NAME}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3});
     let mut pod_labels = labels::common(&name);
     pod_labels.insert("app.kubernetes.io/component".into(), "worker".into());
     typed(json!({
@@ -84,8 +83,8 @@ pub fn deployment(
                         "env": env,
                         "envFrom": env_from,
                         "ports": [{ "name": labels::METRICS_PORT_NAME, "containerPort": labels::METRICS_PORT, "protocol": "TCP" }],
-                        "readinessProbe": probe("/readyz", 5),
-                        "livenessProbe": probe("/healthz", 10),
+                        "readinessProbe": http_probe("/readyz", 5),
+                        "livenessProbe": http_probe("/healthz", 10),
                         "resources": resources,
                         "volumeMounts": mounts,
                         "securityContext": {
@@ -105,4 +104,9 @@ pub fn deployment(
 pub(super) fn config_hash(yaml: &str) -> String {
     let d = Sha256::digest(yaml.as_bytes());
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// An HTTP probe of the metrics port (the worker's and the archiver's /readyz and /healthz).
+pub fn http_probe(path: &str, period: i32) -> serde_json::Value {
+    serde_json::json!({"httpGet": {"path": path, "port": labels::METRICS_PORT_NAME}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3})
 }

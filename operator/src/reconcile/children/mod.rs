@@ -15,7 +15,7 @@ use k8s_openapi::api::{
 use kube::{Resource, ResourceExt};
 
 pub use archiver::{consumer_group as archiver_consumer_group, render as render_archiver_config};
-use deployment::config_hash;
+use deployment::{config_hash, http_probe};
 pub use worker_config::{CONFIG_DIR, CONFIG_FILE, render as render_worker_config};
 
 use crate::{error::Error, reconcile::resolved::Resolved};
