@@ -1,7 +1,7 @@
 //! The node agent restarts a process whose liveness probe fails, as a kubelet does: a worker
 //! whose liveness probe asks a path it does not serve is stopped and started again (its restart
 //! count and last termination in the pod's status), while a worker whose probe passes is left
-//! alone over the same time.
+//! alone over the same time; once deleted, its log is kept by the agent.
 
 use std::time::Duration;
 
@@ -121,5 +121,20 @@ async fn a_failing_liveness_probe_restarts_the_process_and_a_passing_one_does_no
         "the pod whose liveness probe passes runs unrestarted: {:?}",
         alive.status
     );
+    // A deleted pod's folder goes; its process's log is kept under the agent's state.
+    pods.delete("alive", &Default::default()).await.unwrap();
+    let kept = agent.state_dir.join("logs").join(format!("{ns}_alive.log"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&kept).is_ok_and(|l| l.contains("starting")) {
+        if tokio::time::Instant::now() > deadline {
+            let tail = agent.log_tail();
+            agent.stop();
+            panic!(
+                "the deleted pod's log was not kept at {}:\n{tail}",
+                kept.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     agent.stop();
 }
