@@ -40,10 +40,20 @@ EOF
 }
 
 # start NAME CMD...: runs CMD detached, its output in logs/NAME.log, its pid in pids/NAME.
+# The pid recorded is the forked shell's until it has exec'd the command, so this waits (≤ 10 s)
+# for the exec: a check in between would read the parent script's command line and take the
+# component for dead.
 start() {
   local name="$1"; shift
   setsid nohup "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$dir/pids/$name"
+  local pid=$!
+  echo "$pid" >"$dir/pids/$name"
+  local deadline=$((SECONDS + 10))
+  until alive "$name"; do
+    kill -0 "$pid" 2>/dev/null || return 0 # exited at once: wait_for reports it with the log
+    ((SECONDS <= deadline)) || die "$name (pid $pid) did not exec within 10s"
+    sleep 0.05
+  done
 }
 
 # alive NAME: the recorded process still runs and is still that component (a pid left over from
@@ -63,8 +73,10 @@ wait_for() {
   local name="$1" secs="$2"; shift 2
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    if ! alive "$name" || ((SECONDS > deadline)); then
-      echo "[stack] $name failed to start (waited ${secs}s); last lines of $dir/logs/$name.log:" >&2
+    local why=""
+    if ! alive "$name"; then why="exited before it was ready"; elif ((SECONDS > deadline)); then why="not ready within ${secs}s"; fi
+    if [[ -n "$why" ]]; then
+      echo "[stack] $name failed to start ($why); last lines of $dir/logs/$name.log:" >&2
       tail -n 40 "$dir/logs/$name.log" >&2 || true
       exit 1
     fi
