@@ -303,5 +303,13 @@ catalog: {topic: titles}
         for (name, text) in configs {
             write("worker_config", &format!("{name}.yaml"), text.as_bytes());
         }
+        for target in ["raw_event", "worker_config"] {
+            let n = std::fs::read_dir(root.join(target)).unwrap().count();
+            assert!(n > 10, "{target}: only {n} seeds written");
+        }
+        // A run that only checks the corpus can be built leaves nothing behind.
+        if std::env::var_os("IMPRESSIONS_WRITE_SEEDS").is_none() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 }
