@@ -215,6 +215,8 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
+logger.groups.name = org.apache.kafka.coordinator.group
+logger.groups.level = INFO
 EOF
   local cp="$cache/kafka/libs/*"
   # The JVM's temporary files (lz4's native library, extracted at each start) stay in the stack.
