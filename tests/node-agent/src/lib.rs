@@ -157,7 +157,7 @@ pub async fn run(
     let feed = {
         let changed = changed.clone();
         let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(watch_backoff())
             .reflect(writer)
             .touched_objects();
         tokio::spawn(async move {
@@ -272,4 +272,18 @@ async fn bind(agent: &Agent, p: &Pod) {
         Ok(Err(e)) => tracing::debug!(pod = %p.name_any(), error = %e, "not bound"),
         Err(_) => tracing::warn!(pod = %p.name_any(), "binding: no answer within {API_DEADLINE:?}"),
     }
+}
+
+/// The pod watch's retry delays: 0.5 s doubling up to 5 s (kube's default grows to 30 s). After
+/// an API server outage the first watch usually fails once more (its resource version expired);
+/// with the default the agent then stayed blind ~20 s, and pods the ReplicaSet deleted meanwhile
+/// kept consuming and left their group late.
+fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
