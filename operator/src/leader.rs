@@ -23,6 +23,21 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 
+/// When to try renewing next: `renew_every` after the last success, and after a failed try not
+/// before a retry interval has passed (an API server that refuses connections at once would
+/// otherwise be asked in a tight loop until the renew deadline).
+fn next_renewal(
+    cfg: &LeaseConfig,
+    last_ok: Instant,
+    last_failed: Option<Instant>,
+    now: Instant,
+) -> Instant {
+    let retry = cfg.retry_every.min(cfg.renew_every);
+    let due = last_ok + cfg.renew_every;
+    let due = last_failed.map_or(due, |f| due.max(f + retry));
+    due.max(now)
+}
+
 /// Timing of the election.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -135,8 +150,9 @@ impl Elector {
     /// renew deadline; then returns (the caller must stop acting as leader at once).
     pub async fn hold(&self) {
         let mut last_ok = Instant::now();
+        let mut last_failed: Option<Instant> = None;
         loop {
-            let next = (last_ok + self.cfg.renew_every).max(Instant::now());
+            let next = next_renewal(&self.cfg, last_ok, last_failed, Instant::now());
             let deadline = last_ok + self.cfg.renew_deadline;
             tokio::time::sleep_until(next.min(deadline).into()).await;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -146,12 +162,18 @@ impl Elector {
             }
             // The attempt itself must end by the renew deadline.
             match tokio::time::timeout(left, self.try_acquire()).await {
-                Ok(Ok(true)) => last_ok = Instant::now(),
+                Ok(Ok(true)) => {
+                    last_ok = Instant::now();
+                    last_failed = None;
+                }
                 Ok(Ok(false)) => {
                     tracing::error!("lease taken by another participant");
                     return;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "renewing the lease"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "renewing the lease");
+                    last_failed = Some(Instant::now());
+                }
                 Err(_) => tracing::warn!("renewing the lease: no answer before the renew deadline"),
             }
         }
@@ -269,6 +291,22 @@ mod tests {
         let d = Duration::from_secs(15);
         assert!(!expired(&o, d, t0 + Duration::from_secs(14)));
         assert!(expired(&o, d, t0 + Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_failed_renewal_is_retried_after_the_retry_interval_not_at_once() {
+        let c = LeaseConfig::for_duration("ns", "l", "me", Duration::from_secs(15));
+        let t0 = Instant::now();
+        // On time: renew_every after the last success.
+        assert_eq!(next_renewal(&c, t0, None, t0), t0 + c.renew_every);
+        // Overdue and failing: the next try waits the retry interval after the failed one.
+        let failed = t0 + c.renew_every + Duration::from_millis(3);
+        let next = next_renewal(&c, t0, Some(failed), failed);
+        assert_eq!(next, failed + c.retry_every.min(c.renew_every));
+        assert!(next > failed);
+        // Never in the past.
+        let late = t0 + Duration::from_secs(60);
+        assert_eq!(next_renewal(&c, t0, Some(failed), late), late);
     }
 
     #[test]
