@@ -105,6 +105,14 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     let key = ObjectRef::from_obj(p);
     let evaluation = ctx.scaler.latest(&key);
     let replicas = applied_replicas(p.spec.scaling.mode, evaluation.as_ref(), base, b.min, b.max);
+    if last != Some(replicas) {
+        tracing::info!(
+            from = ?last,
+            to = replicas,
+            source = if evaluation.is_some() { "evaluation" } else { "base" },
+            "worker replicas"
+        );
+    }
     // 3. Children.
     // The archiver fleet runs one archiver (not autoscaled yet).
     let children = children::children(p, &resolved, replicas, 1, &ctx.opts.build)?;
