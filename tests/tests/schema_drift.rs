@@ -417,3 +417,111 @@ async fn each_client_release_shows_as_its_drift_kind_and_accepting_clears_it() {
         t_test.elapsed().as_secs_f64()
     );
 }
+
+/// The status's budget on the real API server: the RawEventSchema of a flood beyond every
+/// budget (40 event types of 600 paths each window, names and client versions of the longest
+/// kept, more than a thousand drifts), judged by the operator's code and written as the
+/// operator writes it (server-side apply of the status, its field manager), is accepted and
+/// stays well below the API server's object limit with its managed fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_raw_event_schema_of_a_flood_of_paths_stays_within_the_object_limit() {
+    use impressions_operator::schema::{
+        judge::{judge, thresholds},
+        learned::{MAX_NAME_BYTES, time_of},
+        windows::ClosedWindow,
+    };
+    use impressions_worker::schema::{
+        EventTypeShape, FieldShape, JsonType, Observation, report::WindowBounds, versions::Versions,
+    };
+
+    fn flood(round: usize, end_ms: i64) -> ClosedWindow {
+        let long = |prefix: &str, i: usize| {
+            format!(
+                "{prefix}{i:06}{}",
+                "x".repeat(MAX_NAME_BYTES - prefix.len() - 6)
+            )
+        };
+        let mut o = Observation::default();
+        for t in 0..40 {
+            let mut fields = std::collections::BTreeMap::new();
+            for p in 0..600 {
+                let mut versions = Versions::default();
+                for v in 0..8 {
+                    versions.add(Some(&format!("{v}.{}", "9".repeat(60))), 1, 8);
+                }
+                let f = FieldShape {
+                    present: 500,
+                    types: [(JsonType::Integer, 400), (JsonType::String, 100)].into(),
+                    first_seen_ms: end_ms - 5_000,
+                    last_seen_ms: end_ms - 1_000,
+                    versions,
+                };
+                fields.insert(long(&format!("r{round}.id"), p), f);
+            }
+            let shape = EventTypeShape {
+                events: 1_000,
+                first_seen_ms: end_ms - 5_000,
+                last_seen_ms: end_ms - 1_000,
+                fields,
+                paths_overflow: 0,
+                values_truncated: 0,
+                versions: Versions::default(),
+            };
+            o.event_types.insert(long("type", t), shape);
+        }
+        o.events_seen = 40_000;
+        o.events_sampled = 40_000;
+        ClosedWindow {
+            bounds: WindowBounds {
+                start_ms: end_ms - 10_000,
+                end_ms,
+            },
+            boundary_ms: end_ms,
+            window_seconds: 10,
+            pods: 1,
+            observation: o,
+        }
+    }
+
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("schema-flood"))
+        .await
+        .unwrap();
+    let th = thresholds(&Default::default());
+    let now = time_of(impressions_worker::now_ms());
+    let j1 = judge(None, None, Some(&flood(1, 10_000)), &th, &now);
+    let j2 = judge(Some(&j1.status), None, Some(&flood(2, 20_000)), &th, &now);
+    assert!(j2.status.overflow.is_some() && j2.status.drift_count > 1_000);
+
+    let api: Api<RawEventSchema> = Api::namespaced(client.clone(), &ns);
+    let apply = PatchParams::apply("impressions-operator").force();
+    let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "RawEventSchema",
+        "metadata": {"name": "flood"}, "spec": {}});
+    api.patch("flood", &apply, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    for status in [&j1.status, &j2.status] {
+        let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "RawEventSchema",
+            "status": status});
+        api.patch_status("flood", &apply, &Patch::Apply(&body))
+            .await
+            .expect("the API server accepts the bounded status");
+    }
+    let stored = api.get("flood").await.unwrap();
+    assert_eq!(
+        stored.status.as_ref(),
+        Some(&j2.status),
+        "stored as written"
+    );
+    let whole = serde_json::to_vec(&stored).unwrap().len();
+    let managed = serde_json::to_vec(&stored.metadata.managed_fields)
+        .unwrap()
+        .len();
+    println!("the flood's RawEventSchema: {whole} bytes, of which managed fields {managed}");
+    assert!(
+        whole <= 1_048_576,
+        "{whole} bytes: near the API server's limit (~1.5 MB)"
+    );
+}
