@@ -19,6 +19,7 @@ pub mod policy;
 pub mod quality;
 pub mod raw_schema;
 pub mod scaling;
+pub mod schema;
 pub mod status;
 pub mod worker;
 

@@ -114,6 +114,10 @@ pub struct ImpressionPipelineSpec {
     #[serde(default)]
     pub worker: WorkerSpec,
 
+    /// How the raw events' schema learned from the workers is watched for drift.
+    #[serde(default)]
+    pub schema: crate::schema::SchemaSpec,
+
     /// How the replica count is chosen.
     #[serde(default)]
     pub scaling: ScalingSpec,

@@ -80,9 +80,33 @@ pub struct RawEventSchemaStatus {
     #[serde(default)]
     pub drift_count: u32,
 
-    /// The last window's differences from the baseline.
+    /// The last window's differences from the baseline (the first 64; `driftCount` counts
+    /// them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifts: Vec<SchemaDriftStatus>,
+
+    /// What the last window had beyond the status's budget (a fixed number of event types and
+    /// field paths, names of bounded length) or the workers' budget; absent when nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<SchemaOverflow>,
+}
+
+/// What was left out of the learned schema to keep it bounded.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaOverflow {
+    /// Event types of the last window not kept in `eventTypes`.
+    #[serde(default)]
+    pub event_types: u64,
+    /// Field paths of the last window not kept in `eventTypes.*.fields` (all event types).
+    #[serde(default)]
+    pub fields: u64,
+    /// Presences (one per event and path) of paths beyond the workers' path budget.
+    #[serde(default)]
+    pub worker_paths: u64,
+    /// Sampled events of event types beyond the workers' event type budget.
+    #[serde(default)]
+    pub worker_event_types: u64,
 }
 
 /// One window of the workers, merged.
@@ -110,14 +134,24 @@ pub struct LearnedEventType {
     /// The newest client versions (`appVersion`) sending it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_versions: Vec<String>,
-    /// The event type as JSON Schema (draft 2020-12), learned over the last window, with the
-    /// learned numbers as `x-` annotations.
+    /// The event type as JSON Schema (draft 2020-12), learned over the last window, of the
+    /// fields kept (the learned numbers are in `fields`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub json_schema: Option<serde_json::Value>,
     /// Per field path (`a.b`, `items[].id`), what was learned of it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, LearnedField>,
+    /// Field paths of the last window not kept in `fields` (beyond the status's budget).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fields_overflow: u64,
+    /// Presences of paths beyond the workers' path budget in the last window.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub worker_paths_overflow: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What was learned of one field path.

@@ -10,7 +10,7 @@ use impressions_crds::{
 };
 use std::collections::BTreeMap;
 
-use impressions_worker_core::schema::{DriftKind, Thresholds};
+use impressions_worker_core::schema::DriftKind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
@@ -23,7 +23,7 @@ use super::labels;
 use crate::{
     context::Context,
     error::Error,
-    schema::judge::{DriftCondition, Judgement, judge, kind_name},
+    schema::judge::{DriftCondition, Judgement, judge, kind_name, thresholds},
 };
 
 /// What the schema step found.
@@ -46,9 +46,17 @@ impl SchemaOutcome {
         j.status.baseline.as_ref()?;
         let mut counts: BTreeMap<&'static str, i64> =
             DriftKind::ALL.iter().map(|k| (k.label(), 0)).collect();
-        for d in &j.status.drifts {
-            if let Some(k) = DriftKind::ALL.iter().find(|k| kind_name(**k) == d.kind) {
-                *counts.entry(k.label()).or_default() += 1;
+        // The window's drifts when it was judged now (the status lists the first few only),
+        // else the status's.
+        if j.drifts.len() == j.status.drift_count as usize {
+            for d in &j.drifts {
+                *counts.entry(d.kind.label()).or_default() += 1;
+            }
+        } else {
+            for d in &j.status.drifts {
+                if let Some(k) = DriftKind::ALL.iter().find(|k| kind_name(**k) == d.kind) {
+                    *counts.entry(k.label()).or_default() += 1;
+                }
             }
         }
         Some(counts)
@@ -107,7 +115,7 @@ async fn judged(
         current.status.as_ref(),
         accept,
         Some(window),
-        &Thresholds::default(),
+        &thresholds(&p.spec.schema.drift),
         now,
     );
     if current.status.as_ref() != Some(&j.status) {

@@ -3,19 +3,27 @@
 //! new value of the accept annotation), and the window's drift from the baseline, as the next
 //! `RawEventSchema` status and the pipeline's `SchemaDrift` condition.
 
-use impressions_crds::raw_schema::{
-    Baseline, INITIAL_BASELINE, RawEventSchemaStatus, SchemaDriftStatus,
+use impressions_crds::{
+    raw_schema::{Baseline, INITIAL_BASELINE, RawEventSchemaStatus, SchemaDriftStatus},
+    schema::DriftSpec,
 };
 use impressions_worker_core::schema::{Drift, DriftKind, Observation, Thresholds, detect};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    learned::{fold, window_status},
+    learned::{MAX_EVENT_TYPES, MAX_NAME_BYTES, fold, overflow_status, window_status},
     windows::ClosedWindow,
 };
 
-/// Drifts named in the condition's message; the status lists them all.
+/// Drifts named in the condition's message.
 pub const CONDITION_DRIFTS: usize = 12;
+/// Drifts listed in the status (`driftCount` counts them all).
+pub const STATUS_DRIFTS: usize = 64;
+/// Paths the baseline keeps per event type, and in all: the workers' default budget per type.
+/// Beyond, the paths present in the fewest events are counted in the type's `pathsOverflow`,
+/// which drift reads as "over budget" (no NewField from a baseline that may lack the path).
+pub const BASELINE_PATHS: usize = 256;
+pub const BASELINE_PATHS_TOTAL: usize = 1024;
 
 /// What the pipeline's `SchemaDrift` condition says.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +53,19 @@ pub struct Judgement {
     pub condition: DriftCondition,
 }
 
+/// The drift thresholds of a pipeline's `spec.schema.drift`.
+pub fn thresholds(d: &DriftSpec) -> Thresholds {
+    Thresholds {
+        min_events: d.min_events,
+        min_z: d.min_z,
+        new_min_share: d.new_min_share,
+        presence_min_change: d.presence_min_change,
+        gone_min_presence: d.gone_min_presence,
+        type_sent_share: d.type_sent_share,
+        type_absent_share: d.type_absent_share,
+    }
+}
+
 /// Judges `window` (the pipeline's last closed window with events, if the operator has one)
 /// against the status `before`, with the accept annotation's value `accept`.
 pub fn judge(
@@ -59,7 +80,9 @@ pub fn judge(
     let mut taken = None;
     let mut drifts = Vec::new();
     if let Some(w) = window {
-        s.event_types = fold(&s.event_types, w);
+        let (types, overflow) = fold(&s.event_types, w);
+        s.event_types = types;
+        s.overflow = overflow_status(overflow);
         s.window = Some(window_status(w));
         let wanted = match (&s.baseline, accept) {
             (None, _) if w.observation.events_sampled >= th.min_events => {
@@ -83,11 +106,15 @@ pub fn judge(
         }
         if let Some(base) = s.baseline.as_ref().and_then(baseline_observation) {
             drifts = detect(&base, &w.observation, th);
-            s.drifts = drifts.iter().map(drift_status).collect();
+            s.drifts = drifts
+                .iter()
+                .take(STATUS_DRIFTS)
+                .map(drift_status)
+                .collect();
+            s.drift_count = drifts.len() as u32;
         }
     }
     s.event_type_count = s.event_types.len() as u32;
-    s.drift_count = s.drifts.len() as u32;
     let condition = condition(&s, th);
     Judgement {
         status: s,
@@ -98,14 +125,57 @@ pub fn judge(
 }
 
 /// What drift is measured against, without what it does not read (the client versions: a
-/// drift names those of the current window; the fields' times), to keep the status small.
+/// drift names those of the current window; the fields' times), and bounded, to keep the
+/// status small: at most [`MAX_EVENT_TYPES`] event types (those with the most events),
+/// [`BASELINE_PATHS`] paths per type and [`BASELINE_PATHS_TOTAL`] in all (those present in the
+/// most events), names of at most [`MAX_NAME_BYTES`]; what is left out is counted in the
+/// overflow counts, as the workers' budget does.
 fn counts_only(o: &Observation) -> Observation {
     let mut o = o.clone();
-    for t in o.event_types.values_mut() {
+    let mut types: Vec<(u64, String)> = o
+        .event_types
+        .iter()
+        .map(|(k, t)| (t.events, k.clone()))
+        .collect();
+    types.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for (i, (events, name)) in types.into_iter().enumerate() {
+        if i >= MAX_EVENT_TYPES || name.len() > MAX_NAME_BYTES {
+            o.event_types.remove(&name);
+            o.event_types_overflow += events;
+        }
+    }
+    let mut paths: Vec<(u64, String, String)> = Vec::new();
+    for (name, t) in o.event_types.iter_mut() {
         t.versions = Default::default();
+        let mut mine: Vec<(u64, String, String)> = t
+            .fields
+            .iter()
+            .map(|(p, f)| (f.present, name.clone(), p.clone()))
+            .collect();
+        mine.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+        for (present, _, path) in mine.drain(BASELINE_PATHS.min(mine.len())..) {
+            t.fields.remove(&path);
+            t.paths_overflow += present;
+        }
         for f in t.fields.values_mut() {
             f.versions = Default::default();
             (f.first_seen_ms, f.last_seen_ms) = (0, 0);
+        }
+        paths.extend(mine);
+    }
+    paths.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+    let long = paths.iter().filter(|p| p.2.len() > MAX_NAME_BYTES).cloned();
+    let beyond: Vec<_> = paths
+        .iter()
+        .filter(|p| p.2.len() <= MAX_NAME_BYTES)
+        .skip(BASELINE_PATHS_TOTAL)
+        .cloned()
+        .chain(long)
+        .collect();
+    for (present, name, path) in beyond {
+        if let Some(t) = o.event_types.get_mut(&name) {
+            t.fields.remove(&path);
+            t.paths_overflow += present;
         }
     }
     o
@@ -191,6 +261,8 @@ fn condition(s: &RawEventSchemaStatus, th: &Thresholds) -> DriftCondition {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use impressions_worker_core::schema::{Learner, LearnerConfig, report::WindowBounds};
 
     use super::*;
@@ -329,5 +401,322 @@ mod tests {
         );
         assert_eq!(j.taken, Some(Taken::Accepted("v1".into())));
         assert_eq!(j.status.baseline.unwrap().accepted, "v1");
+    }
+
+    /// A window of the events given as (count, payload), in that order.
+    fn events(list: &[(usize, &str)], end_ms: i64) -> ClosedWindow {
+        let mut l = Learner::new(&LearnerConfig {
+            sample_one_in: 1,
+            ..LearnerConfig::default()
+        });
+        for (n, e) in list {
+            for _ in 0..*n {
+                l.offer(e.as_bytes(), end_ms - 1_000);
+            }
+        }
+        ClosedWindow {
+            bounds: WindowBounds {
+                start_ms: end_ms - 10_000,
+                end_ms,
+            },
+            boundary_ms: end_ms,
+            window_seconds: 10,
+            pods: 1,
+            observation: l.take(),
+        }
+    }
+
+    /// The drifts (kind path) of `current` from `baseline` judged with `spec`.
+    fn drifts_with(
+        spec: &DriftSpec,
+        baseline: &[(usize, &str)],
+        current: &[(usize, &str)],
+    ) -> Vec<String> {
+        let th = thresholds(spec);
+        let b = judge(None, None, Some(&events(baseline, 10_000)), &th, &now());
+        let j = judge(
+            Some(&b.status),
+            None,
+            Some(&events(current, 20_000)),
+            &th,
+            &now(),
+        );
+        j.status
+            .drifts
+            .iter()
+            .map(|d| format!("{} {}", d.kind, d.path.as_deref().unwrap_or("-")))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_spec_is_the_default_thresholds() {
+        assert_eq!(thresholds(&DriftSpec::default()), Thresholds::default());
+    }
+
+    #[test]
+    fn each_field_of_spec_schema_drift_changes_the_judgement() {
+        const A: &str = r#"{"eventType":"imp","a":1}"#;
+        const B: &str = r#"{"eventType":"imp","a":1,"b":1}"#;
+        const BS: &str = r#"{"eventType":"imp","a":1,"b":"x"}"#;
+        let d = DriftSpec::default;
+        // (what, the spec, baseline, window, drifts with the defaults, drifts with the spec)
+        type Case<'a> = (
+            &'a str,
+            DriftSpec,
+            Vec<(usize, &'a str)>,
+            Vec<(usize, &'a str)>,
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: Vec<Case> = vec![
+            // b new in 3 % of the events (z ≈ 5.5).
+            (
+                "newMinShare",
+                DriftSpec {
+                    new_min_share: 0.05,
+                    ..d()
+                },
+                vec![(1000, A)],
+                vec![(970, A), (30, B)],
+                &["NewField b"],
+                &[],
+            ),
+            (
+                "minZ",
+                DriftSpec { min_z: 6.0, ..d() },
+                vec![(1000, A)],
+                vec![(970, A), (30, B)],
+                &["NewField b"],
+                &[],
+            ),
+            // b from 100 % to 85 % of the events.
+            (
+                "presenceMinChange",
+                DriftSpec {
+                    presence_min_change: 0.2,
+                    ..d()
+                },
+                vec![(1000, B)],
+                vec![(150, A), (850, B)],
+                &["PresenceDropped b"],
+                &[],
+            ),
+            // b in 3 % of the baseline's events, now in none.
+            (
+                "goneMinPresence",
+                DriftSpec {
+                    gone_min_presence: 0.05,
+                    ..d()
+                },
+                vec![(970, A), (30, B)],
+                vec![(1000, A)],
+                &["FieldGone b"],
+                &[],
+            ),
+            // b a string in 3 % of its presences, never before.
+            (
+                "typeSentShare",
+                DriftSpec {
+                    type_sent_share: 0.02,
+                    ..d()
+                },
+                vec![(1000, B)],
+                vec![(970, B), (30, BS)],
+                &[],
+                &["TypeChanged b"],
+            ),
+            // b a string in 2 % of its presences before (in the band), in 30 % now.
+            (
+                "typeAbsentShare",
+                DriftSpec {
+                    type_absent_share: 0.03,
+                    ..d()
+                },
+                vec![(980, B), (20, BS)],
+                vec![(700, B), (300, BS)],
+                &[],
+                &["TypeChanged b"],
+            ),
+        ];
+        for (what, spec, base, cur, default, with) in cases {
+            assert_eq!(
+                drifts_with(&d(), &base, &cur),
+                default,
+                "{what}: the defaults"
+            );
+            assert_eq!(drifts_with(&spec, &base, &cur), with, "{what}: the spec");
+        }
+        // minEvents: a window with fewer sampled events does not become the baseline, and the
+        // condition names the number.
+        let spec = DriftSpec {
+            min_events: 2_000,
+            ..d()
+        };
+        let w = events(&[(1000, A)], 10_000);
+        let j = judge(None, None, Some(&w), &thresholds(&spec), &now());
+        assert_eq!(j.condition.reason, "NoBaseline");
+        assert!(
+            j.condition.message.contains("at least 2000 sampled events"),
+            "{}",
+            j.condition.message
+        );
+        let j = judge(None, None, Some(&w), &thresholds(&d()), &now());
+        assert_eq!(j.taken, Some(Taken::Initial));
+    }
+
+    /// A window of `types` event types of `paths` fields each, names and client versions as
+    /// long as the status keeps, every field in half the events: built directly (the workers'
+    /// budget would have stopped it earlier).
+    fn flood(types: usize, paths: usize, round: usize, end_ms: i64) -> ClosedWindow {
+        use impressions_worker_core::schema::{EventTypeShape, FieldShape, JsonType};
+        let long = |prefix: &str, i: usize| {
+            format!(
+                "{prefix}{i:06}{}",
+                "x".repeat(MAX_NAME_BYTES - prefix.len() - 6)
+            )
+        };
+        let mut o = Observation::default();
+        for t in 0..types {
+            let mut fields = BTreeMap::new();
+            for p in 0..paths {
+                let mut versions = impressions_worker_core::schema::versions::Versions::default();
+                for v in 0..8 {
+                    versions.add(Some(&format!("{v}.{}", "9".repeat(60))), 1, 8);
+                }
+                fields.insert(
+                    long(&format!("r{round}.id"), p),
+                    FieldShape {
+                        present: 500,
+                        types: [(JsonType::Integer, 400), (JsonType::String, 100)].into(),
+                        first_seen_ms: end_ms - 5_000,
+                        last_seen_ms: end_ms - 1_000,
+                        versions,
+                    },
+                );
+            }
+            o.event_types.insert(
+                long("type", t),
+                EventTypeShape {
+                    events: 1_000,
+                    first_seen_ms: end_ms - 5_000,
+                    last_seen_ms: end_ms - 1_000,
+                    fields,
+                    paths_overflow: 0,
+                    values_truncated: 0,
+                    versions: Default::default(),
+                },
+            );
+        }
+        o.events_seen = 1_000 * types as u64;
+        o.events_sampled = o.events_seen;
+        ClosedWindow {
+            bounds: WindowBounds {
+                start_ms: end_ms - 10_000,
+                end_ms,
+            },
+            boundary_ms: end_ms,
+            window_seconds: 10,
+            pods: 1,
+            observation: o,
+        }
+    }
+
+    #[test]
+    fn the_status_stays_bounded_whatever_the_paths_and_counts_what_it_leaves_out() {
+        use super::super::learned::{MAX_FIELDS, MAX_STATUS_FIELDS};
+        let th = Thresholds::default();
+        // 40 event types of 600 paths each, other paths every window (ids as keys): beyond
+        // every budget of the status, with the longest names it keeps.
+        let j1 = judge(None, None, Some(&flood(40, 600, 1, 10_000)), &th, &now());
+        let j2 = judge(
+            Some(&j1.status),
+            None,
+            Some(&flood(40, 600, 2, 20_000)),
+            &th,
+            &now(),
+        );
+        let s = &j2.status;
+        let fields: usize = s.event_types.values().map(|t| t.fields.len()).sum();
+        assert_eq!(s.event_types.len(), MAX_EVENT_TYPES);
+        assert!(s.event_types.values().all(|t| t.fields.len() <= MAX_FIELDS));
+        assert_eq!(fields, MAX_STATUS_FIELDS);
+        assert!(
+            s.event_types
+                .values()
+                .flat_map(|t| t.fields.keys())
+                .all(|p| p.starts_with("r2.")),
+            "the fields of the last window first"
+        );
+        let o = s.overflow.as_ref().expect("the overflow is reported");
+        assert_eq!(o.event_types, 8);
+        assert_eq!(o.fields, (32 * 600 - MAX_STATUS_FIELDS) as u64);
+        let per_type: u64 = s.event_types.values().map(|t| t.fields_overflow).sum();
+        assert_eq!(per_type, o.fields);
+        // Every baseline path gone: more drifts than the status lists.
+        assert!(s.drift_count as usize > STATUS_DRIFTS, "{}", s.drift_count);
+        assert_eq!(s.drifts.len(), STATUS_DRIFTS);
+        let base: Observation =
+            serde_json::from_str(&s.baseline.as_ref().unwrap().observation).unwrap();
+        assert_eq!(base.event_types.len(), MAX_EVENT_TYPES);
+        let kept: usize = base.event_types.values().map(|t| t.fields.len()).sum();
+        assert_eq!(kept, BASELINE_PATHS_TOTAL);
+        assert!(base.event_types.values().all(|t| t.paths_overflow > 0));
+        assert_eq!(base.event_types_overflow, 8 * 1_000);
+        // The whole status, as written: well within the API server's object limit (~1.5 MB)
+        // with the managed fields (which repeat the keys of the maps) beside it.
+        let bytes = serde_json::to_vec(s).unwrap().len();
+        println!(
+            "status of the flood: {bytes} bytes, {} drifts",
+            s.drift_count
+        );
+        assert!(bytes <= 768 * 1024, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_client_sending_ids_as_keys_fills_the_overflow_not_the_status() {
+        use super::super::learned::MAX_FIELDS;
+        // The workers' default budget (256 paths per type); each event has a key of its own.
+        let th = Thresholds::default();
+        let mut before = None;
+        for round in 0..3_i64 {
+            let mut l = Learner::new(&LearnerConfig {
+                sample_one_in: 1,
+                ..LearnerConfig::default()
+            });
+            for i in 0..2_000 {
+                let e = format!(
+                    r#"{{"eventType":"imp","a":1,"b":{{"x":"y"}},"ids":{{"u{round}-{i}":1}}}}"#
+                );
+                l.offer(e.as_bytes(), (round + 1) * 10_000 - 1_000);
+            }
+            let w = ClosedWindow {
+                bounds: WindowBounds {
+                    start_ms: round * 10_000,
+                    end_ms: (round + 1) * 10_000,
+                },
+                boundary_ms: (round + 1) * 10_000,
+                window_seconds: 10,
+                pods: 1,
+                observation: l.take(),
+            };
+            let j = judge(before.as_ref(), None, Some(&w), &th, &now());
+            before = Some(j.status);
+        }
+        let s = before.unwrap();
+        let imp = &s.event_types["imp"];
+        assert_eq!(imp.fields.len(), MAX_FIELDS);
+        for f in ["a", "b", "b.x", "ids", "eventType"] {
+            assert_eq!(imp.fields[f].presence, 1.0, "{f} kept");
+        }
+        assert!(
+            imp.fields_overflow > 0 && imp.worker_paths_overflow > 0,
+            "{imp:?}"
+        );
+        let o = s.overflow.unwrap();
+        assert_eq!(o.fields, imp.fields_overflow);
+        assert_eq!(o.worker_paths, imp.worker_paths_overflow);
+        // Each id is in one event of 2,000: not a drift, and the baseline is over its budget
+        // (its paths beyond it cannot be told from new ones).
+        assert!(s.drifts.is_empty(), "{:?}", s.drifts);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use impressions_crds::raw_schema::{LearnedEventType, LearnedField, SchemaWindow};
+use impressions_crds::raw_schema::{LearnedEventType, LearnedField, SchemaOverflow, SchemaWindow};
 use impressions_worker_core::schema::{
     EventTypeShape, FieldShape,
     json_schema::{RenderOptions, event_type_schema},
@@ -16,11 +16,22 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::windows::ClosedWindow;
 
-/// Event types kept in the status; beyond, those seen longest ago are dropped.
+/// Event types kept in the status; beyond, those seen longest ago (then with the fewest
+/// events) are dropped.
 pub const MAX_EVENT_TYPES: usize = 32;
-/// Fields kept per event type in the status; beyond, those seen longest ago are dropped (drift
-/// is judged on every path of the observations, up to the workers' budget).
+/// Fields kept per event type in the status (drift is judged on every path of the
+/// observations, up to the workers' budget).
 pub const MAX_FIELDS: usize = 128;
+/// Fields kept in the status over all event types: the status's budget of paths. Beyond, the
+/// fields present in the smallest share of their type's events (then seen longest ago) are left
+/// out and counted (`fieldsOverflow`), so that a client sending a new key per event (an id as a
+/// key) fills the overflow count, not the resource.
+pub const MAX_STATUS_FIELDS: usize = 512;
+/// The longest event type name or field path kept in the status, in bytes; longer ones are
+/// counted as overflow.
+pub const MAX_NAME_BYTES: usize = 128;
+/// The longest client version listed, in bytes; longer ones are not listed.
+pub const MAX_VERSION_BYTES: usize = 64;
 /// Client versions listed per event type (the newest).
 pub const MAX_VERSIONS: usize = 8;
 /// Client versions listed per field (the newest).
@@ -51,22 +62,34 @@ pub fn window_status(w: &ClosedWindow) -> SchemaWindow {
     }
 }
 
-/// `before` with the window `w` folded in.
+/// `before` with the window `w` folded in, within the status's budget: at most
+/// [`MAX_EVENT_TYPES`] event types, [`MAX_FIELDS`] fields per type and [`MAX_STATUS_FIELDS`] in
+/// all, names of at most [`MAX_NAME_BYTES`]. What the window had beyond is counted in the
+/// returned [`Overflow`].
 pub fn fold(
     before: &BTreeMap<String, LearnedEventType>,
     w: &ClosedWindow,
-) -> BTreeMap<String, LearnedEventType> {
+) -> (BTreeMap<String, LearnedEventType>, Overflow) {
     let mut out = before.clone();
+    let mut overflow = Overflow {
+        worker_event_types: w.observation.event_types_overflow,
+        ..Overflow::default()
+    };
     // Not seen in this window: no events, every field absent.
     for t in out.values_mut() {
         t.events = 0;
+        t.fields_overflow = 0;
+        t.worker_paths_overflow = 0;
         for f in t.fields.values_mut() {
             f.presence = 0.0;
             f.types.clear();
         }
     }
-    let opts = RenderOptions::default();
     for (name, shape) in &w.observation.event_types {
+        overflow.worker_paths += shape.paths_overflow;
+        if name.len() > MAX_NAME_BYTES {
+            continue;
+        }
         let seen = (shape.first_seen_ms, shape.last_seen_ms);
         let t = out.entry(name.clone()).or_insert_with(|| LearnedEventType {
             events: 0,
@@ -75,20 +98,61 @@ pub fn fold(
             client_versions: Vec::new(),
             json_schema: None,
             fields: BTreeMap::new(),
+            fields_overflow: 0,
+            worker_paths_overflow: 0,
         });
         t.events = shape.events;
+        t.worker_paths_overflow = shape.paths_overflow;
         widen(&mut t.first_seen, &mut t.last_seen, seen);
         t.client_versions = newest(&t.client_versions, shape.versions.names(), MAX_VERSIONS);
-        let mut schema = event_type_schema(name, shape, &opts);
-        strip_annotations(&mut schema);
-        t.json_schema = Some(schema);
-        for (path, f) in &shape.fields {
+        for (path, f) in shape
+            .fields
+            .iter()
+            .filter(|(p, _)| p.len() <= MAX_NAME_BYTES)
+        {
             fold_field(t, shape, path, f);
         }
-        keep_newest(&mut t.fields, MAX_FIELDS, |f| f.last_seen.0);
     }
-    keep_newest(&mut out, MAX_EVENT_TYPES, |t| t.last_seen.0);
-    out
+    keep_event_types(&mut out);
+    keep_fields(&mut out);
+    let opts = RenderOptions::default();
+    for (name, shape) in &w.observation.event_types {
+        let Some(t) = out.get_mut(name) else {
+            overflow.event_types += 1;
+            continue;
+        };
+        let mut kept = shape.clone();
+        kept.fields.retain(|p, _| t.fields.contains_key(p));
+        t.fields_overflow = (shape.fields.len() - kept.fields.len()) as u64;
+        overflow.fields += t.fields_overflow;
+        let mut schema = event_type_schema(name, &kept, &opts);
+        strip_annotations(&mut schema);
+        t.json_schema = Some(schema);
+    }
+    (out, overflow)
+}
+
+/// What a window had beyond the status's budget, and the workers' own overflow counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// Event types of the window not kept in the status.
+    pub event_types: u64,
+    /// Field paths of the window not kept in the status (over the event types kept).
+    pub fields: u64,
+    /// Presences of paths beyond the workers' budget (their `pathsOverflow`, all types).
+    pub worker_paths: u64,
+    /// Sampled events of event types beyond the workers' budget.
+    pub worker_event_types: u64,
+}
+
+/// The status's overflow section: `None` when nothing went past a budget.
+pub fn overflow_status(o: Overflow) -> Option<SchemaOverflow> {
+    (o != Overflow::default()).then_some(SchemaOverflow {
+        event_types: o.event_types,
+        fields: o.fields,
+        worker_paths: o.worker_paths,
+        worker_event_types: o.worker_event_types,
+    })
 }
 
 fn fold_field(t: &mut LearnedEventType, shape: &EventTypeShape, path: &str, f: &FieldShape) {
@@ -116,6 +180,65 @@ fn fold_field(t: &mut LearnedEventType, shape: &EventTypeShape, path: &str, f: &
         f.versions.names(),
         MAX_FIELD_VERSIONS,
     );
+}
+
+/// Keeps the [`MAX_EVENT_TYPES`] event types seen last (then with the most events, then by
+/// name).
+fn keep_event_types(m: &mut BTreeMap<String, LearnedEventType>) {
+    if m.len() <= MAX_EVENT_TYPES {
+        return;
+    }
+    let mut order: Vec<(Timestamp, u64, String)> = m
+        .iter()
+        .map(|(k, t)| (t.last_seen.0, t.events, k.clone()))
+        .collect();
+    order.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.cmp(&a.1))
+            .then_with(|| a.2.cmp(&b.2))
+    });
+    for (_, _, k) in order.drain(MAX_EVENT_TYPES..) {
+        m.remove(&k);
+    }
+}
+
+/// Keeps at most [`MAX_FIELDS`] fields per event type and [`MAX_STATUS_FIELDS`] in all: those
+/// present in the largest share of the last window's events, then seen last, then by type and
+/// path.
+fn keep_fields(m: &mut BTreeMap<String, LearnedEventType>) {
+    type Rank<'a> = (f64, Timestamp, &'a str, &'a str);
+    let rank = |a: &Rank, b: &Rank| {
+        b.0.total_cmp(&a.0)
+            .then(b.1.cmp(&a.1))
+            .then_with(|| (a.2, a.3).cmp(&(b.2, b.3)))
+    };
+    let mut kept: Vec<(String, String)> = Vec::new();
+    {
+        let mut all: Vec<Rank> = Vec::new();
+        for (name, t) in m.iter() {
+            let mut mine: Vec<Rank> = t
+                .fields
+                .iter()
+                .map(|(p, f)| (f.presence, f.last_seen.0, name.as_str(), p.as_str()))
+                .collect();
+            mine.sort_by(rank);
+            mine.truncate(MAX_FIELDS);
+            all.extend(mine);
+        }
+        all.sort_by(rank);
+        all.truncate(MAX_STATUS_FIELDS);
+        kept.extend(
+            all.into_iter()
+                .map(|(_, _, t, p)| (t.to_owned(), p.to_owned())),
+        );
+    }
+    kept.sort();
+    for (name, t) in m.iter_mut() {
+        t.fields.retain(|p, _| {
+            kept.binary_search_by(|(kt, kp)| (kt.as_str(), kp.as_str()).cmp(&(name, p)))
+                .is_ok()
+        });
+    }
 }
 
 fn widen(first: &mut Time, last: &mut Time, (f, l): (i64, i64)) {
@@ -152,24 +275,16 @@ fn strip_annotations(schema: &mut serde_json::Value) {
 
 /// The newest `max` of both lists, newest first.
 fn newest<'a>(before: &'a [String], now: impl Iterator<Item = &'a str>, max: usize) -> Vec<String> {
-    let mut all: Vec<&str> = before.iter().map(String::as_str).chain(now).collect();
+    let mut all: Vec<&str> = before
+        .iter()
+        .map(String::as_str)
+        .chain(now)
+        .filter(|v| v.len() <= MAX_VERSION_BYTES)
+        .collect();
     all.sort_by(|a, b| versions::compare(b, a));
     all.dedup();
     all.truncate(max);
     all.into_iter().map(str::to_owned).collect()
-}
-
-/// Drops the entries seen longest ago (then the last by name) beyond `max`.
-fn keep_newest<V>(m: &mut BTreeMap<String, V>, max: usize, last_seen: impl Fn(&V) -> Timestamp) {
-    if m.len() <= max {
-        return;
-    }
-    let mut order: Vec<(Timestamp, String)> =
-        m.iter().map(|(k, v)| (last_seen(v), k.clone())).collect();
-    order.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    for (_, k) in order.drain(max..) {
-        m.remove(&k);
-    }
 }
 
 #[cfg(test)]
@@ -211,7 +326,7 @@ mod tests {
                 5_000,
             ),
         ]);
-        let s = fold(&BTreeMap::new(), &w);
+        let (s, _) = fold(&BTreeMap::new(), &w);
         let imp = &s["imp"];
         assert_eq!(imp.events, 2);
         assert_eq!(imp.first_seen, time_of(1_000));
@@ -228,7 +343,7 @@ mod tests {
             "numbers only in fields: {js}"
         );
         let x = window(&[(r#"{"eventType":"imp","x-id":1}"#, 1_000)]);
-        let xs = fold(&BTreeMap::new(), &x)["imp"]
+        let xs = fold(&BTreeMap::new(), &x).0["imp"]
             .json_schema
             .clone()
             .unwrap();
@@ -237,14 +352,14 @@ mod tests {
             "a field named x-…: {xs}"
         );
         // Folding the same window again changes nothing.
-        assert_eq!(fold(&s, &w), s);
+        assert_eq!(fold(&s, &w).0, s);
     }
 
     #[test]
     fn first_seen_stays_last_seen_moves_and_absent_fields_are_kept_at_zero() {
         let w1 = window(&[(r#"{"eventType":"imp","a":1,"b":2}"#, 1_000)]);
         let w2 = window(&[(r#"{"eventType":"imp","a":1}"#, 70_000)]);
-        let s = fold(&fold(&BTreeMap::new(), &w1), &w2);
+        let (s, _) = fold(&fold(&BTreeMap::new(), &w1).0, &w2);
         let a = &s["imp"].fields["a"];
         assert_eq!(
             (a.first_seen.clone(), a.last_seen.clone()),
@@ -261,10 +376,10 @@ mod tests {
         let mut before = BTreeMap::new();
         for i in 0..MAX_EVENT_TYPES {
             let w = window(&[(&format!(r#"{{"eventType":"t{i:02}"}}"#), i as i64 * 1000)]);
-            before = fold(&before, &w);
+            before = fold(&before, &w).0;
         }
         let w = window(&[(r#"{"eventType":"new"}"#, 999_000)]);
-        let s = fold(&before, &w);
+        let (s, _) = fold(&before, &w);
         assert_eq!(s.len(), MAX_EVENT_TYPES);
         assert!(s.contains_key("new"));
         assert!(!s.contains_key("t00"), "seen longest ago");

@@ -30,10 +30,13 @@ impl SourceError {
     }
 }
 
-/// One pipeline's read: the reports, and the pods that did not answer (pod, why).
+/// One pipeline's read: the reports, per pod that answered the latest window multiple it
+/// reported (`None`: no window ended after the read's `endAfterMs`), and the pods that did not
+/// answer (pod, why).
 #[derive(Debug, Default)]
 pub struct Read {
     pub reports: Vec<SchemaReport>,
+    pub latest: Vec<Option<i64>>,
     pub failed: Vec<(String, String)>,
 }
 
@@ -170,7 +173,11 @@ impl ReportSource for PodReports {
             let mut read = Read::default();
             for (pod, answer) in answers {
                 match answer {
-                    Ok(mut reports) => read.reports.append(&mut reports),
+                    Ok(mut reports) => {
+                        read.latest
+                            .push(reports.iter().filter_map(SchemaReport::boundary_ms).max());
+                        read.reports.append(&mut reports);
+                    }
                     Err(e) => read.failed.push((pod, e)),
                 }
             }

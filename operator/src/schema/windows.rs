@@ -2,7 +2,8 @@
 //! window (pure). A pod's report is counted once however often it is read (keyed by pod and
 //! window start: the merge adds, so a report read twice would count twice), the pods' reports
 //! of a window are grouped by the multiple of `windowSeconds` they end at, and a window is
-//! closed once that multiple is `grace` old: later reports of it are dropped.
+//! closed as soon as every pod that answered has ended it (none failed), or once that multiple
+//! is `grace` old: later reports of it are dropped.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -66,14 +67,39 @@ impl Windows {
         new
     }
 
-    /// Closes every window whose multiple is at least `grace_ms` before `now_ms`, oldest first.
-    pub fn close(&mut self, now_ms: i64, grace_ms: i64) -> Vec<ClosedWindow> {
+    /// Whether the last window that ended by `now_ms` is still open within its grace: the
+    /// workers' reports of it are awaited (a read is due soon, not at the next multiple).
+    pub fn awaiting(&self, now_ms: i64, grace_ms: i64) -> bool {
+        let Some(w) = self
+            .window_seconds
+            .map(|w| i64::from(w) * 1000)
+            .filter(|w| *w > 0)
+        else {
+            return false;
+        };
+        let last = now_ms.div_euclid(w) * w;
+        self.closed_upto.is_none_or(|c| c < last) && now_ms < last + grace_ms
+    }
+
+    /// Closes, oldest first, every window whose multiple is at most `complete_upto` (every pod
+    /// that answered has ended it: see [`complete_upto`]) or at least `grace_ms` before
+    /// `now_ms`. Windows up to `complete_upto` count as closed even without reports (a pod
+    /// that started after them), so that their late reports are dropped too.
+    pub fn close(
+        &mut self,
+        now_ms: i64,
+        grace_ms: i64,
+        complete_upto: Option<i64>,
+    ) -> Vec<ClosedWindow> {
         let due: Vec<i64> = self
             .open
             .keys()
             .copied()
-            .take_while(|b| b + grace_ms <= now_ms)
+            .take_while(|b| complete_upto.is_some_and(|c| *b <= c) || b + grace_ms <= now_ms)
             .collect();
+        if let Some(c) = complete_upto.filter(|_| self.window_seconds.is_some()) {
+            self.closed_upto = Some(self.closed_upto.map_or(c, |x| x.max(c)));
+        }
         let mut out = Vec::with_capacity(due.len());
         for b in due {
             let Some(reports) = self.open.remove(&b) else {
@@ -84,6 +110,20 @@ impl Windows {
         }
         out
     }
+}
+
+/// The last multiple every answering pod has ended a window at, from one read: per pod that
+/// answered, the latest multiple among its reports (`None`: it reported no window after the
+/// read's `endAfterMs`). `None` when a pod failed, none answered or one has not ended any: the
+/// windows then close by their grace.
+pub fn complete_upto(latest_per_pod: &[Option<i64>], any_failed: bool) -> Option<i64> {
+    if any_failed || latest_per_pod.is_empty() {
+        return None;
+    }
+    latest_per_pod
+        .iter()
+        .copied()
+        .try_fold(i64::MAX, |m, l| l.map(|l| m.min(l)))
 }
 
 /// The merge of the pods' reports of one window, in a fixed order (the merge keeps the budget
@@ -148,10 +188,10 @@ mod tests {
         let b1 = report("b", 2_000, 10_090, 5);
         assert_eq!(w.ingest([a1.clone(), b1.clone(), a1.clone()]), 2);
         assert_eq!(w.ingest([b1.clone()]), 0, "read again: nothing new");
-        assert!(w.close(12_000, 5_000).is_empty(), "within the grace");
+        assert!(w.close(12_000, 5_000, None).is_empty(), "within the grace");
         let a2 = report("a", 10_050, 20_010, 7);
         w.ingest([a2]);
-        let closed = w.close(15_000, 5_000);
+        let closed = w.close(15_000, 5_000, None);
         assert_eq!(closed.len(), 1);
         let c = &closed[0];
         assert_eq!(c.boundary_ms, 10_000);
@@ -167,7 +207,7 @@ mod tests {
         );
         // A late report of a closed window is dropped, and so is the same report read again.
         assert_eq!(w.ingest([report("c", 0, 10_500, 1), a1, b1]), 0);
-        let closed = w.close(25_000, 5_000);
+        let closed = w.close(25_000, 5_000, None);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].observation.events_seen, 7);
         assert_eq!(w.window_seconds(), Some(10));
@@ -184,7 +224,7 @@ mod tests {
         x.ingest(rs.clone());
         let mut y = Windows::default();
         y.ingest(rs.into_iter().rev());
-        assert_eq!(x.close(20_000, 0), y.close(20_000, 0));
+        assert_eq!(x.close(20_000, 0, None), y.close(20_000, 0, None));
     }
 
     #[test]
@@ -195,8 +235,57 @@ mod tests {
             report("a", 0, 10_000, 1),
             report("a", 20_000, 30_000, 1),
         ]);
-        let closed = w.close(30_500, 1_000);
+        let closed = w.close(30_500, 1_000, None);
         let b: Vec<i64> = closed.iter().map(|c| c.boundary_ms).collect();
         assert_eq!(b, [10_000, 20_000]);
+    }
+
+    #[test]
+    fn a_window_closes_once_every_answering_pod_ended_it() {
+        assert_eq!(
+            complete_upto(&[Some(20_000), Some(10_000)], false),
+            Some(10_000)
+        );
+        assert_eq!(
+            complete_upto(&[Some(20_000), None], false),
+            None,
+            "one has not ended it"
+        );
+        assert_eq!(complete_upto(&[Some(20_000)], true), None, "a pod failed");
+        assert_eq!(complete_upto(&[], false), None, "no pod answered");
+
+        let mut w = Windows::default();
+        assert!(!w.awaiting(10_100, 5_000), "window length unknown");
+        w.ingest([report("a", 0, 10_050, 3)]);
+        assert!(
+            w.awaiting(10_100, 5_000),
+            "10 s ended, not closed, within grace"
+        );
+        assert!(!w.awaiting(15_000, 5_000), "past its grace");
+        // b has not ended the window yet: it stays open within its grace.
+        assert!(
+            w.close(10_100, 5_000, complete_upto(&[Some(10_000), None], false))
+                .is_empty()
+        );
+        w.ingest([report("b", 0, 10_200, 5)]);
+        let closed = w.close(
+            10_250,
+            5_000,
+            complete_upto(&[Some(10_000), Some(10_000)], false),
+        );
+        assert_eq!(closed.len(), 1, "closed at once, not after its grace");
+        assert_eq!((closed[0].pods, closed[0].observation.events_seen), (2, 8));
+        assert!(!w.awaiting(10_300, 5_000));
+        assert!(w.awaiting(20_100, 5_000), "the next window");
+        // A window no pod reported (they started after it) still counts as closed.
+        let mut fresh = Windows::default();
+        fresh.ingest([report("c", 12_000, 20_010, 1)]);
+        fresh.close(20_100, 5_000, Some(20_000));
+        assert_eq!(fresh.closed_upto(), Some(20_000));
+        assert_eq!(
+            fresh.ingest([report("d", 0, 10_020, 1)]),
+            0,
+            "a late report of 10 s"
+        );
     }
 }

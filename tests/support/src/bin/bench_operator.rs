@@ -33,8 +33,10 @@ use rdkafka::{
 use serde_json::{Value, json};
 
 /// The API's resources the operator works with.
-const RESOURCES: [&str; 8] = [
+const RESOURCES: [&str; 10] = [
     "impressionpipelines",
+    "raweventschemas",
+    "endpointslices",
     "scalingpolicies",
     "deployments",
     "configmaps",
