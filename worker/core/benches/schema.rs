@@ -64,6 +64,12 @@ fn bench(c: &mut Criterion) {
         per_event(learner_best),
         100.0 * per_event(learner_best) / per_event(path_best)
     );
+    write_results(
+        per_event(path_best),
+        per_event(learner_best),
+        defaults.sample_one_in,
+        events.len(),
+    );
 
     let mut group = c.benchmark_group("schema");
     group.throughput(Throughput::Elements(N as u64));
@@ -119,6 +125,31 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The alternating rounds' figures, for docs/benchmarks.md to quote.
+fn write_results(path_ns: f64, learner_ns: f64, sample_one_in: u32, events: usize) {
+    let share = 100.0 * learner_ns / path_ns;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let results = serde_json::json!({
+        "command": "cargo bench -p impressions-worker-core --bench schema",
+        "unix_time": unix,
+        "events": events,
+        "rounds": 30,
+        "learner_sampling_one_in": sample_one_in,
+        "per_event_path_ns": path_ns,
+        "learner_ns_per_event": learner_ns,
+        "learner_share_of_path_percent": share,
+        "goal_percent": 5.0,
+        "goal_met": share <= 5.0,
+    });
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/results/bench-schema-learner.json");
+    match std::fs::write(file, serde_json::to_string_pretty(&results).unwrap_or_default() + "\n") {
+        Ok(()) => println!("results: {file}"),
+        Err(e) => eprintln!("cannot write {file}: {e}"),
+    }
 }
 
 criterion_group!(benches, bench);
