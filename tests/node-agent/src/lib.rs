@@ -274,16 +274,37 @@ async fn bind(agent: &Agent, p: &Pod) {
     }
 }
 
-/// The pod watch's retry delays: 0.5 s doubling up to 5 s (kube's default grows to 30 s). After
+/// The pod watch's retry delays: 0.5 s doubling up to 2.5 s, plus a random jitter of up to the
+/// delay itself (backon's), so at most 5 s (kube's default grows to 30 s and more). After
 /// an API server outage the first watch usually fails once more (its resource version expired);
 /// with the default the agent then stayed blind ~20 s, and pods the ReplicaSet deleted meanwhile
 /// kept consuming and left their group late.
 fn watch_backoff() -> watcher::ExponentialBackoff {
     backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(5))
+        .with_max_delay(Duration::from_millis(2500))
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_watch_retries_within_five_seconds_however_long_it_failed() {
+        let delays: Vec<Duration> = watch_backoff().take(30).collect();
+        assert_eq!(delays.len(), 30, "retries without end");
+        let most = delays.iter().max().unwrap();
+        assert!(*most <= Duration::from_secs(5), "a retry waited {most:?}");
+        assert!(
+            delays[10..]
+                .iter()
+                .all(|d| *d >= Duration::from_millis(2500)),
+            "the delay grows to the cap: {delays:?}"
+        );
+        assert!(delays[0] < Duration::from_millis(1100), "{delays:?}");
+    }
 }

@@ -145,8 +145,14 @@ fn write_results(path_ns: f64, learner_ns: f64, sample_one_in: u32, events: usiz
         "goal_percent": 5.0,
         "goal_met": share <= 5.0,
     });
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/results/bench-schema-learner.json");
-    match std::fs::write(file, serde_json::to_string_pretty(&results).unwrap_or_default() + "\n") {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/results/bench-schema-learner.json"
+    );
+    match std::fs::write(
+        file,
+        serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+    ) {
         Ok(()) => println!("results: {file}"),
         Err(e) => eprintln!("cannot write {file}: {e}"),
     }
