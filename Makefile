@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -57,6 +57,17 @@ bench-operator: stack-up
 	mkdir -p docs/results
 	target/release/bench_operator 1000 --out docs/results/bench-operator.json
 	target/release/bench_operator 1000 --hang-prometheus --blackhole 10 --out docs/results/bench-operator-faults.json
+
+## bench-rebalance: the consumption pause of one scaling action (one worker joining, one
+## leaving, several leaving and joining together) under steady traffic, per consumer group
+## protocol (Consumer, KIP-848, and Classic); the run is merged into
+## docs/results/bench-rebalance.json under BENCH_LABEL (docs/benchmarks.md, ~15 min). A debug
+## build: the pause is the group protocol's timing, the traffic far below the workers' capacity.
+BENCH_LABEL ?= stack
+bench-rebalance: stack-up
+	$(CARGO) build --bin worker --bin bench_rebalance
+	mkdir -p docs/results
+	target/debug/bench_rebalance --label $(BENCH_LABEL) --out docs/results/bench-rebalance.json
 
 ## bench-autoscaler: the scaling simulator on every built-in scenario under every policy, the
 ## baselines over their grids; results in docs/results/bench-autoscaler.json, plots in out/

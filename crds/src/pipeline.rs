@@ -159,6 +159,13 @@ pub struct SourceSpec {
     #[serde(default)]
     pub offset_reset: OffsetReset,
 
+    /// How the workers' consumer group assigns partitions: Consumer (KIP-848, Kafka 4.0+
+    /// brokers; the broker assigns incrementally and owns the session timeout and heartbeat
+    /// interval) or Classic (a member assigns, cooperative-sticky). A Secret's settings of the
+    /// other protocol are refused.
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
+
     /// A Secret in the pipeline's namespace whose keys are librdkafka client settings for
     /// SASL/TLS (e.g. `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`,
     /// `ssl.ca.pem`). Applied to the source and, unless the sink names its own, to the sink.
@@ -174,6 +181,17 @@ pub enum OffsetReset {
     /// The end of the partition: only events produced from now on.
     #[default]
     Latest,
+}
+
+/// The consumer group protocol of the workers (librdkafka's `group.protocol`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// KIP-848: the broker assigns partitions incrementally; only moved partitions pause during
+    /// a scaling action. Needs Kafka 4.0 or later.
+    #[default]
+    Consumer,
+    /// JoinGroup/SyncGroup with the cooperative-sticky assignor; for brokers before 4.0.
+    Classic,
 }
 
 /// The topics validated records and dead letters are written to.

@@ -175,6 +175,14 @@ impl ScalingPolicySpec {
     }
 }
 
+/// The default `rebalanceCostSeconds`: the backlog one scaling action adds, in seconds of the
+/// group's arrival, under the workers' default group protocol (KIP-848), measured on the local
+/// stack by `make bench-rebalance` (docs/results/bench-rebalance.json, run `stack`, protocol
+/// Consumer, `lost_seconds`): medians 0.08 s (one worker leaving), 0.13 s (one joining),
+/// 0.25 s (three leaving together) and 0.46 s (three joining), rounded up to the field's whole
+/// seconds (it was 5, a stop-the-world rebalance's).
+pub const DEFAULT_REBALANCE_COST_SECONDS: u32 = 1;
+
 impl ScaleBehavior {
     /// Scale-ups: immediate, in one step to the computed need (up to 11× or +4 per decision),
     /// 30 s apart.
@@ -335,7 +343,7 @@ fn default_interval() -> u32 {
     15
 }
 fn default_rebalance() -> u32 {
-    5
+    DEFAULT_REBALANCE_COST_SECONDS
 }
 fn default_stale() -> u32 {
     60

@@ -195,6 +195,18 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Consumer groups of the KIP-848 protocol (the workers' default, source.groupProtocol: Consumer)
+# get their session timeout and heartbeat interval from the broker: 45 s and 5 s by default, and
+# those are also the minimums. A member learns at its next heartbeat which partitions to give up
+# or take, so the heartbeat interval bounds the pause of a scaling action (docs/benchmarks.md,
+# bench-rebalance). 1 s and 10 s are what the workers set themselves under the classic protocol;
+# production brokers need the same settings (docs/autoscaling.md, the actuator). The bench
+# compares with the broker's defaults through KAFKA_CONSUMER_HEARTBEAT_MS=5000
+# KAFKA_CONSUMER_SESSION_MS=45000.
+group.consumer.heartbeat.interval.ms=${KAFKA_CONSUMER_HEARTBEAT_MS:-1000}
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.session.timeout.ms=${KAFKA_CONSUMER_SESSION_MS:-10000}
+group.consumer.min.session.timeout.ms=6000
 auto.create.topics.enable=false
 log.flush.interval.messages=9223372036854775807
 log.retention.hours=4

@@ -4,7 +4,8 @@
 //! mid-run and restarted (a `read_uncommitted` reader sees the aborted records that
 //! `read_committed` hides), and after a worker paused past its session comes back as a zombie
 //! (its offsets are refused: KIP-447 fencing). An output the sink refuses is never committed
-//! and stops the worker.
+//! and stops the worker. The cases with a group of two run under each group protocol
+//! (`source.groupProtocol`: Consumer, the default, and Classic).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +17,7 @@ use impressions_tests::{
     kafka::{self, Isolation, Sent},
     worker::{
         Topics, WorkerProcess, config_with_sink, event_id, expected, parse_metric, topics,
-        wait_committed,
+        wait_committed, with_group_protocol,
     },
 };
 use impressions_worker::loadgen::Mix;
@@ -135,24 +136,37 @@ async fn exactly_once_outputs_match_inputs_read_committed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_one_of_two_workers_then_restart_no_duplicates_nothing_missing() {
+async fn kill_9_one_of_two_workers_then_restart_no_duplicates_nothing_missing_consumer_protocol() {
+    kafka::require_consumer_group_settings(Stack::get()).await;
+    kill_9_then_restart("Consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_one_of_two_workers_then_restart_no_duplicates_nothing_missing_classic_protocol() {
+    kill_9_then_restart("Classic").await;
+}
+
+async fn kill_9_then_restart(protocol: &str) {
     let stack = Stack::get();
     let t = topics(stack, "eos-kill", 4, 100).await;
     let sent = kafka::produce_generated(stack, &t.raw, 17, 16_000, 100, Mix::default()).await;
     // Capped so the kill lands mid-run; 2 s transactions so that the killed worker's open
     // transaction surely holds delivered records when it dies.
     let cfg = |instance: &str| {
-        eos_config(
-            stack,
-            &t,
-            instance,
-            ", transactionIntervalMs: 2000",
-            "processing: {threads: 1, maxBatch: 200, maxEventsPerSecond: 1500}",
+        with_group_protocol(
+            &eos_config(
+                stack,
+                &t,
+                instance,
+                ", transactionIntervalMs: 2000",
+                "processing: {threads: 1, maxBatch: 200, maxEventsPerSecond: 1500}",
+            ),
+            protocol,
         )
     };
-    let mut a = WorkerProcess::start("eos-kill-a", &cfg("a"));
+    let mut a = WorkerProcess::start(&format!("eos-kill-a-{protocol}"), &cfg("a"));
     a.wait_ready(Duration::from_secs(30));
-    let mut b = WorkerProcess::start("eos-kill-b", &cfg("b"));
+    let mut b = WorkerProcess::start(&format!("eos-kill-b-{protocol}"), &cfg("b"));
     b.wait_ready(Duration::from_secs(30));
 
     // B's join took partitions from A, whose transaction was committed before the revoke. Kill
@@ -191,7 +205,7 @@ async fn kill_9_one_of_two_workers_then_restart_no_duplicates_nothing_missing() 
         sent.len()
     );
     a.kill9();
-    a.restart("eos-kill-a");
+    a.restart(&format!("eos-kill-a-{protocol}"));
     a.wait_ready(Duration::from_secs(30));
 
     let high = kafka::high_watermarks(stack, &t.raw);
@@ -216,7 +230,7 @@ async fn kill_9_one_of_two_workers_then_restart_no_duplicates_nothing_missing() 
     );
     let distinct: HashSet<String> = all.iter().map(event_id).collect();
     println!(
-        "kill -9: {records} records read_committed, {} read_uncommitted ({} aborted)",
+        "{protocol}: kill -9: {records} records read_committed, {} read_uncommitted ({} aborted)",
         all.len(),
         all.len() - records
     );
@@ -324,22 +338,35 @@ async fn an_output_the_sink_refuses_is_never_committed_and_stops_the_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice() {
+async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice_consumer_protocol() {
+    kafka::require_consumer_group_settings(Stack::get()).await;
+    zombie("Consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice_classic_protocol() {
+    zombie("Classic").await;
+}
+
+async fn zombie(protocol: &str) {
     let stack = Stack::get();
     let t = topics(stack, "eos-zombie", 4, 100).await;
     let sent = kafka::produce_generated(stack, &t.raw, 31, 16_000, 100, Mix::default()).await;
     let cfg = |instance: &str| {
-        eos_config(
-            stack,
-            &t,
-            instance,
-            "",
-            "processing: {threads: 1, maxBatch: 200, maxEventsPerSecond: 1500}",
+        with_group_protocol(
+            &eos_config(
+                stack,
+                &t,
+                instance,
+                "",
+                "processing: {threads: 1, maxBatch: 200, maxEventsPerSecond: 1500}",
+            ),
+            protocol,
         )
     };
-    let mut a = WorkerProcess::start("eos-zombie-a", &cfg("a"));
+    let mut a = WorkerProcess::start(&format!("eos-zombie-a-{protocol}"), &cfg("a"));
     a.wait_ready(Duration::from_secs(30));
-    let mut b = WorkerProcess::start("eos-zombie-b", &cfg("b"));
+    let mut b = WorkerProcess::start(&format!("eos-zombie-b-{protocol}"), &cfg("b"));
     b.wait_ready(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(20);
     while b.metric("impressions_worker_assigned_partitions") == 0.0 {
@@ -352,8 +379,9 @@ async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // A stops mid-transaction for longer than its session (10 s) and its transaction timeout
-    // (10 s): the group gives its partitions to B, the broker aborts its transaction. When A
+    // A stops mid-transaction for longer than its session (10 s: the worker's under the classic
+    // protocol, the broker's under the consumer protocol) and its transaction timeout (10 s):
+    // the group gives its partitions to B, the broker aborts its transaction. When A
     // wakes up it must not commit what B now owns.
     let signal = |sig: &str, w: &WorkerProcess| {
         std::process::Command::new("kill")
@@ -376,7 +404,7 @@ async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let a_exit = a.child.try_wait().unwrap();
     if a_exit.is_some() {
-        a.restart("eos-zombie-a");
+        a.restart(&format!("eos-zombie-a-{protocol}"));
     }
 
     let high = kafka::high_watermarks(stack, &t.raw);
@@ -390,5 +418,5 @@ async fn a_paused_zombie_worker_is_fenced_and_commits_nothing_twice() {
         "every input committed:\n{logs}"
     );
     let records = assert_exactly_once(stack, &t, &sent, &logs);
-    println!("zombie: A after waking up: {a_exit:?}; {records} records, 0 duplicates");
+    println!("{protocol}: zombie: A after waking up: {a_exit:?}; {records} records, 0 duplicates");
 }

@@ -1,6 +1,7 @@
 //! Workers that stop leave their consumer group at once: when four of five workers get SIGTERM
 //! together under traffic (a scale-down), the one that stays is assigned all the partitions within
-//! a few seconds, not after the leavers' session timeout (10 s) has expired.
+//! a few seconds, not after the leavers' session timeout (10 s) has expired; under each group
+//! protocol (`source.groupProtocol`: Consumer, the default, and Classic).
 //!
 //! Under traffic a leaver's last offsets are still being committed when its consumer closes;
 //! closing while the unsubscribe's incremental revoke waited on that commit ended the client
@@ -41,10 +42,20 @@ fn holds(log: &str, total: usize) -> bool {
 }
 
 #[tokio::test]
-async fn workers_that_stop_together_hand_their_partitions_over_at_once() {
+async fn workers_that_stop_together_hand_their_partitions_over_at_once_consumer_protocol() {
+    kafka::require_consumer_group_settings(Stack::get()).await;
+    hand_over("Consumer").await;
+}
+
+#[tokio::test]
+async fn workers_that_stop_together_hand_their_partitions_over_at_once_classic_protocol() {
+    hand_over("Classic").await;
+}
+
+async fn hand_over(protocol: &str) {
     let stack = Stack::get();
     let t = worker::topics(stack, "leave", 8, 20).await;
-    let config = worker::config(stack, &t, "");
+    let config = worker::with_group_protocol(&worker::config(stack, &t, ""), protocol);
     let raw = t.raw.clone();
     let traffic = tokio::spawn(async move {
         for seed in 0.. {
@@ -104,14 +115,16 @@ async fn workers_that_stop_together_hand_their_partitions_over_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!("the survivor held all eight partitions {handed_over:.2?} after SIGTERM to four");
+    eprintln!(
+        "{protocol}: the survivor held all eight partitions {handed_over:.2?} after SIGTERM to four"
+    );
     for w in &mut workers[1..] {
         let (ok, took) = w.terminate(Duration::from_secs(20));
         assert!(ok, "a leaving worker exits 0 ({took:?}):\n{}", w.log_tail());
     }
     assert!(
         handed_over < Duration::from_secs(5),
-        "the partitions of four leaving workers were handed over after {handed_over:.2?}, not within 5 s (the session timeout is 10 s)"
+        "{protocol}: the partitions of four leaving workers were handed over after {handed_over:.2?}, not within 5 s (the session timeout is 10 s)"
     );
     traffic.abort();
     workers[0].terminate(Duration::from_secs(20));

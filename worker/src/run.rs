@@ -245,7 +245,12 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(100));
     }
     consumer.subscribe(&[&cfg.source.topic])?;
-    tracing::info!(topic = %cfg.source.topic, group = %cfg.source.consumer_group, "subscribed");
+    tracing::info!(
+        topic = %cfg.source.topic,
+        group = %cfg.source.consumer_group,
+        protocol = ?cfg.source.group_protocol,
+        "subscribed"
+    );
     auth.set_running();
     health.ready.store(true, Ordering::Release);
     let pod = crate::instance::instance_name().unwrap_or_else(|| "unknown".into());

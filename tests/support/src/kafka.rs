@@ -96,6 +96,55 @@ pub async fn create_topic_with(
     }
 }
 
+/// The stack's broker's settings `names` (node 1), as the broker reports them (its defaults
+/// included); a name the broker does not know is left out. 10 s deadline.
+pub async fn broker_settings(stack: &Stack, names: &[&str]) -> BTreeMap<String, String> {
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let res = admin(stack)
+        .describe_configs(&[rdkafka::admin::ResourceSpecifier::Broker(1)], &opts)
+        .await
+        .expect("describe the broker's configs");
+    let resource = res
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the broker's configs");
+    names
+        .iter()
+        .filter_map(|n| {
+            let v = resource.get(n)?.value.clone()?;
+            Some(((*n).to_owned(), v))
+        })
+        .collect()
+}
+
+/// Panics unless the stack's broker gives consumer groups of the KIP-848 protocol the
+/// heartbeat interval and session timeout tests/stack/stack.sh sets (1 s and 10 s; the broker's
+/// defaults are 5 s and 45 s): a test timing their rebalances would fail for a reason of the
+/// stack's, not the worker's.
+pub async fn require_consumer_group_settings(stack: &Stack) {
+    let s = broker_settings(
+        stack,
+        &[
+            "group.consumer.heartbeat.interval.ms",
+            "group.consumer.session.timeout.ms",
+        ],
+    )
+    .await;
+    let ms = |k: &str| {
+        s.get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    assert!(
+        ms("group.consumer.heartbeat.interval.ms") <= 1000
+            && ms("group.consumer.session.timeout.ms") <= 10_000,
+        "the stack's broker gives KIP-848 consumer groups {s:?}, not the 1 s heartbeat and 10 s \
+         session tests/stack/stack.sh sets: it was started before those settings; restart it \
+         (tests/stack/stack.sh down && tests/stack/stack.sh up)"
+    );
+}
+
 /// An idempotent producer to the stack's broker.
 pub fn producer(stack: &Stack) -> FutureProducer {
     ClientConfig::new()

@@ -76,6 +76,17 @@ drainTimeoutSecs: 20
     )
 }
 
+/// `yaml` (from [`config`]) with `source.groupProtocol: protocol` (Consumer or Classic).
+pub fn with_group_protocol(yaml: &str, protocol: &str) -> String {
+    const AT: &str = "offsetReset: earliest}";
+    assert!(yaml.contains(AT), "not a config of worker::config: {yaml}");
+    yaml.replacen(
+        AT,
+        &format!("offsetReset: earliest, groupProtocol: {protocol}}}"),
+        1,
+    )
+}
+
 /// Decodes a single-object-encoded record with apache-avro (independent of the encoder).
 pub fn decode(bytes: &[u8]) -> HashMap<String, Value> {
     assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");

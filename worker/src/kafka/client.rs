@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
-use crate::config::{DeliveryGuarantee, OffsetReset, WorkerConfig};
+use crate::config::{DeliveryGuarantee, GroupProtocol, OffsetReset, WorkerConfig};
 
-/// The source consumer: cooperative-sticky assignment (a scale change moves only the partitions
-/// that must move), offsets stored only after outputs are acknowledged, committed in the
-/// background and synchronously on revoke and shutdown. ExactlyOnce: the consumer commits
-/// nothing itself; offsets go into the sink producer's transactions.
+/// The source consumer: incremental assignment (a scale change moves only the partitions that
+/// must move), offsets stored only after outputs are acknowledged, committed in the background
+/// and synchronously on revoke and shutdown. ExactlyOnce: the consumer commits nothing itself;
+/// offsets go into the sink producer's transactions. The group protocol
+/// (`source.groupProtocol`) decides who assigns: the broker (Consumer, KIP-848; its session
+/// timeout and heartbeat interval are the broker's) or a member with the cooperative-sticky
+/// assignor (Classic; session and heartbeat set here).
 pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
     let auto_commit = cfg.sink.delivery_guarantee == DeliveryGuarantee::AtLeastOnce;
     let mut c = ClientConfig::new();
@@ -20,7 +23,6 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
             "client.id",
             format!("impressions-worker-{}", std::process::id()),
         )
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.auto.commit", auto_commit.to_string())
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -31,8 +33,6 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
                 OffsetReset::Latest => "latest",
             },
         )
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536")
@@ -40,6 +40,15 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
         // default), which idles a worker that is only slightly slower than its fetcher.
         .set("fetch.queue.backoff.ms", "10")
         .set("isolation.level", "read_committed");
+    match cfg.source.group_protocol {
+        // librdkafka refuses the classic group settings with this protocol.
+        GroupProtocol::Consumer => c.set("group.protocol", "consumer"),
+        GroupProtocol::Classic => c
+            .set("group.protocol", "classic")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000"),
+    };
     extra(&mut c, &cfg.source.kafka);
     c
 }
@@ -152,6 +161,38 @@ catalog: {topic: titles}
         )
         .unwrap();
         sasl(&transactional_producer(&eos, "demo.impressions-0"), "true");
+    }
+
+    /// librdkafka itself checks a consumer's settings against its group protocol when the client
+    /// is created (no broker needed): both protocols' settings, with a pipeline's own settings
+    /// of that protocol, make a consumer.
+    #[test]
+    fn each_group_protocol_gets_settings_librdkafka_accepts() {
+        use rdkafka::consumer::BaseConsumer;
+        for (protocol, kafka, want) in [
+            ("Consumer", "{group.remote.assignor: range}", "consumer"),
+            ("Classic", "{session.timeout.ms: '30000'}", "classic"),
+        ] {
+            let cfg = WorkerConfig::from_yaml(
+                &BASE.replace(
+                    "consumerGroup: demo.impressions}",
+                    &format!(
+                        "consumerGroup: demo.impressions, groupProtocol: {protocol}, \
+                         kafka: {kafka}}}"
+                    ),
+                ),
+                Vec::<(String, String)>::new(),
+            )
+            .unwrap();
+            let c = consumer(&cfg);
+            assert_eq!(c.get("group.protocol"), Some(want));
+            assert_eq!(
+                c.get("partition.assignment.strategy").is_some(),
+                protocol == "Classic"
+            );
+            c.create::<BaseConsumer>()
+                .unwrap_or_else(|e| panic!("{protocol}: librdkafka refused the settings: {e}"));
+        }
     }
 
     #[test]

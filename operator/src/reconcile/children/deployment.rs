@@ -63,8 +63,8 @@ pub fn deployment(
         "spec": {
             "replicas": replicas,
             "selector": { "matchLabels": labels::selector(&name) },
-            // New workers join before old ones leave; cooperative rebalancing moves only the
-            // partitions that must move.
+            // New workers join before old ones leave; incremental rebalancing (under either
+            // group protocol) moves only the partitions that must move.
             "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } },
             "template": {
                 "metadata": {

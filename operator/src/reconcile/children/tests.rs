@@ -222,6 +222,45 @@ fn the_dead_letter_size_reaches_the_worker_and_one_it_would_refuse_is_a_spec_pro
     children(&p, &r, 1, 1, &opts()).expect("fits the sink Secret's message.max.bytes");
 }
 
+#[test]
+fn the_group_protocol_reaches_the_worker_and_a_secret_setting_it_refuses_is_a_spec_problem() {
+    use impressions_worker_core::config::{GroupProtocol, WorkerConfig};
+    let source = |protocol: Option<&str>| {
+        let mut s = serde_json::json!({"bootstrapServers": "kafka:9092", "topic": "raw",
+            "secretRef": {"name": "kafka-creds"}});
+        if let Some(p) = protocol {
+            s["groupProtocol"] = p.into();
+        }
+        pipeline(serde_json::json!({ "source": s }))
+    };
+    for (protocol, want) in [
+        (None, GroupProtocol::Consumer),
+        (Some("Consumer"), GroupProtocol::Consumer),
+        (Some("Classic"), GroupProtocol::Classic),
+    ] {
+        let yaml = render_worker_config(&source(protocol), "team", &resolved()).unwrap();
+        let cfg = WorkerConfig::from_yaml(&yaml, []).unwrap();
+        assert_eq!(cfg.source.group_protocol, want, "{protocol:?}");
+    }
+
+    // The broker owns the session timeout under the consumer protocol: the source Secret's
+    // setting is refused with the pipeline's field named; the classic protocol takes it.
+    let mut r = resolved();
+    r.source_kafka = crate::kafka_settings::KafkaSettings::from_pairs([(
+        "session.timeout.ms".to_owned(),
+        "30000".to_owned(),
+    )]);
+    let e = render_worker_config(&source(None), "team", &r).unwrap_err();
+    assert_eq!(e.reason(), "WorkerConfigInvalid");
+    let text = e.to_string();
+    assert!(
+        text.contains("the source Secret's session.timeout.ms")
+            && text.contains("spec.source.groupProtocol: Consumer"),
+        "{text}"
+    );
+    render_worker_config(&source(Some("Classic")), "team", &r).expect("classic takes it");
+}
+
 fn with_archive(catalog: serde_json::Value) -> serde_json::Value {
     serde_json::json!({"archive": {
         "catalog": catalog,

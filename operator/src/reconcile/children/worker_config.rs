@@ -3,7 +3,7 @@
 
 use impressions_crds::{
     ImpressionPipeline,
-    pipeline::{DeliveryGuarantee, OffsetReset},
+    pipeline::{DeliveryGuarantee, GroupProtocol, OffsetReset},
 };
 use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::ResourceExt;
@@ -53,6 +53,7 @@ pub fn render(p: &ImpressionPipeline, ns: &str, resolved: &Resolved) -> Result<S
             "topic": s.source.topic,
             "consumerGroup": s.consumer_group(ns, &p.name_any()),
             "offsetReset": match s.source.offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
+            "groupProtocol": match s.source.group_protocol { GroupProtocol::Consumer => "Consumer", GroupProtocol::Classic => "Classic" },
         },
         "sink": sink,
         "catalog": catalog,
@@ -91,11 +92,12 @@ fn check(yaml: &str, resolved: &Resolved) -> Result<(), Error> {
 
 /// The worker's config fields named in a message, as the pipeline's fields.
 fn pipeline_fields(message: &str) -> String {
-    const FIELDS: [(&str, &str); 3] = [
+    const FIELDS: [(&str, &str); 4] = [
         (
             "deadLetter.maxPayloadBytes",
             "spec.sink.deadLetterMaxPayloadBytes",
         ),
+        ("source.groupProtocol", "spec.source.groupProtocol"),
         ("sink.kafka.", "the sink Secret's "),
         ("source.kafka.", "the source Secret's "),
     ];

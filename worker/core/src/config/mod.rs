@@ -112,6 +112,9 @@ pub struct SourceConfig {
     pub consumer_group: String,
     #[serde(default)]
     pub offset_reset: OffsetReset,
+    /// The consumer group protocol ([`GroupProtocol`]).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     /// Extra librdkafka properties (e.g. SASL/TLS settings).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
@@ -123,6 +126,20 @@ pub enum OffsetReset {
     Earliest,
     #[default]
     Latest,
+}
+
+/// How the workers' consumer group assigns partitions (librdkafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum GroupProtocol {
+    /// KIP-848 (Kafka 4.0+ brokers): the group coordinator assigns partitions incrementally
+    /// through heartbeats; only moved partitions stop, and no member waits for the others to
+    /// rejoin. Session timeout and heartbeat interval are the broker's
+    /// (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`).
+    #[default]
+    Consumer,
+    /// JoinGroup/SyncGroup with the cooperative-sticky assignor run by a member; session timeout
+    /// 10 s and heartbeat 1 s set by the worker. For brokers before 4.0.
+    Classic,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

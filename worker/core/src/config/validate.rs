@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigError, DeliveryGuarantee, WorkerConfig, field};
+use super::{ConfigError, DeliveryGuarantee, GroupProtocol, WorkerConfig, field};
 
 /// The widest timestamp window limits may set on either side of now: 100 years.
 const MAX_WINDOW_SECS: i64 = 100 * 365 * 24 * 3600;
@@ -85,6 +85,7 @@ impl WorkerConfig {
         if !(1..=600).contains(&self.drain_timeout_secs) {
             return Err(field("drainTimeoutSecs", "must be within 1..=600"));
         }
+        self.validate_group_protocol()?;
         self.validate_delivery()?;
         self.validate_dead_letter()?;
         self.validate_schema()?;
@@ -238,6 +239,53 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// The source's librdkafka settings must belong to `source.groupProtocol`: the consumer
+    /// protocol (KIP-848) refuses the classic group settings, which the broker owns there, and
+    /// the classic protocol has no remote assignor. The protocol itself is chosen by the field.
+    fn validate_group_protocol(&self) -> Result<(), ConfigError> {
+        let kafka = &self.source.kafka;
+        if kafka.contains_key("group.protocol") {
+            return Err(field(
+                "source.kafka.group.protocol",
+                "set source.groupProtocol instead (Consumer or Classic)",
+            ));
+        }
+        let refused: &[(&str, &str)] = match self.source.group_protocol {
+            GroupProtocol::Consumer => &[
+                (
+                    "session.timeout.ms",
+                    "the broker's group.consumer.session.timeout.ms applies",
+                ),
+                (
+                    "heartbeat.interval.ms",
+                    "the broker's group.consumer.heartbeat.interval.ms applies",
+                ),
+                (
+                    "partition.assignment.strategy",
+                    "the broker assigns; set group.remote.assignor to choose its assignor",
+                ),
+                ("group.protocol.type", "the consumer protocol has none"),
+            ],
+            GroupProtocol::Classic => &[(
+                "group.remote.assignor",
+                "the classic protocol assigns on a member (cooperative-sticky)",
+            )],
+        };
+        let protocol = match self.source.group_protocol {
+            GroupProtocol::Consumer => "Consumer",
+            GroupProtocol::Classic => "Classic",
+        };
+        for (key, why) in refused {
+            if kafka.contains_key(*key) {
+                return Err(field(
+                    &format!("source.kafka.{key}"),
+                    format!("is not supported with source.groupProtocol: {protocol}: {why}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// AtLeastOnce: an input's offset is stored once every output of it was acknowledged by
     /// every in-sync replica, and stored offsets are committed in the background. A pipeline's
     /// librdkafka settings (applied after the worker's own) must not undo that.
@@ -387,7 +435,7 @@ fn topic(name: &str, t: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use crate::config::{
-        DeliveryGuarantee, WorkerConfig,
+        DeliveryGuarantee, GroupProtocol, WorkerConfig,
         testing::{BASE, err},
     };
 
@@ -563,6 +611,60 @@ mod tests {
             e,
             "config field locations.pages.1: page id 1 is also given as \"+1\""
         );
+    }
+
+    #[test]
+    fn source_settings_of_the_other_group_protocol_are_refused_with_their_field() {
+        let with = |protocol: &str, kafka: &str| {
+            err(&BASE.replace(
+                "consumerGroup: demo.impressions}",
+                &format!(
+                    "consumerGroup: demo.impressions, groupProtocol: {protocol}, \
+                     kafka: {{{kafka}}}}}"
+                ),
+            ))
+        };
+        for (protocol, key) in [
+            ("Consumer", "session.timeout.ms"),
+            ("Consumer", "heartbeat.interval.ms"),
+            ("Consumer", "partition.assignment.strategy"),
+            ("Consumer", "group.protocol.type"),
+            ("Classic", "group.remote.assignor"),
+        ] {
+            let e = with(protocol, &format!("{key}: x"));
+            assert_eq!(
+                e.split(": is not").next().unwrap(),
+                format!("config field source.kafka.{key}"),
+                "{e}"
+            );
+            assert!(
+                e.contains(&format!("source.groupProtocol: {protocol}")),
+                "{e}"
+            );
+        }
+        // Each is accepted by its own protocol; the default is Consumer.
+        let ok = |yaml: String| WorkerConfig::from_yaml(&yaml, Vec::new()).unwrap();
+        let classic = ok(BASE.replace(
+            "consumerGroup: demo.impressions}",
+            "consumerGroup: demo.impressions, groupProtocol: Classic, \
+             kafka: {session.timeout.ms: '30000'}}",
+        ));
+        assert_eq!(classic.source.group_protocol, GroupProtocol::Classic);
+        let consumer = ok(BASE.replace(
+            "consumerGroup: demo.impressions}",
+            "consumerGroup: demo.impressions, kafka: {group.remote.assignor: range}}",
+        ));
+        assert_eq!(consumer.source.group_protocol, GroupProtocol::Consumer);
+        let e = with("Classic", "group.protocol: consumer");
+        assert!(
+            e.starts_with("config field source.kafka.group.protocol: set source.groupProtocol"),
+            "{e}"
+        );
+        let e = err(&BASE.replace(
+            "consumerGroup: demo.impressions}",
+            "consumerGroup: demo.impressions, groupProtocol: Eager}",
+        ));
+        assert!(e.contains("groupProtocol") || e.contains("Eager"), "{e}");
     }
 
     #[test]
