@@ -101,8 +101,8 @@ async fn invalid_manifests_are_rejected_with_readable_messages() {
         .collect();
     paths.sort();
     assert!(
-        paths.len() >= 83,
-        "expected at least 83 invalid manifests, found {}",
+        paths.len() >= 91,
+        "expected at least 91 invalid manifests, found {}",
         paths.len()
     );
     let mut failures = Vec::new();

@@ -125,3 +125,83 @@ async fn a_planned_surge_raises_the_replicas_before_it_starts() {
         d.message
     );
 }
+
+/// ForecastOnly on the stack: the operator reads the pipeline's history with the forecast's
+/// range query (which Prometheus accepts) and writes the forecast's state to the status —
+/// `Learning` until `minHistoryHours` of history are there — without acting on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn forecast_only_writes_the_forecast_s_state_to_the_status() {
+    let stack = Stack::get();
+    let client = stack.client().await;
+    cluster::install_crds(&client).await.unwrap();
+    let ns = cluster::namespace(&client, &unique("forecast"))
+        .await
+        .unwrap();
+    let id = unique("fct");
+    for (t, p, compact) in [
+        (format!("{id}-raw"), 4, false),
+        (format!("{id}-out"), 1, false),
+        (format!("{id}-dlq"), 1, false),
+        (format!("{id}-titles"), 1, true),
+    ] {
+        kafka::create_topic(stack, &t, p, compact).await;
+    }
+    // The query the operator runs, straight to Prometheus: it parses and answers.
+    let policy_spec = impressions_crds::ScalingPolicySpec::builtin();
+    let query = impressions_operator::autoscale::forecast::source::arrival_query(
+        &policy_spec.queries,
+        &ns,
+        "eu",
+        300.0,
+    );
+    let prom = prometheus_http_query::Client::try_from(stack.prometheus_url.as_str()).unwrap();
+    let end = Timestamp::now().as_second();
+    prom.query_range(query.as_str(), end - 3600, end, 300.0)
+        .get()
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+
+    let policy = format!("{id}-policy");
+    let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": policy},
+        "spec": {"minReplicas": 1, "maxReplicas": 4, "lagSloSeconds": 10, "catchUpSeconds": 30,
+                 "evaluationIntervalSeconds": 5,
+                 "predictive": {"mode": "ForecastOnly", "minHistoryHours": 1, "seasonSeconds": 600}}});
+    Api::<impressions_crds::ScalingPolicy>::all(client.clone())
+        .patch(&policy, &PatchParams::apply("tests"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let _op = OperatorProcess::start(
+        stack,
+        "local",
+        &ns,
+        &["--prometheus-url", &stack.prometheus_url],
+    );
+    let api: Api<ImpressionPipeline> = Api::namespaced(client.clone(), &ns);
+    let pipeline = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ImpressionPipeline", "metadata": {"name": "eu"},
+        "spec": {"region": "local",
+                 "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": format!("{id}-raw")},
+                 "sink": {"topic": format!("{id}-out"), "deadLetterTopic": format!("{id}-dlq")},
+                 "enrichment": {"catalog": {"topic": format!("{id}-titles")}},
+                 "scaling": {"mode": "Auto", "policyRef": policy}}});
+    api.patch("eu", &PatchParams::apply("tests"), &Patch::Apply(&pipeline))
+        .await
+        .unwrap();
+    let f = eventually(Duration::from_secs(40), "status.forecast", || async {
+        api.get("eu").await.ok()?.status?.forecast
+    })
+    .await;
+    println!("status.forecast: {f:?}");
+    assert_eq!(f.state, "Learning");
+    assert_eq!(
+        f.lead_seconds,
+        30 + 5 + 5,
+        "a pod's start + the rebalance + one evaluation"
+    );
+    assert!(
+        f.message
+            .starts_with("learning: 0.0 h of history of the 1.0 h needed"),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.input_per_second, None);
+}
