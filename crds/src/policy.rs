@@ -142,6 +142,67 @@ pub struct ScalingPolicySpec {
     /// PromQL templates for the worker signals. `{namespace}` and `{pipeline}` are substituted.
     #[serde(default)]
     pub queries: PrometheusQueries,
+
+    /// Predictive pre-scaling: the arrival rate forecast one lead time ahead from the
+    /// pipeline's own history (daily and weekly seasons). Off by default.
+    #[serde(default)]
+    pub predictive: PredictiveScaling,
+}
+
+/// Predictive pre-scaling from the pipeline's own arrival history in Prometheus: MSTL with a
+/// daily and a weekly season (augurs), refitted every few minutes, forecasts the arrival rate one
+/// lead time ahead (a pod's start + the rebalance + one evaluation). The forecast only raises
+/// the replica count, never lowers it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.minHistoryHours * 3600 >= 2 * self.seasonSeconds")
+    .field_path(".minHistoryHours")
+    .message("minHistoryHours must cover two seasons (2 × seasonSeconds): a season is learnt from at least two of its cycles"))]
+pub struct PredictiveScaling {
+    /// Off: no forecast. ForecastOnly: the forecast is written to the pipeline's status and
+    /// its error exported, nothing acts on it. Scale: the operator also scales up ahead of it.
+    #[serde(default)]
+    pub mode: PredictiveMode,
+    /// Hours of the pipeline's history needed before a forecast is made (at least two
+    /// seasons: the daily season is learnt from two days; the weekly one is added once two
+    /// weeks are there).
+    #[serde(default = "default_min_history_hours")]
+    #[schemars(range(min = 1, max = 2016))]
+    pub min_history_hours: u32,
+    /// The forecast's recent error (the mean of |forecast − actual| / actual over the last
+    /// hour's buckets) above which it is not acted on: the decision is the reactive one.
+    #[serde(default = "default_max_forecast_error")]
+    #[x_kube(validation = kube::core::Rule::new("self > 0.0 && self <= 10.0")
+        .message("maxForecastError must be in (0, 10]"))]
+    pub max_forecast_error: f64,
+    /// The length of the traffic's daily cycle, in seconds (86400); the weekly season is seven
+    /// of them. Shorter values compress a day, for tests and synthetic traffic.
+    #[serde(default = "default_season_seconds")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub season_seconds: u32,
+}
+
+impl Default for PredictiveScaling {
+    fn default() -> Self {
+        Self {
+            mode: PredictiveMode::Off,
+            min_history_hours: default_min_history_hours(),
+            max_forecast_error: default_max_forecast_error(),
+            season_seconds: default_season_seconds(),
+        }
+    }
+}
+
+/// What the forecast does.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictiveMode {
+    /// No forecast.
+    #[default]
+    Off,
+    /// Forecast and report (status, metric) without acting.
+    ForecastOnly,
+    /// Forecast, report, and scale up ahead of the forecast (never down on it).
+    Scale,
 }
 
 /// Limits on one direction of scaling.
@@ -360,6 +421,15 @@ fn default_lag_query() -> String {
 }
 fn default_replicas_query() -> String {
     "count(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".to_owned()
+}
+fn default_min_history_hours() -> u32 {
+    48
+}
+fn default_max_forecast_error() -> f64 {
+    0.2
+}
+fn default_season_seconds() -> u32 {
+    86_400
 }
 fn default_rate_window() -> String {
     "1m".to_owned()

@@ -1,5 +1,6 @@
 //! The pipeline's scaling section: mode, bounds, policy and narrowing overrides.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,33 @@ pub struct ScalingSpec {
     /// condition and not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<ScalingOverrides>,
+
+    /// Surges the SREs expect (a regional evacuation, a launch): from a pod's start and a
+    /// rebalance before `start` until `end`, the pipeline runs at least `factor` × the replicas
+    /// it ran when the pre-scale began (in Auto mode; Recommend reports it). The ordinary
+    /// rules still scale above that. `kubectl impressions prescale` writes one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub planned_surges: Vec<PlannedSurge>,
+}
+
+/// One expected surge: a time window and the factor of load expected in it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new("self.end > self.start")
+    .field_path(".end")
+    .message("a planned surge must end after it starts"))]
+#[x_kube(validation = kube::core::Rule::new("self.end - self.start <= duration('168h')")
+    .field_path(".end")
+    .message("a planned surge lasts at most 7 days (168h)"))]
+pub struct PlannedSurge {
+    /// When the surge starts (RFC 3339, e.g. 2026-12-24T18:00:00Z).
+    pub start: Time,
+    /// When it ends (RFC 3339): after it, the ordinary rules scale down.
+    pub end: Time,
+    /// The load expected over the usual: the replicas are multiplied by it, in (1, 100].
+    #[x_kube(validation = kube::core::Rule::new("self > 1.0 && self <= 100.0")
+        .message("factor must be in (1, 100]"))]
+    pub factor: f64,
 }
 
 /// Who chooses the replica count.

@@ -49,6 +49,36 @@ pub struct ImpressionPipelineStatus {
     /// The last scaling decision and why it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<ScalingDecisionStatus>,
+
+    /// The arrival forecast (policy `predictive.mode` ForecastOnly or Scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastStatus>,
+}
+
+/// The arrival rate forecast one lead time ahead, and whether it can be trusted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastStatus {
+    /// Learning (not enough history yet), Ready (the forecast is trusted), ErrorTooHigh (its
+    /// recent error is above maxForecastError: reactive scaling only), Unavailable (no history
+    /// could be read or fitted).
+    pub state: String,
+    /// Events/s expected one lead time ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_per_second: Option<f64>,
+    /// The lead time, in seconds: a pod's start + the rebalance + one evaluation.
+    pub lead_seconds: i32,
+    /// The replicas the forecast calls for (what Scale mode raises the count to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The forecast's recent mean relative error (|forecast − actual| / actual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_error: Option<f64>,
+    /// Hours of history the forecast was fitted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_hours: Option<f64>,
+    /// What the forecast says, in words.
+    pub message: String,
 }
 
 /// Consumer lag of the pipeline's group.

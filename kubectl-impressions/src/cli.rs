@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::{
     connect::{ConnectArgs, connect},
     error::Error,
-    schema, status, what_if, why,
+    prescale, schema, status, what_if, why,
 };
 
 /// ImpressionPipelines at a glance: their status, why they scaled, what another ScalingPolicy
@@ -74,6 +74,23 @@ pub enum Command {
         /// names none and has no region).
         #[arg(long, env = "IMPRESSIONS_REGION", default_value = "")]
         region: String,
+    },
+    /// Declares a planned surge (spec.scaling.plannedSurges): the operator runs at least
+    /// FACTOR × the usual replicas from a pod's start and a rebalance before --from until the
+    /// end of the window.
+    Prescale {
+        /// The ImpressionPipeline's name.
+        name: String,
+        /// The load expected over the usual, above 1 and at most 100.
+        #[arg(long)]
+        factor: f64,
+        /// When the surge starts: RFC 3339 (2026-12-24T18:00:00Z), `now`, or a duration from
+        /// now (10m, 2h).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// How long it lasts (90m, 2h, 1h30m), at most 168h.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
     },
     /// The raw events' schema of a pipeline.
     Schema {
@@ -164,6 +181,17 @@ pub async fn run(cli: Cli) -> Result<String, Error> {
                 region,
             };
             what_if::run(&cluster, &request).await
+        }
+        Command::Prescale {
+            name,
+            factor,
+            from,
+            duration,
+        } => {
+            let now = Timestamp::now();
+            let surge = prescale::surge(factor, &from, &duration, now)?;
+            let cluster = connect(connect_args).await?;
+            prescale::add(&cluster, &name, surge, now).await
         }
         Command::Schema {
             command: SchemaCommand::Accept { name },

@@ -7,6 +7,7 @@
 //! - [`what_if`]: a proposed ScalingPolicy against the current one on the pipeline's recorded
 //!   history, through the operator's simulator ([`compare`]).
 //! - [`schema`]: accepting the learned raw-event schema as the baseline.
+//! - [`prescale`]: declaring a planned surge on a pipeline.
 //!
 //! The command line is [`cli`]; [`format`] prints as kubectl does; [`error`] says what went wrong.
 
@@ -17,6 +18,7 @@ pub mod decision_counts;
 pub mod error;
 pub mod format;
 pub mod history;
+pub mod prescale;
 pub mod schema;
 pub mod status;
 pub mod what_if;

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub current_replicas: Family<PipelineLabels, Gauge>,
     pub lag_events: Family<PipelineLabels, Gauge>,
     pub input_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    /// The arrival rate forecast one lead time ahead (predictive scaling on).
+    pub forecast_input_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    /// The forecast's recent mean relative error: above the policy's maxForecastError the
+    /// forecast is not acted on.
+    pub forecast_error: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
     pub data_quality: Family<PipelineLabels, Gauge>,
@@ -81,6 +86,8 @@ impl Default for Metrics {
             current_replicas: Family::default(),
             lag_events: Family::default(),
             input_rate: Family::default(),
+            forecast_input_rate: Family::default(),
+            forecast_error: Family::default(),
             processed_rate: Family::default(),
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
@@ -110,6 +117,8 @@ pub const NAMES: &[&str] = &[
     "impressions_operator_pipeline_current_replicas",
     "impressions_operator_pipeline_lag_events",
     "impressions_operator_pipeline_input_rate",
+    "impressions_operator_pipeline_forecast_input_rate",
+    "impressions_operator_pipeline_forecast_error_ratio",
     "impressions_operator_pipeline_processed_rate",
     "impressions_operator_scaling_decisions_total",
     "impressions_operator_pipeline_data_quality",
@@ -154,6 +163,8 @@ impl Metrics {
         self.current_replicas.remove(&l);
         self.lag_events.remove(&l);
         self.input_rate.remove(&l);
+        self.forecast_input_rate.remove(&l);
+        self.forecast_error.remove(&l);
         self.processed_rate.remove(&l);
         self.data_quality.remove(&l);
         self.forget_schema_drifts(namespace, pipeline);
@@ -259,6 +270,16 @@ impl Metrics {
             self.input_rate.clone(),
         );
         p.register(
+            "pipeline_forecast_input_rate",
+            "Events/s the forecast expects one lead time ahead, per pipeline (predictive scaling on)",
+            self.forecast_input_rate.clone(),
+        );
+        p.register(
+            "pipeline_forecast_error_ratio",
+            "The forecast's recent mean relative error per pipeline; above the policy's maxForecastError scaling is reactive",
+            self.forecast_error.clone(),
+        );
+        p.register(
             "pipeline_processed_rate",
             "Events/s processed per pipeline",
             self.processed_rate.clone(),
@@ -332,7 +353,12 @@ mod tests {
         ] {
             let _ = family.get_or_create(&pipeline);
         }
-        for family in [&m.input_rate, &m.processed_rate] {
+        for family in [
+            &m.input_rate,
+            &m.processed_rate,
+            &m.forecast_input_rate,
+            &m.forecast_error,
+        ] {
             let _ = family.get_or_create(&pipeline);
         }
         m.set_schema_drifts("ns", "p", |_| 0);

@@ -831,6 +831,64 @@ async fn schema_accept_sets_the_annotation_on_the_raw_event_schema() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn prescale_writes_a_planned_surge_and_keeps_the_others() {
+    let (client, ns) = setup("plugin-prescale").await;
+    create(&client, &ns, "eu").await;
+    let api = Api::<ImpressionPipeline>::namespaced(client.clone(), &ns);
+    let start = Timestamp::from_second(Timestamp::now().as_second() + 3600).unwrap();
+    let out = ok(plugin(&[
+        "prescale",
+        "eu",
+        "--factor",
+        "2.5",
+        "--from",
+        &start.to_string(),
+        "--for",
+        "2h",
+        "-n",
+        &ns,
+    ]));
+    assert!(
+        out.starts_with(&format!(
+            "impressionpipeline {ns}/eu: planned surge ×2.5 from {start} to "
+        )) && out.contains("(1 planned)"),
+        "{out}"
+    );
+    let surges = api.get("eu").await.unwrap().spec.scaling.planned_surges;
+    assert_eq!(surges.len(), 1);
+    assert_eq!((surges[0].start.0, surges[0].factor), (start, 2.5));
+    assert_eq!(surges[0].end.0.as_second() - start.as_second(), 7200);
+    // A second one (a duration from now) is added next to it.
+    let out = ok(plugin(&[
+        "prescale", "eu", "--factor", "4", "--from", "10m", "--for", "30m", "-n", &ns,
+    ]));
+    assert!(out.contains("(2 planned)"), "{out}");
+    let surges = api.get("eu").await.unwrap().spec.scaling.planned_surges;
+    assert_eq!(surges.len(), 2);
+    assert_eq!(surges[1].factor, 4.0);
+    // Errors: a factor the CRD would refuse, before any call; a missing pipeline.
+    let err = fails(
+        plugin(&[
+            "prescale", "eu", "--factor", "1", "--from", "now", "--for", "1h", "-n", &ns,
+        ]),
+        2,
+    );
+    assert!(err.contains("--factor 1: must be above 1"), "{err}");
+    let err = fails(
+        plugin(&[
+            "prescale", "missing", "--factor", "2", "--from", "now", "--for", "1h", "-n", &ns,
+        ]),
+        1,
+    );
+    assert!(
+        err.contains(&format!(
+            "ImpressionPipeline missing not found in namespace {ns}"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn version_names_the_plugin_and_its_version() {
     let out = Command::new(binary("kubectl-impressions"))
@@ -922,7 +980,7 @@ async fn the_documented_permissions_are_enough_for_each_subcommand() {
     apply(&client, &ns, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "plugin-user", "namespace": ns},
         "rules": [
-            {"apiGroups": ["impressions.dev"], "resources": ["impressionpipelines"], "verbs": ["get", "list"]},
+            {"apiGroups": ["impressions.dev"], "resources": ["impressionpipelines"], "verbs": ["get", "list", "patch"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["list"]},
             {"apiGroups": ["impressions.dev"], "resources": ["raweventschemas"], "verbs": ["patch"]}]})).await;
     apply(
@@ -967,6 +1025,15 @@ async fn the_documented_permissions_are_enough_for_each_subcommand() {
     assert!(
         accepted.starts_with(&format!("rawschema {ns}/eu: ")),
         "{accepted}"
+    );
+    let planned = ok(as_user(&[
+        "prescale", "eu", "--factor", "2", "--from", "1h", "--for", "1h",
+    ]));
+    assert!(
+        planned.starts_with(&format!(
+            "impressionpipeline {ns}/eu: planned surge ×2 from "
+        )),
+        "{planned}"
     );
     // what-if gets as far as Prometheus (no history of this pipeline there): the pipeline, the
     // policies and the dry run (refused: skipped) were allowed.

@@ -295,7 +295,7 @@ fn unsettled(h: &History, now: f64, p: &Limits, recommended: i32, highest: i32) 
 }
 
 /// The largest step of one decision: the larger of the percent and absolute limits, at least 1.
-fn max_step(cur: i32, s: Step) -> i32 {
+pub fn max_step(cur: i32, s: Step) -> i32 {
     let pct = (cur as f64 * s.max_percent / 100.0).floor() as i32;
     pct.max(s.max_replicas).max(1)
 }

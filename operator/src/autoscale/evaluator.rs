@@ -15,10 +15,13 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use super::{
+    ahead::ahead,
     decide::decide,
+    forecast::{Forecaster, Settings, View, source},
     history::History,
     model::LagSample,
     model::{Evaluation, Limits, Signals},
+    planned::{Planned, Surge},
     signals::{
         kafka_lag::{LagSource, LagTarget},
         prometheus::{PrometheusThroughput, Throughput},
@@ -36,6 +39,10 @@ pub struct Registration {
     pub policy: Limits,
     pub interval: Duration,
     pub replicas: i32,
+    /// The policy's predictive scaling.
+    pub predictive: Settings,
+    /// The pipeline's planned surges.
+    pub surges: Vec<Surge>,
 }
 
 /// A signal's last successful read, which stands in for a failed read while it is younger than
@@ -65,6 +72,10 @@ struct State {
     latest: Option<Evaluation>,
     /// The history was rebuilt from Prometheus (or that was tried) after this operator started.
     rebuilt: bool,
+    /// The arrival forecast (predictive scaling on) and when its history was last read.
+    forecaster: Option<Forecaster>,
+    forecast_read: Option<f64>,
+    planned: Planned,
 }
 
 /// Shared between the loop and the reconciles.
@@ -224,6 +235,8 @@ impl Evaluator {
             Some(p) => p.sample(&reg.queries, &reg.namespace, &reg.name).await,
             None => Err("no Prometheus URL configured (--prometheus-url)".into()),
         };
+        let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        let forecast = self.forecast(key, reg, now_unix).await;
         // The evaluation's time is when its signals were read, not when it started: a read that
         // waited out a hung dependency describes the moment it returned.
         let now = self.started.elapsed().as_secs_f64();
@@ -278,6 +291,17 @@ impl Evaluator {
             problem = Some("Prometheus has no worker series for the pipeline".into());
         }
         let decision = decide(&signals, &reg.policy, &st.history);
+        let floor = st
+            .planned
+            .floor(&reg.surges, now_unix, prescale_lead(reg), reg.replicas);
+        let (decision, forecast) = ahead(
+            decision,
+            &signals,
+            &reg.policy,
+            &st.history,
+            forecast.as_ref().map(|(s, v)| (s, v)),
+            floor.as_ref(),
+        );
         st.history.record(
             now,
             signals.lag.filter(|_| lag_fresh),
@@ -295,8 +319,69 @@ impl Evaluator {
             lag,
             processed_rate: signals.processed_rate,
             problem,
+            forecast,
         });
     }
+
+    /// The arrival forecast one lead time ahead, when the policy asks for one: the pipeline's
+    /// history read from Prometheus when a refresh is due, the model refitted when due.
+    async fn forecast(
+        &self,
+        key: &ObjectRef<ImpressionPipeline>,
+        reg: &Registration,
+        now_unix: f64,
+    ) -> Option<(Settings, View)> {
+        let off = reg.predictive.mode == impressions_crds::policy::PredictiveMode::Off;
+        let (f, mut last) = {
+            let mut states = self.states.lock().expect("scaler lock");
+            let st = states.entry(key.clone()).or_default();
+            if off {
+                st.forecaster = None;
+                return None;
+            }
+            let f = match st.forecaster.take() {
+                Some(mut f) => {
+                    f.reconfigure(reg.predictive);
+                    f
+                }
+                None => Forecaster::new(reg.predictive),
+            };
+            (f, st.forecast_read)
+        };
+        let lead = forecast_lead(reg);
+        let f = match &self.prometheus {
+            Some(p) => {
+                let src = source::HistorySource {
+                    prometheus: p,
+                    queries: &reg.queries,
+                    namespace: &reg.namespace,
+                    pipeline: &reg.name,
+                };
+                source::refresh(src, f, &mut last, now_unix, lead).await
+            }
+            None => {
+                let mut f = f;
+                f.failed("no Prometheus URL configured (--prometheus-url)".into());
+                f
+            }
+        };
+        let view = f.view(now_unix, lead);
+        let mut states = self.states.lock().expect("scaler lock");
+        let st = states.entry(key.clone()).or_default();
+        st.forecaster = Some(f);
+        st.forecast_read = last;
+        Some((reg.predictive, view))
+    }
+}
+
+/// How far ahead a planned surge is pre-scaled: a pod's start and a rebalance.
+pub fn prescale_lead(reg: &Registration) -> f64 {
+    reg.policy.pod_start_seconds + reg.policy.rebalance_cost_seconds
+}
+
+/// How far ahead the forecast looks: a pod's start, a rebalance and one evaluation.
+pub fn forecast_lead(reg: &Registration) -> f64 {
+    prescale_lead(reg) + reg.interval.as_secs_f64()
 }
 
 /// The read if it succeeded (remembered as the last good one); else the last good one while it
@@ -420,6 +505,7 @@ mod tests {
             lag: None,
             processed_rate: None,
             problem: None,
+            forecast: None,
         }
     }
 
@@ -484,6 +570,8 @@ mod tests {
             },
             interval: Duration::from_secs(1),
             replicas: 2,
+            predictive: Settings::off(),
+            surges: vec![],
         };
         for (stale, lag_present) in [(3600.0, true), (0.0, false)] {
             let e = Evaluator::new(
@@ -574,6 +662,8 @@ mod tests {
             policy: crate::autoscale::tests::policy(),
             interval: Duration::from_secs(5),
             replicas: 1,
+            predictive: Settings::off(),
+            surges: vec![],
         };
         s.evaluate(&key, &reg).await;
         let p = s.latest(&key).unwrap().problem.unwrap();

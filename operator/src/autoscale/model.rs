@@ -139,6 +139,27 @@ pub struct Evaluation {
     pub processed_rate: Option<f64>,
     /// Why metrics are missing, when they are.
     pub problem: Option<String>,
+    /// What the arrival forecast said (predictive scaling on).
+    pub forecast: Option<ForecastReport>,
+}
+
+/// What the arrival forecast said at one evaluation, for the status and the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastReport {
+    pub mode: impressions_crds::policy::PredictiveMode,
+    /// Learning, Ready, ErrorTooHigh or Unavailable.
+    pub state: &'static str,
+    /// The highest arrival (events/s) expected within the lead time.
+    pub arrival: Option<f64>,
+    pub lead_seconds: f64,
+    /// The forecast's recent mean relative error.
+    pub recent_error: Option<f64>,
+    /// Seconds of history the forecast knows.
+    pub history_seconds: f64,
+    /// The replicas the forecast calls for (at the target utilization, partition-aware).
+    pub replicas: Option<i32>,
+    /// What it says, in words.
+    pub message: String,
 }
 
 /// One point of a pipeline's recent history, as Prometheus recorded it.

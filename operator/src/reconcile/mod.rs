@@ -198,6 +198,30 @@ fn observe(
             .get_or_create(&l)
             .set(t.processed_per_second);
     }
+    match e.and_then(|e| e.forecast.as_ref()) {
+        Some(f) => {
+            match f.arrival {
+                Some(a) => {
+                    m.forecast_input_rate.get_or_create(&l).set(a);
+                }
+                None => {
+                    m.forecast_input_rate.remove(&l);
+                }
+            }
+            match f.recent_error {
+                Some(err) => {
+                    m.forecast_error.get_or_create(&l).set(err);
+                }
+                None => {
+                    m.forecast_error.remove(&l);
+                }
+            }
+        }
+        None => {
+            m.forecast_input_rate.remove(&l);
+            m.forecast_error.remove(&l);
+        }
+    }
     match quality.and_then(Reading::level) {
         Some(level) => {
             m.data_quality.get_or_create(&l).set(level.gauge());
@@ -272,6 +296,14 @@ fn register_for_scaling(
             policy: effective(&p.spec, policy, b, minute),
             interval: Duration::from_secs(u64::from(policy.evaluation_interval_seconds)),
             replicas,
+            predictive: crate::autoscale::forecast::Settings::of(&policy.predictive),
+            surges: p
+                .spec
+                .scaling
+                .planned_surges
+                .iter()
+                .map(crate::autoscale::planned::Surge::of)
+                .collect(),
         }),
     );
 }

@@ -252,6 +252,13 @@ fn with_evaluation(
             now.clone(),
         );
     }
+    s.forecast = e.forecast.as_ref().map(|f| {
+        let next = forecast_status(f);
+        match s.forecast.take() {
+            Some(old) if !forecast_moved(&old, &next) => old,
+            _ => next,
+        }
+    });
     let changed = s
         .last_decision
         .as_ref()
@@ -265,6 +272,37 @@ fn with_evaluation(
             time: now.clone(),
         });
     }
+}
+
+/// The forecast as the status shows it (rates rounded to events/s, the error to hundredths).
+fn forecast_status(
+    f: &crate::autoscale::model::ForecastReport,
+) -> impressions_crds::status::ForecastStatus {
+    impressions_crds::status::ForecastStatus {
+        state: f.state.to_owned(),
+        input_per_second: f.arrival.map(f64::round),
+        lead_seconds: f.lead_seconds.round() as i32,
+        replicas: f.replicas,
+        recent_error: f.recent_error.map(|e| (e * 100.0).round() / 100.0),
+        history_hours: Some((f.history_seconds / 360.0).round() / 10.0),
+        message: f.message.clone(),
+    }
+}
+
+/// Whether the forecast moved enough to rewrite the status: its state or replicas changed, its
+/// rate by more than [`RATE_TOLERANCE`], its error by more than 0.05, or an hour more history.
+fn forecast_moved(
+    old: &impressions_crds::status::ForecastStatus,
+    next: &impressions_crds::status::ForecastStatus,
+) -> bool {
+    let rate = |r: Option<f64>| r.unwrap_or(0.0);
+    let (a, b) = (rate(old.input_per_second), rate(next.input_per_second));
+    old.state != next.state
+        || old.replicas != next.replicas
+        || old.input_per_second.is_some() != next.input_per_second.is_some()
+        || (a - b).abs() > RATE_TOLERANCE * a.max(b).max(1.0)
+        || (old.recent_error.unwrap_or(0.0) - next.recent_error.unwrap_or(0.0)).abs() > 0.05
+        || (old.history_hours.unwrap_or(0.0) - next.history_hours.unwrap_or(0.0)).abs() >= 1.0
 }
 
 /// Folds a data-quality reading into the DataQuality condition: True/OK, False/Warning or
@@ -537,6 +575,7 @@ mod tests {
             lag: None,
             processed_rate: Some(0.0),
             problem: None,
+            forecast: None,
         };
         let first = compute(
             &p,

@@ -310,6 +310,33 @@ impl PrometheusThroughput {
         }
     }
 
+    /// The points of `query` from `start` to `end` (Unix seconds) every `step` seconds, as
+    /// (Unix seconds, value), within the breaker's deadline.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: f64,
+    ) -> Result<Vec<(f64, f64)>, String> {
+        let res = self
+            .breaker
+            .call(self.client.query_range(query, start, end, step).get())
+            .await?;
+        Ok(res
+            .data()
+            .as_matrix()
+            .and_then(|m| m.first())
+            .map(|rv| {
+                rv.samples()
+                    .iter()
+                    .map(|s| (s.timestamp(), s.value()))
+                    .filter(|(_, v)| v.is_finite())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The last `seconds` of the pipeline's processed rate, busy fraction, lag and worker count
     /// at `step`-second resolution (points where all four are known).
     pub async fn history(

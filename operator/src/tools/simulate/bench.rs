@@ -36,6 +36,13 @@ pub struct Goals {
     pub dominated_by: Vec<String>,
     /// The goals this scenario misses, in words.
     pub missed: Vec<String>,
+    /// Ours with predictive scaling (mode Scale): its replica-hours / ours', its seconds over
+    /// the SLO, the largest lag (seconds) of each, and what its forecast did.
+    pub predictive_vs_ours: Option<f64>,
+    pub predictive_seconds_over_slo: Option<u64>,
+    pub predictive_max_lag_seconds: Option<f64>,
+    pub ours_max_lag_seconds: f64,
+    pub predictive_notes: Option<String>,
 }
 
 /// How long our policy and a whole comparison take.
@@ -75,6 +82,7 @@ pub fn goals(c: &Comparison) -> Goals {
         .row("static at peak")
         .map_or(0.0, |s| ours.replica_hours / s.replica_hours.max(1e-9));
     let tuned = c.row("ours cheapest at 0 s over SLO");
+    let predictive = c.row("ours + predictive");
     let tuned_vs = |role: &str| {
         let t = tuned?;
         c.row(role)
@@ -104,6 +112,11 @@ pub fn goals(c: &Comparison) -> Goals {
             .map(|p| format!("{} ({:.1} replica-h)", p.policy, p.replica_hours))
             .collect(),
         missed: Vec::new(),
+        predictive_vs_ours: predictive.map(|p| p.replica_hours / ours.replica_hours.max(1e-9)),
+        predictive_seconds_over_slo: predictive.map(|p| p.seconds_over_slo),
+        predictive_max_lag_seconds: predictive.map(|p| p.max_lag_seconds),
+        ours_max_lag_seconds: ours.max_lag_seconds,
+        predictive_notes: predictive.and_then(|p| p.notes.clone()),
     };
     let mut missed = Vec::new();
     if g.oracle_clean && g.ours_seconds_over_slo > 0 {
@@ -227,7 +240,7 @@ pub fn run_all(cfg: &ModelConfig, plots: &std::path::Path) -> Result<Results, St
 pub fn summary(r: &Results) -> String {
     let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     let mut s = format!(
-        "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7} {:>5} {:>7} {:>7} {:>7}  missed (at the defaults)\n",
+        "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7} {:>5} {:>7} {:>7} {:>7} {:>15}  missed (at the defaults)\n",
         "scenario",
         "s>SLO",
         "/KEDA",
@@ -237,11 +250,12 @@ pub fn summary(r: &Results) -> String {
         "eff",
         "act/chg",
         "act/day",
-        "oracle"
+        "oracle",
+        "pred/ours s>SLO"
     );
     for g in &r.goals {
         s.push_str(&format!(
-            "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7.2} {:>5.2} {:>7} {:>7.1} {:>7}  {}\n",
+            "{:<12} {:>6} {:>7} {:>7} {:>12} {:>7.2} {:>5.2} {:>7} {:>7.1} {:>7} {:>15}  {}\n",
             g.scenario,
             g.ours_seconds_over_slo,
             ratio(g.vs_keda),
@@ -253,6 +267,12 @@ pub fn summary(r: &Results) -> String {
                 .map_or("-".to_owned(), |a| format!("{a:.1}")),
             g.actions_per_day,
             if g.oracle_clean { "clean" } else { "over" },
+            format!(
+                "{} {}",
+                ratio(g.predictive_vs_ours),
+                g.predictive_seconds_over_slo
+                    .map_or("-".to_owned(), |s| s.to_string())
+            ),
             g.missed.join("; ")
         ));
     }

@@ -51,6 +51,10 @@ pub struct Report {
     pub efficiency_fluid: f64,
     /// Mean seconds from a load change until lag is under the SLO with no action for 2 minutes.
     pub mean_settle_seconds: Option<f64>,
+    /// What the policy did beyond its figures (the predictive row: its fits and the actions
+    /// the forecast drove).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     /// Wall-clock seconds the simulation of this policy took.
     #[serde(skip)]
     pub wall_seconds: f64,
@@ -75,6 +79,7 @@ impl Report {
             efficiency: 0.0,
             efficiency_fluid: 0.0,
             mean_settle_seconds: None,
+            notes: None,
             wall_seconds: 0.0,
             ticks,
         }
@@ -110,6 +115,7 @@ pub fn run(
         }
     }
     let mut r = summarize(scaler.name(), ticks, &actions, slo_seconds);
+    r.notes = scaler.notes();
     r.wall_seconds = started.elapsed().as_secs_f64();
     r
 }
@@ -157,6 +163,7 @@ fn summarize(policy: String, ticks: Vec<Tick>, actions: &[f64], slo: f64) -> Rep
         efficiency_fluid: 0.0,
         mean_settle_seconds: (!settles.is_empty())
             .then(|| settles.iter().sum::<f64>() / settles.len() as f64),
+        notes: None,
         wall_seconds: 0.0,
         ticks,
     }
@@ -183,7 +190,7 @@ pub struct Comparison {
     pub oracle_partition_replica_hours: f64,
     /// Ours (the policy as given), KEDA+HPA default and headline, the Flink decision default and
     /// headline, the Flink autoscaler as deployed, static provisioning at the peak, ours'
-    /// headline over its target utilization.
+    /// headline over its target utilization, ours with predictive scaling.
     pub rows: Vec<Report>,
     /// Ours over its target utilization (the policy's, 0.75–0.9).
     pub ours_frontier: Vec<FrontierPoint>,
@@ -343,6 +350,7 @@ pub fn compare_with(
     let (k_head, k_clean) = headline(&keda_runs).unwrap_or((0, false));
     let (f_head, f_clean) = headline(&flink_runs).unwrap_or((0, false));
     // The rows to show again with their ticks (for the plot).
+    let rows_limits = limits.clone();
     let mut rows = run_all(
         vec![
             Box::new(Ours::new(
@@ -377,6 +385,23 @@ pub fn compare_with(
     );
     tuned.wall_seconds = 0.0;
     rows.push(tuned);
+    // Ours with predictive scaling (mode Scale, the policy's other predictive settings): the
+    // forecaster learns from the trace's earlier days.
+    let mut predictive = spec.predictive.clone();
+    predictive.mode = impressions_crds::policy::PredictiveMode::Scale;
+    let mut ahead = run(
+        arrivals,
+        cfg,
+        &mut Ours::predictive(
+            rows_limits,
+            interval,
+            crate::autoscale::forecast::Settings::of(&predictive),
+        ),
+        slo,
+        start,
+    );
+    ahead.wall_seconds = 0.0;
+    rows.push(ahead);
     let roles = [
         "ours".to_owned(),
         "KEDA+HPA default".to_owned(),
@@ -407,6 +432,7 @@ pub fn compare_with(
                 "fewest s over SLO (none clean)"
             }
         ),
+        "ours + predictive".to_owned(),
     ];
     let fluid = oracle::fluid_replica_hours(arrivals, cfg);
     let granular = oracle::partition_replica_hours(arrivals, cfg);
@@ -428,7 +454,7 @@ pub fn compare_with(
         flink_frontier: frontier(&flink_runs),
         keda_headline_clean: k_clean,
         flink_headline_clean: f_clean,
-        runs: ours_limits.len() + keda.len() + flink.len() + 8,
+        runs: ours_limits.len() + keda.len() + flink.len() + 9,
         wall_seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -502,10 +528,10 @@ mod tests {
         let cfg = ModelConfig::default();
         for name in ["step", "spike", "ramp", "failover"] {
             let c = compare(name, &traces::scenario(name).unwrap(), &cfg);
-            assert_eq!(c.rows.len(), 8, "{name}");
+            assert_eq!(c.rows.len(), 9, "{name}");
             assert_eq!(
                 c.runs,
-                ours_targets(0.7).len() + keda_grid().len() + flink_grid().len() + 8
+                ours_targets(0.7).len() + keda_grid().len() + flink_grid().len() + 9
             );
             assert_eq!(c.rows[0].seconds_over_slo, 0, "{}", table(&c));
             for r in &c.rows {

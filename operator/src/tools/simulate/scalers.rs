@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 
 use super::model::{Cluster, Observation};
 use crate::autoscale::{
+    ahead::ahead,
     decide::decide,
+    forecast::{Forecaster, Settings},
     history::History,
     model::{Limits, Signals},
 };
@@ -24,6 +26,10 @@ pub trait Autoscaler {
     fn restart_pause(&self) -> f64 {
         0.0
     }
+    /// What the run did beyond its figures, in words (none by default).
+    fn notes(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The project's decision, with its history, exactly as the operator evaluates it.
@@ -36,6 +42,14 @@ pub struct Ours {
     last: Option<Observation>,
     /// Print every decision that changes the count (`SIM_TRACE=1`), for tuning.
     trace: bool,
+    /// Predictive scaling: the forecaster learns from the arrival rates the decisions saw.
+    forecaster: Option<Forecaster>,
+    forecast_ups: u32,
+    forecast_holds: u32,
+    forecast_fits: u32,
+    /// When the forecast was first trusted (Ready), simulated seconds.
+    forecast_ready_at: Option<f64>,
+    forecast_errors: Vec<f64>,
 }
 
 impl Ours {
@@ -47,16 +61,58 @@ impl Ours {
             history: History::default(),
             last: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
+            forecaster: None,
+            forecast_ups: 0,
+            forecast_holds: 0,
+            forecast_fits: 0,
+            forecast_ready_at: None,
+            forecast_errors: Vec::new(),
+        }
+    }
+
+    /// Ours with predictive scaling: the forecaster learns from the trace's earlier days (the
+    /// arrival rates the decisions saw), refits every `refit_seconds` of its settings.
+    pub fn predictive(policy: Limits, interval: f64, settings: Settings) -> Self {
+        Ours {
+            forecaster: Some(Forecaster::new(settings)),
+            ..Ours::new(policy, interval)
         }
     }
 }
 
 impl Autoscaler for Ours {
     fn name(&self) -> String {
-        format!("impressions (u={:.2})", self.policy.target_utilization)
+        format!(
+            "impressions{} (u={:.2})",
+            if self.forecaster.is_some() {
+                " + predictive"
+            } else {
+                ""
+            },
+            self.policy.target_utilization
+        )
     }
     fn interval(&self) -> f64 {
         self.interval
+    }
+    fn notes(&self) -> Option<String> {
+        let f = self.forecaster.as_ref()?;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        Some(match self.forecast_ready_at {
+            None => format!(
+                "the forecast never became Ready: {:.0} h of history, {:.0} h needed (two seasons)",
+                f.history_seconds() / 3600.0,
+                f.settings().min_history_seconds / 3600.0
+            ),
+            Some(at) => format!(
+                "forecast Ready from {:.1} h; {} fits; {} scale-ups ahead of the forecast, {} scale-downs held for it; mean recent error {:.3}",
+                at / 3600.0,
+                self.forecast_fits,
+                self.forecast_ups,
+                self.forecast_holds,
+                mean(&self.forecast_errors)
+            ),
+        })
     }
     fn decide(&mut self, t: f64, c: &Cluster) -> Option<i32> {
         let o = c.observe(t, self.rate_window)?;
@@ -77,7 +133,40 @@ impl Autoscaler for Ours {
             workers: Some(f64::from(o.running)),
             stale: false,
         };
-        let d = decide(&s, &self.policy, &self.history);
+        let mut d = decide(&s, &self.policy, &self.history);
+        if let Some(f) = self.forecaster.as_mut() {
+            if let Some(a) = d.arrival_rate {
+                f.observe(t, a);
+            }
+            let lead =
+                self.policy.pod_start_seconds + self.policy.rebalance_cost_seconds + self.interval;
+            if f.refit_due(t, lead) {
+                let _ = f.refit(t, lead);
+                self.forecast_fits += 1;
+            }
+            let view = f.view(t, lead);
+            if view.state == crate::autoscale::forecast::State::Ready {
+                self.forecast_ready_at.get_or_insert(t);
+                if let Some(e) = view.recent_error {
+                    self.forecast_errors.push(e);
+                }
+            }
+            let settings = *f.settings();
+            d = ahead(
+                d,
+                &s,
+                &self.policy,
+                &self.history,
+                Some((&settings, &view)),
+                None,
+            )
+            .0;
+            match d.reason {
+                "ScaleUpForecast" => self.forecast_ups += 1,
+                "HoldForecast" => self.forecast_holds += 1,
+                _ => {}
+            }
+        }
         if self.trace && d.replicas != c.pods() {
             eprintln!(
                 "{t:>7.0} {} → {}: {} {}",
