@@ -243,14 +243,23 @@ mod tests {
     }
 
     #[test]
-    fn process_cpu_time_grows_with_work() {
-        let t0 = process_seconds();
+    fn process_cpu_time_counts_this_threads_work_in_seconds() {
+        let thread = || {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+            t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+        };
+        let (p0, t0) = (process_seconds(), thread());
+        // 20 ms of this thread's CPU, however busy the machine is (at most 20 s of waiting).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut x = 0u64;
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_millis(50) {
+        while thread() - t0 < 0.02 && std::time::Instant::now() < deadline {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
         }
-        let used = process_seconds() - t0;
-        assert!(used > 0.02, "50 ms of spinning counted {used} s");
+        let (process, this_thread) = (process_seconds() - p0, thread() - t0);
+        assert!(this_thread >= 0.02, "the thread got {this_thread} s of CPU");
+        assert!(
+            process >= this_thread * 0.999 && process < 20.0,
+            "the process counted {process} s for the thread's {this_thread} s"
+        );
     }
 }
