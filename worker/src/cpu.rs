@@ -2,7 +2,7 @@
 //! the HTTP server's) and the CPU limit of its cgroup (cgroup v1 `cpu.cfs_quota_us` over
 //! `cpu.cfs_period_us`, cgroup v2 `cpu.max`). Under a CPU limit the busy time of the processing
 //! threads leaves out what the other threads take from the same quota; the operator compares the
-//! two ([`crate::metrics::NAMES`]: `impressions_worker_cpu_seconds_total`,
+//! two (the metrics module exports them as `impressions_worker_cpu_seconds_total` and
 //! `impressions_worker_cpu_limit_cores`).
 //!
 //! The cgroup is found as the kernel names it: the process's path in `/proc/self/cgroup` under
