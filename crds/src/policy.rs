@@ -346,6 +346,15 @@ pub struct PrometheusQueries {
     #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub busy_fraction: String,
+    /// Average fraction (0..1) of their CPU limit the pipeline's workers use (all their threads'
+    /// CPU time over the limit); no series without a CPU limit. The busy fraction the capacity
+    /// estimate divides by is the larger of this and `busyFraction`: under a CPU limit the
+    /// processing threads' busy time leaves out what librdkafka's threads and CFS throttling
+    /// take from the same quota.
+    #[serde(default = "default_cpu_query")]
+    #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub cpu_fraction: String,
     /// Total consumer lag as the workers report it; used with the two above to rebuild a
     /// pipeline's recent history after an operator restart.
     #[serde(default = "default_lag_query")]
@@ -372,6 +381,7 @@ impl Default for PrometheusQueries {
         Self {
             processed_rate: default_processed_query(),
             busy_fraction: default_busy_query(),
+            cpu_fraction: default_cpu_query(),
             lag: default_lag_query(),
             replicas: default_replicas_query(),
             rate_window: default_rate_window(),
@@ -414,6 +424,9 @@ fn default_processed_query() -> String {
 }
 fn default_busy_query() -> String {
     "avg(rate(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]))".to_owned()
+}
+fn default_cpu_query() -> String {
+    "avg(rate(impressions_worker_cpu_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]) / impressions_worker_cpu_limit_cores{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".to_owned()
 }
 fn default_lag_query() -> String {
     "sum(impressions_worker_consumer_lag{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})"

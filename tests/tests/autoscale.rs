@@ -397,8 +397,10 @@ async fn reqwest_text(url: &str) -> String {
 }
 
 /// Every pipeline's signals from one query per signal: 40 pipelines sharing the templates are
-/// answered, each with its own values, from at most two refreshes (six queries), and a
-/// pipeline without series reads as no data, not as an error.
+/// answered, each with its own values, from at most two refreshes (eight queries), and a
+/// pipeline without series reads as no data, not as an error. The busy fraction is the larger of
+/// the `busyFraction` and `cpuFraction` answers; a pipeline without a CPU fraction (no CPU
+/// limit) keeps its busy fraction.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_query_per_signal_answers_every_pipeline() {
     use impressions_crds::policy::PrometheusQueries;
@@ -412,6 +414,13 @@ async fn one_query_per_signal_answers_every_pipeline() {
         for (metric, v) in [("t_rate", i as f64), ("t_busy", i as f64 / 100.0)] {
             text.push_str(&format!(
                 "{metric}{{namespace=\"fleet\",pipeline=\"p{i}\"}} {v}\n"
+            ));
+        }
+        // The first half have a CPU limit, and use more of it than their threads are busy.
+        if i <= n / 2 {
+            let v = i as f64 / 100.0 + 0.25;
+            text.push_str(&format!(
+                "t_cpu{{namespace=\"fleet\",pipeline=\"p{i}\"}} {v}\n"
             ));
         }
     }
@@ -436,6 +445,7 @@ async fn one_query_per_signal_answers_every_pipeline() {
     let q = PrometheusQueries {
         processed_rate: "sum(t_rate{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
         busy_fraction: "avg(t_busy{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
+        cpu_fraction: "avg(t_cpu{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
         replicas: "count(t_rate{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".into(),
         ..PrometheusQueries::default()
     };
@@ -453,12 +463,13 @@ async fn one_query_per_signal_answers_every_pipeline() {
             continue;
         }
         assert_eq!(t.processed_rate, Some(i as f64), "p{i}");
-        assert_eq!(t.busy_fraction, Some(i as f64 / 100.0), "p{i}");
+        let cpu = if i <= n / 2 { 0.25 } else { 0.0 };
+        assert_eq!(t.busy_fraction, Some(i as f64 / 100.0 + cpu), "p{i}");
         assert_eq!(t.workers, Some(1.0), "p{i}");
     }
     let asked = queries_answered(&prom.url).await - before;
     assert!(
-        (3.0..=6.0).contains(&asked),
+        (4.0..=8.0).contains(&asked),
         "{} pipelines read with {asked} queries",
         n + 1
     );

@@ -15,6 +15,7 @@ pub use impressions_worker_core::{
     reject, schema,
 };
 
+pub mod cpu;
 pub mod http;
 pub mod instance;
 pub mod kafka;

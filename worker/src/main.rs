@@ -74,6 +74,9 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    let cgroup = impressions_worker::cpu::CpuCgroup::of_this_process();
+    tracing::info!(cgroup = ?cgroup.as_ref().map(|c| &c.dirs[0]), limit_cores = ?cgroup.as_ref().and_then(|c| c.limit_cores()), "CPU");
+    impressions_worker::metrics::register_cpu(&mut registry, cgroup);
     let registry = Arc::new(registry);
     let health = Arc::new(Health {
         schema: Board::new(cfg.schema.enabled),

@@ -3,8 +3,14 @@
 //! closed sets (reasons, columns, pairs, event types), so cardinality is bounded.
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 use std::sync::atomic::AtomicU64;
@@ -125,6 +131,8 @@ pub const NAMES: &[&str] = &[
     "impressions_worker_column_corrections_total",
     "impressions_worker_busy_seconds_total",
     "impressions_worker_rate_cap_wait_seconds_total",
+    "impressions_worker_cpu_seconds_total",
+    "impressions_worker_cpu_limit_cores",
     "impressions_worker_event_latency_seconds",
     "impressions_worker_consumer_lag",
     "impressions_worker_assigned_partitions",
@@ -405,6 +413,44 @@ impl Metrics {
     }
 }
 
+/// The process's CPU time and its cgroup's CPU limit, read at each scrape ([`crate::cpu`]):
+/// `impressions_worker_cpu_seconds_total` (every thread's), and
+/// `impressions_worker_cpu_limit_cores` only while the cgroup has a limit, so that the
+/// operator's `cpuFraction` query has no series (and the busy fraction is the processing
+/// threads' alone) without one.
+#[derive(Debug)]
+pub struct CpuCollector {
+    pub cgroup: Option<crate::cpu::CpuCgroup>,
+}
+
+impl Collector for CpuCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let used = ConstCounter::new(crate::cpu::process_seconds());
+        used.encode(encoder.encode_descriptor(
+            "cpu_seconds",
+            "CPU seconds used by the worker process, all its threads",
+            None,
+            used.metric_type(),
+        )?)?;
+        if let Some(cores) = self.cgroup.as_ref().and_then(|c| c.limit_cores()) {
+            let limit = ConstGauge::new(cores);
+            limit.encode(encoder.encode_descriptor(
+                "cpu_limit_cores",
+                "The CPU limit of the worker's cgroup in cores (quota / period); absent without a limit",
+                None,
+                limit.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers the [`CpuCollector`] of `cgroup` under the worker's prefix.
+pub fn register_cpu(r: &mut Registry, cgroup: Option<crate::cpu::CpuCgroup>) {
+    r.sub_registry_with_prefix("impressions_worker")
+        .register_collector(Box::new(CpuCollector { cgroup }));
+}
+
 /// The text exposition of a registry.
 pub fn encode(r: &Registry) -> String {
     let mut s = String::new();
@@ -465,11 +511,61 @@ mod tests {
         assert!(!text.contains("# EOF"));
     }
 
+    /// A cgroup folder with a 50m CPU limit (cgroup v1 files).
+    fn limited_cgroup() -> crate::cpu::CpuCgroup {
+        let dir = std::env::temp_dir().join(format!("metrics-cgroup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cpu.cfs_quota_us"), "5000\n").unwrap();
+        std::fs::write(dir.join("cpu.cfs_period_us"), "100000\n").unwrap();
+        crate::cpu::CpuCgroup {
+            hierarchy: crate::cpu::Hierarchy::V1,
+            dirs: vec![dir],
+        }
+    }
+
+    #[test]
+    fn cpu_time_and_the_limit_are_read_at_each_scrape() {
+        let mut r = Registry::default();
+        register_cpu(&mut r, Some(limited_cgroup()));
+        let text = to_prometheus_text(&encode(&r));
+        assert!(
+            text.contains("# TYPE impressions_worker_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nimpressions_worker_cpu_limit_cores 0.05\n"),
+            "{text}"
+        );
+        let used = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("impressions_worker_cpu_seconds_total "))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let before = used(&text);
+        let mut x = 0u64;
+        while crate::cpu::process_seconds() < before + 0.005 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(used(&to_prometheus_text(&encode(&r))) >= before + 0.005);
+        // Without a limit, no limit series: the operator's CPU fraction has no value.
+        let mut r = Registry::default();
+        register_cpu(&mut r, None);
+        let text = to_prometheus_text(&encode(&r));
+        assert!(
+            text.contains("impressions_worker_cpu_seconds_total "),
+            "{text}"
+        );
+        assert!(!text.contains("cpu_limit_cores"), "{text}");
+    }
+
     #[test]
     fn names_are_exactly_the_registered_metrics() {
         let m = Metrics::default();
         let mut r = Registry::default();
         m.register(&mut r);
+        register_cpu(&mut r, Some(limited_cgroup()));
         // A family without a member is not rendered: the one register() leaves empty gets one.
         let _ = m.consumer_lag.get_or_create(&PartitionLabels {
             topic: "t".into(),

@@ -160,8 +160,13 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// `GET path` on `127.0.0.1:port` (5 s read deadline): the status and the body.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_at(("127.0.0.1", port), path)
+}
+
+/// `GET path` on `addr` (a pod IP and port; 5 s read deadline): the status and the body.
+pub fn http_get_at(addr: impl std::net::ToSocketAddrs, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,

@@ -1,5 +1,6 @@
 //! Throughput from Prometheus through prometheus-http-query: each pipeline's processed rate,
-//! its workers' busy fraction and their number, from the ScalingPolicy's query templates.
+//! its workers' busy fraction (the larger of their threads' busy time and the CPU they use of
+//! their limit, [`super::busy`]) and their number, from the ScalingPolicy's query templates.
 //!
 //! The signals of every pipeline are read together: a refresher asks one query per signal for
 //! all pipelines that share the same templates ([`fleet_query`]) every [`REFRESH`], and an
@@ -14,7 +15,10 @@ use std::{
 
 use impressions_crds::policy::PrometheusQueries;
 
-use super::fleet_query::{self, PipelineId, render};
+use super::{
+    busy::busy_fraction,
+    fleet_query::{self, PipelineId, render},
+};
 
 /// Processed events/s, busy fraction and the number of workers reporting, each `None` when
 /// Prometheus has no (fresh) series.
@@ -132,12 +136,13 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 const MAX_AGE: Duration = Duration::from_secs(20);
 
 /// The templates a group of pipelines shares: one query per signal answers the group.
-type Templates = (String, String, String, String);
+type Templates = (String, String, String, String, String);
 
 fn templates(q: &PrometheusQueries) -> Templates {
     (
         q.processed_rate.clone(),
         q.busy_fraction.clone(),
+        q.cpu_fraction.clone(),
         q.replicas.clone(),
         q.rate_window.clone(),
     )
@@ -282,7 +287,7 @@ impl PrometheusThroughput {
 
     async fn read_chunk(
         &self,
-        (processed, busy, replicas, window): &Templates,
+        (processed, busy, cpu, replicas, window): &Templates,
         ids: &[PipelineId],
     ) -> Vec<(PipelineId, Result<Throughput, String>)> {
         let one = |template: &str| {
@@ -294,13 +299,13 @@ impl PrometheusThroughput {
             }
         };
         // At once: a Prometheus that hangs costs one deadline, not one per query.
-        match futures::try_join!(one(processed), one(busy), one(replicas)) {
-            Ok((p, b, w)) => ids
+        match futures::try_join!(one(processed), one(busy), one(cpu), one(replicas)) {
+            Ok((p, b, c, w)) => ids
                 .iter()
                 .map(|id| {
                     let t = Throughput {
                         processed_rate: p.get(id).copied(),
-                        busy_fraction: b.get(id).copied(),
+                        busy_fraction: busy_fraction(b.get(id).copied(), c.get(id).copied()),
                         workers: w.get(id).copied().filter(|w| *w >= 1.0),
                     };
                     (id.clone(), Ok(t))
@@ -337,8 +342,9 @@ impl PrometheusThroughput {
             .unwrap_or_default())
     }
 
-    /// The last `seconds` of the pipeline's processed rate, busy fraction, lag and worker count
-    /// at `step`-second resolution (points where all four are known).
+    /// The last `seconds` of the pipeline's processed rate, busy fraction (with the CPU fraction
+    /// where it has points), lag and worker count at `step`-second resolution (points where all
+    /// four are known).
     pub async fn history(
         &self,
         q: &PrometheusQueries,
@@ -371,9 +377,10 @@ impl PrometheusThroughput {
                 Ok::<_, String>(points)
             }
         };
-        let (processed, busy, lag, replicas) = futures::try_join!(
+        let (processed, busy, cpu, lag, replicas) = futures::try_join!(
             series(&q.processed_rate),
             series(&q.busy_fraction),
+            series(&q.cpu_fraction),
             series(&q.lag),
             series(&q.replicas)
         )?;
@@ -383,7 +390,7 @@ impl PrometheusThroughput {
                 Some(HistoryPoint {
                     at: *t as f64,
                     processed_rate: *p,
-                    busy_fraction: *busy.get(t)?,
+                    busy_fraction: busy_fraction(busy.get(t).copied(), cpu.get(t).copied())?,
                     lag: *lag.get(t)?,
                     replicas: *replicas.get(t)? as i32,
                 })
