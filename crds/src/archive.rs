@@ -43,6 +43,12 @@ pub struct ArchiveSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub commit_interval_seconds: Option<i32>,
+
+    /// Caps each archiver's rate (records/s), e.g. to emulate a CPU limit in tests (as
+    /// `worker.maxEventsPerSecond` does for the workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_records_per_second: Option<u64>,
 }
 
 /// The catalog: a SQL catalog (SQLite file or PostgreSQL) or an Iceberg REST catalog. Exactly
@@ -129,4 +135,56 @@ impl ArchiveSpec {
         self.target_file_size_bytes
             .map_or(128 * 1024 * 1024, |b| b.max(1024 * 1024) as u64)
     }
+}
+
+/// The archiver fleet as the operator last saw it (`status.archive`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// Archivers that exist (from their Deployment).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Archivers that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// The archiver count the operator applies (its decision in Auto mode; in Recommend mode
+    /// the recommendation is `lastDecision.to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Partitions of the sink topic (the archivers' bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Records of the sink topic not yet in the table: the archivers' consumer group behind the
+    /// topic's end, summed over partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// The sum of the offsets committed to the table (as the archivers' group holds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_offsets: Option<i64>,
+    /// The last commit to the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<ArchiveCommitStatus>,
+    /// Commits that failed (dropped and rewound: `failed` or `stale`) over the policy's rate
+    /// window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_commits: Option<i64>,
+    /// The last scaling decision of the archiver fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<crate::status::ScalingDecisionStatus>,
+}
+
+/// One commit of data files to the table.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveCommitStatus {
+    /// The snapshot the commit made.
+    pub snapshot_id: i64,
+    /// When the catalog accepted it.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Records, data files and their bytes in the commit.
+    pub records: i64,
+    pub files: i64,
+    pub bytes: i64,
+    /// Seconds from closing the data files to the catalog accepting the snapshot.
+    pub latency_seconds: f64,
 }

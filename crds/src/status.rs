@@ -13,7 +13,7 @@ pub struct ImpressionPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, Scaling, MetricsAvailable, DataQuality, SchemaDrift and Degraded (see `conditions` in this crate).
+    /// Ready, Scaling, MetricsAvailable, DataQuality, SchemaDrift, ArchiveHealthy and Degraded (see `conditions` in this crate).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -49,6 +49,10 @@ pub struct ImpressionPipelineStatus {
     /// The last scaling decision and why it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<ScalingDecisionStatus>,
+
+    /// The archiver fleet of a pipeline with `spec.archive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::ArchiveStatus>,
 }
 
 /// Consumer lag of the pipeline's group.
