@@ -7,8 +7,10 @@
 //! - [`decide`] (pure): the recommendation within stabilization windows, steps, cooldowns;
 //! - [`history`]: a pipeline's recent evaluations; [`rebuild`]: it rebuilt from Prometheus;
 //! - [`bounds`], [`effective`] (pure): the policy narrowed by the pipeline, as [`model::Limits`];
-//! - [`signals`]: the Kafka and Prometheus adapters; [`evaluator`]: the evaluation loop.
+//! - [`signals`]: the Kafka and Prometheus adapters; [`evaluator`]: the evaluation loop;
+//! - [`archive`]: the same estimate and decision for a pipeline's archiver fleet, its loop.
 
+pub mod archive;
 pub mod bounds;
 pub mod decide;
 pub mod effective;
