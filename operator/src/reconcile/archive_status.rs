@@ -8,11 +8,9 @@
 //! came for two commit intervals and a minute while the lag grew; absent without an archive.
 
 use impressions_crds::{
-    ImpressionPipelineStatus,
-    archive::{ArchiveCommitStatus, ArchiveStatus},
-    conditions,
+    ImpressionPipelineStatus, conditions,
     scaling::ScalingMode,
-    status::ScalingDecisionStatus,
+    status::{ArchiveCommitStatus, ArchiveStatus, ScalingDecisionStatus},
 };
 use k8s_openapi::{
     api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
