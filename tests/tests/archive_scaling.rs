@@ -156,13 +156,18 @@ async fn a_step_of_traffic_scales_the_archivers_up_and_back_down() {
                 .list(&Default::default())
                 .await
                 .ok()?;
-            let notes: Vec<String> = evs
+            // the recorder folds repeats of a reason into one Event's series
+            let scaled: Vec<_> = evs
                 .items
                 .iter()
                 .filter(|e| e.reason.as_deref() == Some("ArchiversScaled"))
-                .filter_map(|e| e.note.clone())
                 .collect();
-            (notes.len() >= 2).then_some(notes)
+            let count: i32 = scaled
+                .iter()
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .sum();
+            let first = scaled.first().and_then(|e| e.note.clone());
+            (count >= 2).then_some(json!({"count": count, "first": first}))
         }
     })
     .await;
