@@ -124,8 +124,8 @@ pub struct ArchiveStatus {
     /// The last commit to the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit: Option<ArchiveCommitStatus>,
-    /// Commits that failed (dropped and rewound: `failed` or `stale`) over the policy's rate
-    /// window.
+    /// Commits that failed (dropped and rewound; not counting `stale` ones, the fencing after a
+    /// rebalance) over the policy's rate window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_commits: Option<i64>,
     /// The last scaling decision of the archiver fleet.

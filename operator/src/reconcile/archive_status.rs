@@ -168,7 +168,7 @@ pub fn events(
             true,
             "ArchiveCommitFailed",
             format!(
-                "{failed} commits to the table failed or went stale recently (dropped and rewound to the table's offsets; see the archivers' logs)"
+                "{failed} commits to the table failed recently (dropped and rewound to the table's offsets; see the archivers' logs)"
             ),
         ));
     }

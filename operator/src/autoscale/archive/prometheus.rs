@@ -16,7 +16,8 @@ const LABEL: &str = "impressions_signal";
 
 /// Each signal and its template (`{namespace}`, `{pipeline}`, `{window}` as the ScalingPolicy's
 /// queries): the archivers' counterparts of the workers' processed rate, busy fraction and
-/// count, the records waiting for a commit, and the commits dropped.
+/// count, the records waiting for a commit, and the commits that failed (a `stale` one is the
+/// fencing at work after a rebalance, not a failure).
 pub const QUERIES: [(&str, &str); 5] = [
     (
         "processed",
@@ -36,7 +37,7 @@ pub const QUERIES: [(&str, &str); 5] = [
     ),
     (
         "failed",
-        "sum(increase(impressions_archiver_commits_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\",outcome=~\"failed|stale\"}[{window}]))",
+        "sum(increase(impressions_archiver_commits_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\",outcome=\"failed\"}[{window}]))",
     ),
 ];
 

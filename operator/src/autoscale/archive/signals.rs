@@ -19,7 +19,8 @@ pub struct ArchiveThroughput {
     pub archivers: Option<f64>,
     /// Records taken and not yet committed, over all archivers.
     pub pending: Option<f64>,
-    /// Commits dropped (`failed` or `stale`) over the rate window.
+    /// Commits that failed (outcome `failed`: not `stale`, the fencing after a rebalance) over
+    /// the rate window.
     pub failed_commits: Option<f64>,
 }
 
