@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance test-archive-scaling demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 demo: prerequisites stack-up
@@ -48,6 +48,15 @@ bench-archiver: stack-up
 	$(CARGO) build --release --bin worker --bin archiver --bin bench_archiver
 	mkdir -p docs/results
 	target/release/bench_archiver 200000 --out docs/results/bench-archiver.json
+
+## test-archive-scaling: the archivers in the closed loop on the local stack (~2 min): a step of
+## traffic scales them up and back down; figures in docs/results/archive-scaling.json
+## (docs/benchmarks.md)
+test-archive-scaling: stack-up
+	$(CARGO) build --bins
+	mkdir -p docs/results
+	ARCHIVE_SCALING_OUT=$(CURDIR)/docs/results/archive-scaling.json \
+	  $(CARGO) test -p impressions-stack-tests --test archive_scaling -- --ignored --nocapture
 
 ## bench-operator: 1,000 pipelines with real topics: evaluation interval p50/p99, API requests
 ## per minute by verb, writes, RSS, threads; idle and under traffic, then with Prometheus hung and

@@ -78,6 +78,10 @@ pub struct ArchiverConfig {
     /// Deadline of Kafka calls that block (seek, commit of the group's offsets, watermarks).
     #[serde(default = "default_kafka_timeout")]
     pub kafka_timeout_seconds: u64,
+    /// Caps each archiver's rate (records/s), each record costing `1 / rate` seconds of busy
+    /// time, e.g. to emulate a CPU limit in tests (the worker's `maxEventsPerSecond`).
+    #[serde(default)]
+    pub max_records_per_second: Option<u64>,
     #[serde(default)]
     pub metrics: MetricsConfig,
 }
@@ -293,6 +297,9 @@ impl ArchiverConfig {
         if self.kafka_timeout_seconds == 0 {
             return Err(invalid("kafkaTimeoutSeconds", "must be at least 1"));
         }
+        if self.max_records_per_second == Some(0) {
+            return Err(invalid("maxRecordsPerSecond", "must be at least 1"));
+        }
         Ok(())
     }
 
@@ -338,6 +345,7 @@ table: {namespace: impressions, name: eu}
         assert_eq!(c.table.target_file_size_bytes, 128 * 1024 * 1024);
         assert_eq!(c.catalog.name, "impressions");
         assert_eq!(c.metrics.listen.port(), 9102);
+        assert_eq!(c.max_records_per_second, None);
     }
 
     #[test]
@@ -412,5 +420,7 @@ table: {namespace: impressions, name: eu}
             "impressions, name: eu, targetFileSizeBytes: 10}",
         ));
         assert!(e.starts_with("table.targetFileSizeBytes:"), "{e}");
+        let e = err(&format!("{MINIMAL}maxRecordsPerSecond: 0\n"));
+        assert!(e.starts_with("maxRecordsPerSecond:"), "{e}");
     }
 }

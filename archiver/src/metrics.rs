@@ -43,6 +43,7 @@ pub const NAMES: &[&str] = &[
     "impressions_archiver_last_commit_timestamp_seconds",
     "impressions_archiver_busy_seconds_total",
     "impressions_archiver_consumer_lag",
+    "impressions_archiver_pending_records",
     "impressions_archiver_assigned_partitions",
     "impressions_archiver_rewinds_total",
 ];
@@ -68,6 +69,8 @@ pub struct Metrics {
     pub last_commit_timestamp: Gauge,
     pub busy_seconds: Counter<f64, AtomicU64>,
     pub consumer_lag: Gauge,
+    /// Records taken and not yet committed (waiting for the commit interval): not a backlog.
+    pub pending_records: Gauge,
     pub assigned_partitions: Gauge,
     /// Seeks back to the table's offsets (a stale commit dropped, an assignment).
     pub rewinds: Counter,
@@ -94,6 +97,7 @@ impl Default for Metrics {
             last_commit_timestamp: Gauge::default(),
             busy_seconds: Counter::default(),
             consumer_lag: Gauge::default(),
+            pending_records: Gauge::default(),
             assigned_partitions: Gauge::default(),
             rewinds: Counter::default(),
         }
@@ -183,6 +187,11 @@ impl Metrics {
             "consumer_lag",
             "Records of the owned partitions not yet taken (high watermark minus position)",
             self.consumer_lag.clone(),
+        );
+        p.register(
+            "pending_records",
+            "Records taken and not yet committed to the table (they wait for the commit)",
+            self.pending_records.clone(),
         );
         p.register(
             "assigned_partitions",

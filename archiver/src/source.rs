@@ -52,8 +52,9 @@ pub enum Event {
 pub enum Request {
     /// Seek every owned partition back to the table's offsets (a commit was dropped).
     Rewind,
-    /// Store the offsets a commit left as the group's committed offsets (a hint).
-    CommitHint(Offsets),
+    /// Store the offsets a commit left as the group's committed offsets (a hint), each with
+    /// the commit's mark as its metadata ([`crate::mark`]).
+    CommitHint(Offsets, String),
 }
 
 /// Reads the table's offsets of the topic (blocking, with its own deadline).
@@ -261,10 +262,12 @@ impl Source {
                     "rewinding to the table's offsets: {e}"
                 ))),
             },
-            Request::CommitHint(offsets) => {
+            Request::CommitHint(offsets, mark) => {
                 let mut tpl = TopicPartitionList::new();
                 for (p, o) in offsets {
-                    let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
+                    let mut e = tpl.add_partition(&self.topic, p);
+                    let _ = e.set_offset(Offset::Offset(o));
+                    e.set_metadata(mark.as_str());
                 }
                 if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                     tracing::warn!(error = %e, "storing the group's offsets (a hint) failed");

@@ -43,6 +43,12 @@ pub struct ArchiveSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub commit_interval_seconds: Option<i32>,
+
+    /// Caps each archiver's rate (records/s), e.g. to emulate a CPU limit in tests (as
+    /// `worker.maxEventsPerSecond` does for the workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_records_per_second: Option<u64>,
 }
 
 /// The catalog: a SQL catalog (SQLite file or PostgreSQL) or an Iceberg REST catalog. Exactly

@@ -17,7 +17,8 @@ pub const DATA_QUALITY: &str = "DataQuality";
 pub const SCHEMA_DRIFT: &str = "SchemaDrift";
 /// Something keeps the pipeline from working as specified.
 pub const DEGRADED: &str = "Degraded";
-/// Pipelines with an archive: an archiver is ready (absent without an archive).
+/// Pipelines with an archive: an archiver is ready and the commits to the table progress
+/// (absent without an archive).
 pub const ARCHIVE_HEALTHY: &str = "ArchiveHealthy";
 
 /// Sets a condition in `conditions`, keeping `lastTransitionTime` when the status did not change

@@ -13,7 +13,7 @@ pub struct ImpressionPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, Scaling, MetricsAvailable, DataQuality, SchemaDrift and Degraded (see `conditions` in this crate).
+    /// Ready, Scaling, MetricsAvailable, DataQuality, SchemaDrift, ArchiveHealthy and Degraded (see `conditions` in this crate).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -53,6 +53,9 @@ pub struct ImpressionPipelineStatus {
     /// The arrival forecast (policy `predictive.mode` ForecastOnly or Scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<ForecastStatus>,
+    /// The archiver fleet of a pipeline with `spec.archive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
 }
 
 /// The arrival rate forecast one lead time ahead, and whether it can be trusted.
@@ -121,4 +124,56 @@ pub struct ScalingDecisionStatus {
     pub message: String,
     /// When the decision was made.
     pub time: Time,
+}
+
+/// The archiver fleet as the operator last saw it (`status.archive`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// Archivers that exist (from their Deployment).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Archivers that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// The archiver count the operator applies (its decision in Auto mode; in Recommend mode
+    /// the recommendation is `lastDecision.to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Partitions of the sink topic (the archivers' bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Records of the sink topic not yet in the table: the archivers' consumer group behind the
+    /// topic's end, summed over partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// The sum of the offsets committed to the table (as the archivers' group holds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_offsets: Option<i64>,
+    /// The last commit to the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<ArchiveCommitStatus>,
+    /// Commits that failed (dropped and rewound; not counting `stale` ones, the fencing after a
+    /// rebalance) over the policy's rate window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_commits: Option<i64>,
+    /// The last scaling decision of the archiver fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<ScalingDecisionStatus>,
+}
+
+/// One commit of data files to the table.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveCommitStatus {
+    /// The snapshot the commit made.
+    pub snapshot_id: i64,
+    /// When the catalog accepted it.
+    pub time: Time,
+    /// Records, data files and their bytes in the commit.
+    pub records: i64,
+    pub files: i64,
+    pub bytes: i64,
+    /// Seconds from closing the data files to the catalog accepting the snapshot.
+    pub latency_seconds: f64,
 }

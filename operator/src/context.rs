@@ -16,8 +16,11 @@ use kube::{
 };
 
 use crate::{
-    autoscale::evaluator::Evaluator, metrics::Metrics, quality::evaluator::QualityEvaluator,
-    reconcile::children::BuildOptions, schema::collector::SchemaCollector,
+    autoscale::{archive::evaluator::ArchiveEvaluator, evaluator::Evaluator},
+    metrics::Metrics,
+    quality::evaluator::QualityEvaluator,
+    reconcile::children::BuildOptions,
+    schema::collector::SchemaCollector,
 };
 
 /// The operator's settings that reconciles need.
@@ -43,6 +46,8 @@ pub struct Context {
     pub policies: Store<ScalingPolicy>,
     pub opts: OperatorOptions,
     pub scaler: Arc<Evaluator>,
+    /// The archiver fleets' evaluation loop.
+    pub archive: Arc<ArchiveEvaluator>,
     pub quality: Arc<QualityEvaluator>,
     pub schema: Arc<SchemaCollector>,
     /// What was last applied to each child, and the children's live versions.
@@ -72,6 +77,7 @@ impl Context {
     /// pipeline the watches know.
     pub fn forget_deleted(&self, live: &std::collections::HashSet<ObjectRef<ImpressionPipeline>>) {
         let gone = self.scaler.retain(live);
+        self.archive.retain(live);
         self.quality.retain(live);
         self.schema.retain(live);
         self.failures

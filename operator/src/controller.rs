@@ -25,7 +25,7 @@ use kube::{
 
 pub use crate::context::{Context, OperatorOptions};
 use crate::{
-    autoscale::evaluator::Evaluator,
+    autoscale::{archive::evaluator::ArchiveEvaluator, evaluator::Evaluator},
     error::Error,
     metrics::Metrics,
     quality::evaluator::QualityEvaluator,
@@ -119,6 +119,7 @@ fn error_policy(p: Arc<ImpressionPipeline>, _e: &Error, ctx: Arc<Context>) -> Ac
 #[derive(Debug, Clone)]
 pub struct Loops {
     pub scaler: Arc<Evaluator>,
+    pub archive: Arc<ArchiveEvaluator>,
     pub quality: Arc<QualityEvaluator>,
     pub schema: Arc<SchemaCollector>,
 }
@@ -132,6 +133,7 @@ pub async fn run(
     identity: String,
     Loops {
         scaler,
+        archive,
         quality,
         schema,
     }: Loops,
@@ -160,6 +162,7 @@ pub async fn run(
         policies,
         opts,
         scaler: scaler.clone(),
+        archive: archive.clone(),
         quality: quality.clone(),
         schema: schema.clone(),
         applied: Default::default(),
@@ -173,6 +176,7 @@ pub async fn run(
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(quality.run(tx.clone()));
     tokio::spawn(schema.run(tx.clone()));
+    tokio::spawn(archive.run(tx.clone()));
     tokio::spawn(scaler.run(tx));
     let fanout = evaluated.clone();
     tokio::spawn(async move {

@@ -12,6 +12,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use impressions_operator::{
     autoscale::{
+        archive::{evaluator::ArchiveEvaluator, prometheus::ArchivePrometheus},
         evaluator::Evaluator,
         signals::{
             kafka_lag::{KafkaLag, LagSource, LagTarget},
@@ -346,11 +347,21 @@ async fn lead(
         ) as Arc<dyn QualitySource>),
         None => None,
     };
+    let archive_prometheus = match &args.prometheus_url {
+        Some(url) => Some(
+            ArchivePrometheus::new(url)
+                .map_err(|e| anyhow::anyhow!("--prometheus-url {url}: {e}"))?,
+        ),
+        None => None,
+    };
+    // one Kafka client per cluster serves the workers' and the archivers' groups
+    let kafka_lag = Arc::new(KafkaLag::default());
     let loops = Loops {
         scaler: Arc::new(
-            Evaluator::new(Arc::new(KafkaLag::default()), prometheus)
+            Evaluator::new(kafka_lag.clone(), prometheus)
                 .with_interval_histogram(metrics.evaluation_interval.clone()),
         ),
+        archive: Arc::new(ArchiveEvaluator::new(kafka_lag, archive_prometheus)),
         quality: Arc::new(QualityEvaluator::new(quality_source)),
         schema: Arc::new(SchemaCollector::new(
             Some(Arc::new(PodReports::new(

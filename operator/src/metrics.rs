@@ -60,6 +60,14 @@ pub struct Metrics {
     /// Seconds between the starts of two evaluations of one pipeline (the loop's punctuality:
     /// close to the policy interval unless evaluations wait on each other or on slow signals).
     pub evaluation_interval: Histogram,
+    /// Archivers the operator wants per pipeline with an archive.
+    pub archive_desired_replicas: Family<PipelineLabels, Gauge>,
+    /// Records of the sink topic not yet in the archive's table (the archivers' group lag).
+    pub archive_lag_records: Family<PipelineLabels, Gauge>,
+    /// Unix time of the archive's last commit to its table.
+    pub archive_last_commit_timestamp: Family<PipelineLabels, Gauge>,
+    /// 1 while the ArchiveHealthy condition is True, else 0.
+    pub archive_healthy: Family<PipelineLabels, Gauge>,
     /// The decision reasons counted per (namespace, pipeline), to drop their series when the
     /// pipeline is deleted.
     decided: std::sync::Mutex<
@@ -98,6 +106,10 @@ impl Default for Metrics {
                 1.0, 2.0, 5.0, 7.5, 10.0, 12.5, 15.0, 16.0, 17.5, 20.0, 25.0, 30.0, 45.0, 60.0,
                 90.0, 120.0, 300.0,
             ]),
+            archive_desired_replicas: Family::default(),
+            archive_lag_records: Family::default(),
+            archive_last_commit_timestamp: Family::default(),
+            archive_healthy: Family::default(),
             decided: Default::default(),
         }
     }
@@ -126,6 +138,10 @@ pub const NAMES: &[&str] = &[
     "impressions_operator_pipeline_schema_drifts",
     "impressions_operator_schema_read_failures_total",
     "impressions_operator_schema_windows_total",
+    "impressions_operator_archive_desired_replicas",
+    "impressions_operator_archive_lag_records",
+    "impressions_operator_archive_last_commit_timestamp_seconds",
+    "impressions_operator_archive_healthy",
 ];
 
 /// The `kind` label values of `pipeline_schema_drifts` (the core's `DriftKind::label()`).
@@ -167,6 +183,7 @@ impl Metrics {
         self.forecast_error.remove(&l);
         self.processed_rate.remove(&l);
         self.data_quality.remove(&l);
+        self.forget_archive(&l);
         self.forget_schema_drifts(namespace, pipeline);
         let reasons = self
             .decided
@@ -181,6 +198,14 @@ impl Metrics {
                 reason,
             });
         }
+    }
+
+    /// Drops the archive's series of a pipeline (deleted, or its archive removed).
+    pub fn forget_archive(&self, l: &PipelineLabels) {
+        self.archive_desired_replicas.remove(l);
+        self.archive_lag_records.remove(l);
+        self.archive_last_commit_timestamp.remove(l);
+        self.archive_healthy.remove(l);
     }
 
     /// Sets the drift gauges of a pipeline: every kind, from the count of each.
@@ -258,6 +283,26 @@ impl Metrics {
             "pipeline_current_replicas",
             "Worker replicas that exist per pipeline",
             self.current_replicas.clone(),
+        );
+        p.register(
+            "archive_desired_replicas",
+            "Archivers the operator wants per pipeline with an archive",
+            self.archive_desired_replicas.clone(),
+        );
+        p.register(
+            "archive_lag_records",
+            "Records of the sink topic not yet committed to the archive's table",
+            self.archive_lag_records.clone(),
+        );
+        p.register(
+            "archive_last_commit_timestamp_seconds",
+            "Unix time of the archive's last commit to its table",
+            self.archive_last_commit_timestamp.clone(),
+        );
+        p.register(
+            "archive_healthy",
+            "1 while the pipeline's ArchiveHealthy condition is True",
+            self.archive_healthy.clone(),
         );
         p.register(
             "pipeline_lag_events",
@@ -350,6 +395,10 @@ mod tests {
             &m.current_replicas,
             &m.lag_events,
             &m.data_quality,
+            &m.archive_desired_replicas,
+            &m.archive_lag_records,
+            &m.archive_last_commit_timestamp,
+            &m.archive_healthy,
         ] {
             let _ = family.get_or_create(&pipeline);
         }

@@ -405,4 +405,81 @@ async fn the_operator_runs_the_archiver_of_a_pipeline_with_an_archive() {
     })
     .await;
     assert_eq!(healthy.reason, "ArchiverReady", "{}", diag());
+
+    // status.archive: once every record is committed, its last commit is the table's newest
+    // snapshot as pyiceberg reads it, and the group's committed offsets are the topic's end
+    let end: i64 = kafka::high_watermarks(stack, &out).values().sum();
+    let archive = eventually(Duration::from_secs(60), "status.archive caught up", || {
+        let api = api.clone();
+        async move {
+            let a = api.get("arch").await.ok()?.status?.archive?;
+            (a.lag == Some(0) && a.committed_offsets == Some(end) && a.last_commit.is_some())
+                .then_some(a)
+        }
+    })
+    .await;
+    let table = catalog.read(stack);
+    let newest = table.snapshots.last().expect("snapshots").id;
+    let commit = archive.last_commit.clone().unwrap();
+    assert_eq!(
+        commit.snapshot_id, newest,
+        "the status names the table's newest snapshot: {archive:?}"
+    );
+    assert!(
+        commit.records > 0 && commit.files > 0 && commit.bytes > 0,
+        "{archive:?}"
+    );
+    assert!(
+        commit.latency_seconds > 0.0 && commit.latency_seconds < 30.0,
+        "{archive:?}"
+    );
+    assert_eq!(
+        (archive.desired_replicas, archive.partitions),
+        (Some(1), Some(4)),
+        "Manual mode runs one archiver; the sink has 4 partitions"
+    );
+
+    // removing spec.archive removes the archiver's Deployment and ConfigMap (the table stays)
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
+    use kube::api::{Patch, PatchParams};
+    api.patch(
+        "arch",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"archive": null}})),
+    )
+    .await
+    .unwrap();
+    let (deployments, config_maps) = (
+        Api::<Deployment>::namespaced(client.clone(), &ns),
+        Api::<ConfigMap>::namespaced(client.clone(), &ns),
+    );
+    let removed = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "the archiver's Deployment and ConfigMap deleted, status.archive and ArchiveHealthy gone",
+        || {
+            let (api, deployments, config_maps) =
+                (api.clone(), deployments.clone(), config_maps.clone());
+            async move {
+                let d = deployments.get_opt("arch-archiver").await.ok()?;
+                let c = config_maps.get_opt("arch-archiver").await.ok()?;
+                let s = api.get("arch").await.ok()?.status?;
+                let gone = d.is_none()
+                    && c.is_none()
+                    && s.archive.is_none()
+                    && conditions::get(&s.conditions, conditions::ARCHIVE_HEALTHY).is_none();
+                gone.then_some(())
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "archive removed: children gone after {:.1} s",
+        removed.elapsed().as_secs_f64()
+    );
+    assert!(
+        deployments.get_opt("arch-worker").await.unwrap().is_some(),
+        "the workers stay"
+    );
+    assert_eq!(catalog.read(stack).rows, want.len(), "the table stays");
 }

@@ -58,21 +58,23 @@ children are removed by the garbage collector through their owner references.
   resources: [impressionpipelines/finalizers]
   verbs: [update]
 # Children: metadata-only watches (list + watch) and server-side apply (patch; create when the
-# apply creates the object).
+# apply creates the object). Deployments and ConfigMaps also delete: the archiver's Deployment
+# and ConfigMap go when a pipeline's spec.archive is removed (reconcile/archiver.rs); RBAC cannot
+# narrow a delete to them (their names are the pipelines').
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
-# ConfigMaps: the worker config child (list, watch, create, patch) and the catalog ConfigMap a
-# pipeline may name (get, resolve.rs).
+# ConfigMaps: the worker and archiver config children (list, watch, create, patch; delete, see
+# above) and the catalog ConfigMap a pipeline may name (get, resolve.rs).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # Secrets: only get. resolve.rs reads a pipeline's source secretRef whole (its librdkafka
 # settings are the lag client's: SASL/TLS, docs/kafka-security.md) and checks that the sink
 # secretRef exists. No list or watch: the operator cannot enumerate Secrets. The names are chosen

@@ -9,9 +9,11 @@
 //! - [`bounds`], [`effective`] (pure): the policy narrowed by the pipeline, as [`model::Limits`];
 //! - [`forecast`]: the arrival forecast (augurs' MSTL) from the pipeline's own history;
 //!   [`planned`] (pure): planned surges' floors; [`ahead`] (pure): the decision raised by both;
-//! - [`signals`]: the Kafka and Prometheus adapters; [`evaluator`]: the evaluation loop.
+//! - [`signals`]: the Kafka and Prometheus adapters; [`evaluator`]: the evaluation loop;
+//! - [`archive`]: the same estimate and decision for a pipeline's archiver fleet, its loop.
 
 pub mod ahead;
+pub mod archive;
 pub mod bounds;
 pub mod decide;
 pub mod effective;

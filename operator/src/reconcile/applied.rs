@@ -87,6 +87,11 @@ impl AppliedChildren {
         }
     }
 
+    /// Whether a child exists as its watch last saw it (or the operator's own apply).
+    pub fn is_live(&self, key: &ChildKey) -> bool {
+        self.live.lock().expect("live lock").contains_key(key)
+    }
+
     /// Forgets the children of a deleted pipeline (by namespace and child name).
     pub fn forget(&self, namespace: &str, name: &str) {
         let keep = |k: &ChildKey| !(k.1 == namespace && k.2 == name);

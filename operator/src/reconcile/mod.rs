@@ -5,8 +5,10 @@
 //! 2. bounds: the policy's replica bounds narrowed by the pipeline ([`crate::autoscale::bounds`])
 //!    and the replica count to apply (the latest evaluation's, in Auto mode);
 //! 3. [`children`] (pure): the Deployment, ConfigMap, Service and PodDisruptionBudget, and the
-//!    archiver's ConfigMap and Deployment when the pipeline has an archive;
-//! 4. [`apply`]: server-side apply of each child;
+//!    archiver's ConfigMap and Deployment when the pipeline has an archive (as many archivers as
+//!    [`archiver::count`] says: the archive loop's decision in Auto mode);
+//! 4. [`apply`]: server-side apply of each child; the archiver's children deleted when the
+//!    archive was removed ([`archiver::remove`]);
 //! 5. [`raw_schema`]: the pipeline's `RawEventSchema` judged with the last schema window of its
 //!    workers (the judgement is pure, [`crate::schema::judge`]), its status written if changed;
 //! 6. [`status`] (pure): the next status in one pass, written only when it changed;
@@ -18,6 +20,7 @@
 pub mod applied;
 pub mod apply;
 pub mod archive_status;
+pub mod archiver;
 pub mod children;
 pub mod dereference;
 pub mod events;
@@ -113,9 +116,10 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
             "worker replicas"
         );
     }
+    let archive_evaluation = ctx.archive.latest(&key);
+    let archivers_wanted = archiver::count(p, &resolved, archive_evaluation.as_ref());
     // 3. Children.
-    // The archiver fleet runs one archiver (not autoscaled yet).
-    let children = children::children(p, &resolved, replicas, 1, &ctx.opts.build)?;
+    let children = children::children(p, &resolved, replicas, archivers_wanted, &ctx.opts.build)?;
     // 4. Apply.
     apply(ctx, &ns, &children.config_map).await?;
     apply(ctx, &ns, &children.service).await?;
@@ -126,7 +130,10 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
             apply(ctx, &ns, config_map).await?;
             Some(apply(ctx, &ns, archivers).await?)
         }
-        None => None,
+        None => {
+            archiver::remove(ctx, p, &ns).await?;
+            None
+        }
     };
     // 5. The raw events' schema.
     let schema = raw_schema::sync(ctx, p, &ns, &now()).await;
@@ -140,12 +147,20 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     };
     let mut next = status::compute(p, &observed, evaluation.as_ref(), quality.as_ref(), &now());
     status::with_schema(&mut next, p.metadata.generation, &schema, &now());
-    archive_status::with_archive(&mut next, p.metadata.generation, archivers.as_ref(), &now());
+    let archive_view = archivers.as_ref().map(|d| archive_status::ArchiveView {
+        archivers: d,
+        desired: archivers_wanted,
+        mode: p.spec.scaling.mode,
+        evaluation: archive_evaluation.as_ref(),
+    });
+    archive_status::with_archive(&mut next, p.metadata.generation, archive_view, &now());
     register_for_scaling(ctx, p, &ns, &resolved, &b, replicas);
+    archiver::register(ctx, p, &ns, &resolved, archivers_wanted);
     register_for_quality(ctx, p, &ns, &resolved);
     register_for_schema(ctx, p, &ns);
     observe(ctx, p, &ns, &next, evaluation.as_ref(), quality.as_ref());
     observe_schema(ctx, &ns, &p.name_any(), &schema);
+    archiver::observe(ctx, &ns, p, &next);
     let mut notes = events::on_applied(&events::Applied {
         before: p.status.as_ref(),
         after: &next,
@@ -156,6 +171,11 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
         quality: quality.as_ref(),
     });
     notes.extend(events::on_schema(p.status.as_ref(), &schema));
+    notes.extend(archive_status::events(
+        p.status.as_ref(),
+        &next,
+        p.spec.scaling.mode,
+    ));
     write_status_if_changed(ctx, p, next).await?;
     ctx.record_state(p, "ready");
     // 7. Events.

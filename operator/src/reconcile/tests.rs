@@ -52,6 +52,10 @@ fn context(client: Client, policies: Vec<ScalingPolicy>) -> Context {
             },
         },
         scaler: Arc::new(Evaluator::new(Arc::new(KafkaLag::default()), None)),
+        archive: Arc::new(crate::autoscale::archive::evaluator::ArchiveEvaluator::new(
+            Arc::new(KafkaLag::default()),
+            None,
+        )),
         quality: Arc::new(QualityEvaluator::new(None)),
         schema: Arc::new(crate::schema::collector::SchemaCollector::new(
             None,

@@ -15,15 +15,23 @@ use rdkafka::{ClientContext, bindings as rd, client::Client};
 /// `RD_KAFKA_OFFSET_INVALID`: the group has committed nothing for the partition.
 const NO_OFFSET: i64 = -1001;
 
-/// The committed offset of each of `partitions` of `topic` for `group` (`None`: nothing
-/// committed), asked through `client` (any consumer or producer) with a deadline of `timeout`.
+/// A partition's committed offset (`None`: nothing committed) and the metadata committed with
+/// it (empty when none; the archivers write their last commit there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: Option<i64>,
+    pub metadata: String,
+}
+
+/// The committed offset of each of `partitions` of `topic` for `group`, asked through `client`
+/// (any consumer or producer) with a deadline of `timeout`.
 pub fn committed<C: ClientContext>(
     client: &Client<C>,
     group: &str,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
-) -> Result<HashMap<i32, Option<i64>>, String> {
+) -> Result<HashMap<i32, Committed>, String> {
     let group_c = CString::new(group).map_err(|_| "group id contains NUL".to_owned())?;
     let topic_c = CString::new(topic).map_err(|_| "topic contains NUL".to_owned())?;
     let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
@@ -75,7 +83,7 @@ pub fn committed<C: ClientContext>(
 unsafe fn read_result(
     event: *mut rd::rd_kafka_event_t,
     topic: &str,
-) -> Result<HashMap<i32, Option<i64>>, String> {
+) -> Result<HashMap<i32, Committed>, String> {
     unsafe {
         if rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             return Err(format!(
@@ -118,7 +126,19 @@ unsafe fn read_result(
                     text(rd::rd_kafka_err2str(e.err))
                 ));
             }
-            out.insert(e.partition, (e.offset != NO_OFFSET).then_some(e.offset));
+            let metadata = if e.metadata.is_null() || e.metadata_size == 0 {
+                String::new()
+            } else {
+                let bytes = std::slice::from_raw_parts(e.metadata as *const u8, e.metadata_size);
+                String::from_utf8_lossy(bytes).into_owned()
+            };
+            out.insert(
+                e.partition,
+                Committed {
+                    offset: (e.offset != NO_OFFSET).then_some(e.offset),
+                    metadata,
+                },
+            );
         }
         Ok(out)
     }

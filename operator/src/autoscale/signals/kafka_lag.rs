@@ -110,9 +110,23 @@ pub struct LagTarget {
     pub kafka: KafkaSettings,
 }
 
+/// A group's lag with what it committed: the sum of its committed offsets and each committed
+/// partition's metadata (the archivers write their last commit there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSample {
+    pub lag: LagSample,
+    pub committed_total: i64,
+    pub metadata: Vec<String>,
+}
+
 /// Reads lag (blocking; call from a blocking task).
 pub trait LagSource: Send + Sync {
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String>;
+    /// The lag with the group's committed offsets and their metadata (the archivers' group).
+    fn sample_group(&self, t: &LagTarget) -> Result<GroupSample, String> {
+        let _ = t;
+        Err("this lag source reads no committed metadata".into())
+    }
     /// Drops what is kept for `t` (its client), once its pipeline is gone.
     fn forget(&self, _t: &LagTarget) {}
 }
@@ -239,6 +253,10 @@ impl LagSource for KafkaLag {
     }
 
     fn sample(&self, t: &LagTarget) -> Result<LagSample, String> {
+        self.sample_group(t).map(|g| g.lag)
+    }
+
+    fn sample_group(&self, t: &LagTarget) -> Result<GroupSample, String> {
         let c = self.client(t)?;
         let md = c
             .fetch_metadata(Some(&t.topic), TIMEOUT)
@@ -261,6 +279,7 @@ impl LagSource for KafkaLag {
             max_partition: 0,
             end_offsets: 0,
         };
+        let mut committed_total = 0;
         let marks = watermarks(&c, &t.topic, &partitions)?;
         // The lock is taken after the network calls: a slow cluster never holds other pipelines.
         let mut previous = self.previous.lock().expect("previous lock");
@@ -269,7 +288,8 @@ impl LagSource for KafkaLag {
                 .get(p)
                 .copied()
                 .ok_or_else(|| format!("no watermarks for partition {p}"))?;
-            let offset = committed.get(p).copied().flatten();
+            let offset = committed.get(p).and_then(|c| c.offset);
+            committed_total += offset.unwrap_or(0);
             let at = offset.map_or(Offset::Invalid, Offset::Offset);
             let mut lag = partition_lag(at, low, high, t.reset);
             if let Some(o) = offset {
@@ -285,7 +305,15 @@ impl LagSource for KafkaLag {
         drop(previous);
         // Reached and authenticated: an earlier failure is over.
         c.context().failure.lock().expect("lag failure lock").take();
-        Ok(s)
+        Ok(GroupSample {
+            lag: s,
+            committed_total,
+            metadata: committed
+                .into_values()
+                .map(|c| c.metadata)
+                .filter(|m| !m.is_empty())
+                .collect(),
+        })
     }
 }
 

@@ -42,7 +42,7 @@ pub fn render(p: &ImpressionPipeline, ns: &str, archive: &ArchiveSpec) -> Result
             ));
         }
     };
-    let doc = json!({
+    let mut doc = json!({
         "pipeline": { "namespace": ns, "name": p.name_any() },
         "source": {
             "bootstrapServers": s.sink.bootstrap_servers.clone().unwrap_or_else(|| s.source.bootstrap_servers.clone()),
@@ -63,6 +63,9 @@ pub fn render(p: &ImpressionPipeline, ns: &str, archive: &ArchiveSpec) -> Result
         "commitIntervalSeconds": archive.commit_interval_seconds(),
         "metrics": { "listen": format!("0.0.0.0:{}", labels::METRICS_PORT) },
     });
+    if let Some(cap) = archive.max_records_per_second {
+        doc["maxRecordsPerSecond"] = json!(cap);
+    }
     serde_yaml::to_string(&doc).map_err(|e| Error::Build(e.to_string()))
 }
 

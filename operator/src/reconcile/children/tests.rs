@@ -269,7 +269,8 @@ fn with_archive(catalog: serde_json::Value) -> serde_json::Value {
         "table": "eu",
         "partitioning": "Day",
         "targetFileSizeBytes": 67108864,
-        "commitIntervalSeconds": 60
+        "commitIntervalSeconds": 60,
+        "maxRecordsPerSecond": 400
     }})
 }
 
@@ -304,6 +305,7 @@ fn archiver_config_carries_every_archive_field() {
         serde_json::json!({"namespace": "impressions", "name": "eu", "partitioning": "day", "targetFileSizeBytes": 67108864})
     );
     assert_eq!(doc["commitIntervalSeconds"], 60);
+    assert_eq!(doc["maxRecordsPerSecond"], 400);
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(
@@ -330,12 +332,14 @@ fn archiver_defaults_and_secret_uri() {
     a.remove("partitioning");
     a.remove("targetFileSizeBytes");
     a.remove("commitIntervalSeconds");
+    a.remove("maxRecordsPerSecond");
     let c = children(&pipeline(archive), &resolved(), 3, 1, &opts()).unwrap();
     let (cm, deployment) = c.archiver.unwrap();
     let doc: serde_json::Value = serde_yaml::from_str(&cm.data.unwrap()["archiver.yaml"]).unwrap();
     assert_eq!(doc["table"]["partitioning"], "hour");
     assert_eq!(doc["table"]["targetFileSizeBytes"], 134217728);
     assert_eq!(doc["commitIntervalSeconds"], 300);
+    assert!(doc.get("maxRecordsPerSecond").is_none(), "no cap");
     let ctr = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
     let uri = ctr
         .env
