@@ -106,7 +106,11 @@ impl Runc {
             return Ok(rootfs);
         }
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!("rootfs.{}", std::process::id()));
+        // A folder of this call's own: two pods of an image not unpacked yet start at once, in
+        // the same agent process (one shared folder interleaved their copies).
+        static UNPACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = UNPACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("rootfs.{}.{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let mounted = checked(
             Command::new("podman").args(["image", "mount", &image.id]),
