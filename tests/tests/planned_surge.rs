@@ -164,7 +164,7 @@ async fn forecast_only_writes_the_forecast_s_state_to_the_status() {
     let policy = format!("{id}-policy");
     let body = json!({"apiVersion": "impressions.dev/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": policy},
         "spec": {"minReplicas": 1, "maxReplicas": 4, "lagSloSeconds": 10, "catchUpSeconds": 30,
-                 "evaluationIntervalSeconds": 5,
+                 "evaluationIntervalSeconds": 5, "rebalanceCostSeconds": 5,
                  "predictive": {"mode": "ForecastOnly", "minHistoryHours": 1, "seasonSeconds": 600}}});
     Api::<impressions_crds::ScalingPolicy>::all(client.clone())
         .patch(&policy, &PatchParams::apply("tests"), &Patch::Apply(&body))
@@ -195,7 +195,7 @@ async fn forecast_only_writes_the_forecast_s_state_to_the_status() {
     assert_eq!(
         f.lead_seconds,
         30 + 5 + 5,
-        "a pod's start + the rebalance + one evaluation"
+        "a pod's start (30 s) + the policy's rebalance cost + one evaluation"
     );
     assert!(
         f.message
