@@ -11,12 +11,34 @@
 //! limit is the smallest of the cgroup's and its ancestors' within the mount. Parsing is pure;
 //! the files are read at each scrape, so a resized limit shows at once.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 /// The CPU time of every thread of this process so far, in seconds.
 pub fn process_seconds() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// The process's CPU time when the worker became ready: the exported CPU counter starts there.
+/// Start-up (loading the catalog, connecting, joining the group) costs CPU that processing does
+/// not; under a small CPU limit it fills a new pod's first rate window, and a capacity estimate
+/// that divides the processed rate by it reads the pod as a fraction of what it is.
+#[derive(Debug, Default)]
+pub struct SinceReady(OnceLock<f64>);
+
+impl SinceReady {
+    /// The worker is ready now (the first call counts).
+    pub fn mark(&self) {
+        let _ = self.0.set(process_seconds());
+    }
+
+    /// CPU seconds used since the worker became ready; `None` before.
+    pub fn seconds(&self) -> Option<f64> {
+        self.0.get().map(|at| (process_seconds() - at).max(0.0))
+    }
 }
 
 /// The cgroup hierarchy that holds the CPU limit.

@@ -76,9 +76,11 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     metrics.register(&mut registry);
     let cgroup = impressions_worker::cpu::CpuCgroup::of_this_process();
     tracing::info!(cgroup = ?cgroup.as_ref().map(|c| &c.dirs[0]), limit_cores = ?cgroup.as_ref().and_then(|c| c.limit_cores()), "CPU");
-    impressions_worker::metrics::register_cpu(&mut registry, cgroup);
+    let cpu_since_ready = Arc::new(impressions_worker::cpu::SinceReady::default());
+    impressions_worker::metrics::register_cpu(&mut registry, cgroup, cpu_since_ready.clone());
     let registry = Arc::new(registry);
     let health = Arc::new(Health {
+        cpu_since_ready,
         schema: Board::new(cfg.schema.enabled),
         ..Health::default()
     });

@@ -414,24 +414,28 @@ impl Metrics {
 }
 
 /// The process's CPU time and its cgroup's CPU limit, read at each scrape ([`crate::cpu`]):
-/// `impressions_worker_cpu_seconds_total` (every thread's), and
+/// `impressions_worker_cpu_seconds_total` (every thread's, from the moment the worker became
+/// ready: no series before, so a rate never holds the start-up), and
 /// `impressions_worker_cpu_limit_cores` only while the cgroup has a limit, so that the
 /// operator's `cpuFraction` query has no series (and the busy fraction is the processing
 /// threads' alone) without one.
 #[derive(Debug)]
 pub struct CpuCollector {
     pub cgroup: Option<crate::cpu::CpuCgroup>,
+    pub since_ready: std::sync::Arc<crate::cpu::SinceReady>,
 }
 
 impl Collector for CpuCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let used = ConstCounter::new(crate::cpu::process_seconds());
-        used.encode(encoder.encode_descriptor(
-            "cpu_seconds",
-            "CPU seconds used by the worker process, all its threads",
-            None,
-            used.metric_type(),
-        )?)?;
+        if let Some(seconds) = self.since_ready.seconds() {
+            let used = ConstCounter::new(seconds);
+            used.encode(encoder.encode_descriptor(
+                "cpu_seconds",
+                "CPU seconds used by the worker process (all its threads) since it became ready",
+                None,
+                used.metric_type(),
+            )?)?;
+        }
         if let Some(cores) = self.cgroup.as_ref().and_then(|c| c.limit_cores()) {
             let limit = ConstGauge::new(cores);
             limit.encode(encoder.encode_descriptor(
@@ -446,9 +450,16 @@ impl Collector for CpuCollector {
 }
 
 /// Registers the [`CpuCollector`] of `cgroup` under the worker's prefix.
-pub fn register_cpu(r: &mut Registry, cgroup: Option<crate::cpu::CpuCgroup>) {
+pub fn register_cpu(
+    r: &mut Registry,
+    cgroup: Option<crate::cpu::CpuCgroup>,
+    since_ready: std::sync::Arc<crate::cpu::SinceReady>,
+) {
     r.sub_registry_with_prefix("impressions_worker")
-        .register_collector(Box::new(CpuCollector { cgroup }));
+        .register_collector(Box::new(CpuCollector {
+            cgroup,
+            since_ready,
+        }));
 }
 
 /// The text exposition of a registry.
@@ -524,9 +535,24 @@ mod tests {
     }
 
     #[test]
-    fn cpu_time_and_the_limit_are_read_at_each_scrape() {
+    fn cpu_time_from_readiness_and_the_limit_are_read_at_each_scrape() {
         let mut r = Registry::default();
-        register_cpu(&mut r, Some(limited_cgroup()));
+        let since_ready = std::sync::Arc::new(crate::cpu::SinceReady::default());
+        register_cpu(&mut r, Some(limited_cgroup()), since_ready.clone());
+        // Before the worker is ready: the limit, but no CPU series (start-up is not counted).
+        let text = to_prometheus_text(&encode(&r));
+        assert!(!text.contains("cpu_seconds_total"), "{text}");
+        assert!(
+            text.contains("\nimpressions_worker_cpu_limit_cores 0.05\n"),
+            "{text}"
+        );
+        // The start-up's CPU (this test process's so far) is left out.
+        let mut x = 0u64;
+        let started = crate::cpu::process_seconds();
+        while crate::cpu::process_seconds() < started + 0.02 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        since_ready.mark();
         let text = to_prometheus_text(&encode(&r));
         assert!(
             text.contains("# TYPE impressions_worker_cpu_seconds_total counter\n"),
@@ -544,14 +570,15 @@ mod tests {
                 .unwrap()
         };
         let before = used(&text);
-        let mut x = 0u64;
-        while crate::cpu::process_seconds() < before + 0.005 {
+        assert!(before < 0.01, "counted from readiness: {before}");
+        let at = crate::cpu::process_seconds();
+        while crate::cpu::process_seconds() < at + 0.005 {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(used(&to_prometheus_text(&encode(&r))) >= before + 0.005);
         // Without a limit, no limit series: the operator's CPU fraction has no value.
         let mut r = Registry::default();
-        register_cpu(&mut r, None);
+        register_cpu(&mut r, None, since_ready);
         let text = to_prometheus_text(&encode(&r));
         assert!(
             text.contains("impressions_worker_cpu_seconds_total "),
@@ -565,7 +592,9 @@ mod tests {
         let m = Metrics::default();
         let mut r = Registry::default();
         m.register(&mut r);
-        register_cpu(&mut r, Some(limited_cgroup()));
+        let since_ready = std::sync::Arc::new(crate::cpu::SinceReady::default());
+        since_ready.mark();
+        register_cpu(&mut r, Some(limited_cgroup()), since_ready);
         // A family without a member is not rendered: the one register() leaves empty gets one.
         let _ = m.consumer_lag.get_or_create(&PartitionLabels {
             topic: "t".into(),

@@ -55,6 +55,8 @@ pub struct Health {
     pub draining: AtomicBool,
     /// The schema learner's last window (`GET /schema`).
     pub schema: Board,
+    /// Where the exported CPU counter starts: marked when the worker first becomes ready.
+    pub cpu_since_ready: Arc<crate::cpu::SinceReady>,
 }
 
 /// One processing thread's state: its per-event path and its schema learner (none when schema
@@ -252,6 +254,7 @@ pub fn run(
         "subscribed"
     );
     auth.set_running();
+    health.cpu_since_ready.mark();
     health.ready.store(true, Ordering::Release);
     let pod = crate::instance::instance_name().unwrap_or_else(|| "unknown".into());
     let mut windows = Windows::new(cfg, pod, now_ms());

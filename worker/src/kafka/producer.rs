@@ -10,10 +10,10 @@ use std::sync::{
 use rdkafka::{
     ClientContext, Message,
     error::KafkaError,
-    producer::{DeliveryResult, ProducerContext, ThreadedProducer},
+    producer::{DeliveryResult, ProducerContext},
 };
 
-use super::{auth::AuthWatch, offsets::Chunk};
+use super::{auth::AuthWatch, offsets::Chunk, polled::PolledProducer};
 use crate::metrics::{Metrics, OutputLabel};
 
 /// What kind of output was lost (a metric label value).
@@ -199,7 +199,7 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// The sink producer type.
-pub type SinkProducer = ThreadedProducer<DeliveryContext>;
+pub type SinkProducer = PolledProducer<DeliveryContext>;
 
 #[cfg(test)]
 mod tests {
