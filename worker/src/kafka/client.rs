@@ -34,6 +34,12 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
             },
         )
         .set("statistics.interval.ms", "5000")
+        // A fetch waits for 64 KiB (or 100 ms): with librdkafka's default of one byte, a worker
+        // at a few hundred events/s fetched each producer batch on its own, and the requests
+        // cost it 3× the CPU per event it spends saturated (108 vs 33 µs per event at 500/s,
+        // docs/benchmarks.md); under a CPU limit that made a lightly loaded worker read as
+        // nearly full. Busy partitions fill 64 KiB at once, so throughput is unchanged.
+        .set("fetch.min.bytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536")
         // When the local queue is full librdkafka pauses fetching for this long (1 s by
@@ -193,6 +199,22 @@ catalog: {topic: titles}
             c.create::<BaseConsumer>()
                 .unwrap_or_else(|e| panic!("{protocol}: librdkafka refused the settings: {e}"));
         }
+    }
+
+    #[test]
+    fn fetches_wait_for_64_kib_unless_the_pipeline_says_otherwise() {
+        let cfg = WorkerConfig::from_yaml(BASE, Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(consumer(&cfg).get("fetch.min.bytes"), Some("65536"));
+        assert_eq!(consumer(&cfg).get("fetch.wait.max.ms"), Some("100"));
+        let own = WorkerConfig::from_yaml(
+            &BASE.replace(
+                "consumerGroup: demo.impressions}",
+                "consumerGroup: demo.impressions, kafka: {fetch.min.bytes: '1'}}",
+            ),
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap();
+        assert_eq!(consumer(&own).get("fetch.min.bytes"), Some("1"));
     }
 
     #[test]
