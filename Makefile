@@ -7,7 +7,8 @@ CARGO ?= cargo
 .PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance test-archive-scaling demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
-demo: prerequisites stack-up
+## (worker pods run as containers from the images)
+demo: prerequisites stack-up images
 	$(CARGO) build --bins
 	tests/stack/demo.sh
 
@@ -87,9 +88,10 @@ bench-autoscaler:
 	target/release/operator simulate --bench docs/results/bench-autoscaler.json --plots out
 
 ## chaos: the chaos suite on a stack of its own (it kills and restarts stack components), once
-## at-least-once and once exactly-once; results in target/chaos/ and docs/reliability.md (~25 min)
+## at-least-once and once exactly-once, the worker pods containers from the images; results in
+## target/chaos/ and docs/reliability.md (~40 min)
 CHAOS_STACK := /tmp/impressions-chaos-stack
-chaos: prerequisites
+chaos: prerequisites images
 	$(CARGO) build --bins
 	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) $(STACK) up
 	IMPRESSIONS_STACK_DIR=$(CHAOS_STACK) target/debug/chaos AtLeastOnce; a=$$?; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the closed loop on the local stack (already up). Installs the CRDs, the demo
-# ScalingPolicy and ImpressionPipeline, starts the operator, the node agent (worker pods as local
-# processes) and loadgen on a traffic trace, and shows a live view of the pipeline. At the end of
+# ScalingPolicy and ImpressionPipeline, starts the operator, the node agent (worker pods as
+# containers from the worker image through runc, with their CPU and memory limits as cgroup
+# limits; `make images` builds the image) and loadgen on a traffic trace, and shows a live view of the pipeline. At the end of
 # the trace or at Ctrl-C it writes a plot of the run and stops everything it started.
 #
 #   DEMO_SECONDS  how long loadgen runs (default 240); the view runs 60 s longer
@@ -97,10 +98,10 @@ target/debug/loadgen catalog --bootstrap "$KAFKA_BOOTSTRAP" --topic demo-titles 
 
 echo "== starting the node agent and the operator"
 start_bg "node agent" "$logs/demo-node-agent.log" target/debug/node_agent --node demo-node \
-  --namespace demo --bin-dir target/debug --state-dir "$IMPRESSIONS_STACK_DIR/demo-node"
+  --namespace demo --runtime runc --state-dir "$IMPRESSIONS_STACK_DIR/demo-node"
+# The operator's default worker image is the one `make images` built (ghcr.io/impressions/worker).
 start_bg operator "$logs/demo-operator.log" target/debug/operator run --region local \
-  --namespace demo --prometheus-url "$PROMETHEUS_URL" --worker-image impressions/worker:local \
-  --metrics-listen 127.0.0.1:0
+  --namespace demo --prometheus-url "$PROMETHEUS_URL" --metrics-listen 127.0.0.1:0
 wait_for "the operator to create the worker Deployment" 60 \
   "$STACK_BIN/kubectl" get -n demo deploy/impressions-worker
 wait_for "the worker Deployment to be Available (pods run by the node agent)" 120 \

@@ -4,8 +4,10 @@
 //! for 30 s, Prometheus down and hung for 2 minutes each, an API server restart, the operator
 //! leader killed, and a pipeline deleted under load.
 //!
-//! Three pipelines of one namespace: `chaos` (the one the faults aim at: up to 8 workers at
-//! 1,000 events/s), `side` (100 events/s, up to 2 workers: another pipeline the operator must
+//! Three pipelines of one namespace, their worker pods containers from the worker image (node
+//! agent `--runtime runc`) under a real 200m CPU limit and the worker's rate cap (a limit the
+//! machine can saturate is filled by the worker's fixed cost: `tests/tests/closed_loop.rs`):
+//! `chaos` (the one the faults aim at: up to 8 workers at 1,000 events/s), `side` (100 events/s, up to 2 workers: another pipeline the operator must
 //! keep evaluating) and `gone` (created before the last fault and deleted under load).
 //!
 //! Each fault must happen (a kill with no process to kill, a scale-up that never came, no
@@ -33,6 +35,7 @@ use impressions_crds::ImpressionPipeline;
 use impressions_tests::{
     Stack, cluster,
     decisions::{self, DecisionLog, Interval, Rules, Verdict},
+    images,
     kafka::{self, Isolation},
     observe::{Account, Clock, Outputs, Sample, Sampler, Skipped},
     operator::OperatorProcess,
@@ -468,7 +471,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let clock = Clock::new();
-    let agent = NodeAgentProcess::start(stack, &ns);
+    // Worker pods run as containers from the worker image under real CPU and memory limits.
+    images::require(&images::image("worker"));
+    let agent = NodeAgentProcess::start_containers(stack, &ns);
     let pipes = ["chaos", "side", "gone"]
         .into_iter()
         .map(|name| Pipe {

@@ -15,19 +15,30 @@ pub(super) fn stack_cmd(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Pids of the worker processes of `deploy` that the node agent runs (their working folder is
-/// their pod's, `pods/<ns>_<deploy>-…`, and their program is the worker).
+/// Pids of the worker processes of `deploy` that the node agent runs: their program is the
+/// worker, and they belong to a pod `<ns>_<deploy>-…` — a container's cgroup is the pod's
+/// (`impressions-node-agent/<ns>_<pod>`), a process's working folder is (`pods/<ns>_<pod>`).
 pub(super) fn worker_pids(state_dir: &Path, ns: &str, deploy: &str) -> Vec<u32> {
     let prefix = format!("{ns}_{deploy}-");
     let pods = state_dir.join("pods");
+    let in_pod = |proc: &Path| -> Option<bool> {
+        let cgroups = std::fs::read_to_string(proc.join("cgroup")).unwrap_or_default();
+        if cgroups
+            .lines()
+            .any(|l| l.contains(&format!("/impressions-node-agent/{prefix}")))
+        {
+            return Some(true);
+        }
+        let cwd = std::fs::read_link(proc.join("cwd")).ok()?;
+        let pod = cwd.strip_prefix(&pods).ok()?.components().next()?;
+        Some(pod.as_os_str().to_str()?.starts_with(&prefix))
+    };
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            let pod = cwd.strip_prefix(&pods).ok()?.components().next()?;
             let exe = std::fs::read_link(e.path().join("exe")).ok()?;
             let is_worker = exe
                 .file_name()?
@@ -35,8 +46,7 @@ pub(super) fn worker_pids(state_dir: &Path, ns: &str, deploy: &str) -> Vec<u32> 
                 .split(' ')
                 .next()
                 .is_some_and(|n| n == "worker");
-            (is_worker && pod.as_os_str().to_str()?.starts_with(&prefix) && !zombie(pid))
-                .then_some(pid)
+            (is_worker && in_pod(&e.path())? && !zombie(pid)).then_some(pid)
         })
         .collect()
 }

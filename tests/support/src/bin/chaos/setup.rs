@@ -15,7 +15,8 @@ pub(super) fn pipeline_manifest(
                  "source": {"bootstrapServers": stack.kafka_bootstrap, "topic": format!("{p}-raw"), "offsetReset": "Earliest"},
                  "sink": {"topic": format!("{p}-out"), "deadLetterTopic": format!("{p}-dlq"), "deliveryGuarantee": guarantee},
                  "enrichment": {"catalog": {"topic": format!("{p}-titles")}},
-                 "worker": {"threads": 1, "drainTimeoutSeconds": 5, "maxEventsPerSecond": CAP},
+                 "worker": {"image": images::image("worker"), "threads": 1, "drainTimeoutSeconds": 5, "maxEventsPerSecond": CAP,
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}},
                  "scaling": {"mode": "Auto", "policyRef": ns, "minReplicas": 1, "maxReplicas": max}}})
 }
 
