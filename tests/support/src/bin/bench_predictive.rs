@@ -202,10 +202,9 @@ fn decisions(metrics: &str, ns: &str, pipeline: &str) -> BTreeMap<String, f64> {
         };
         if label("namespace").as_deref() == Some(ns)
             && label("pipeline").as_deref() == Some(pipeline)
+            && let (Some(reason), Ok(v)) = (label("reason"), value.trim().parse::<f64>())
         {
-            if let (Some(reason), Ok(v)) = (label("reason"), value.trim().parse::<f64>()) {
-                out.insert(reason, v);
-            }
+            out.insert(reason, v);
         }
     }
     out
