@@ -4,7 +4,7 @@ STACK := tests/stack/stack.sh
 STACK_ENV := $(or $(IMPRESSIONS_STACK_DIR),/tmp/impressions-stack)/stack.env
 CARGO ?= cargo
 
-.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance test-archive-scaling demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
+.PHONY: images fuzz fuzz-cmin chaos bench-worker bench-operator bench-archiver bench-autoscaler bench-rebalance bench-predictive test-archive-scaling demo test test-unit test-integration stack-up stack-down stack-status crds lint fmt prerequisites
 
 ## demo: bring up the local stack, install the CRDs and the examples, show `kubectl get ipl`
 ## (worker pods run as containers from the images)
@@ -86,6 +86,16 @@ bench-autoscaler:
 	$(CARGO) build --release --bin operator
 	mkdir -p docs/results out
 	target/release/operator simulate --bench docs/results/bench-autoscaler.json --plots out
+
+## bench-predictive: predictive scaling in the closed loop on the local stack (~25 min): two
+## pipelines fed the same compressed diurnal trace (three 7-minute days) at once, one with
+## predictive.mode Scale and one Off; replica-seconds and seconds over the lag SLO of the day
+## compared in docs/results/bench-predictive.json, the timeline next to it as CSV
+## (docs/benchmarks.md). A debug build, as the closed-loop test.
+bench-predictive: stack-up
+	$(CARGO) build --bins
+	mkdir -p docs/results
+	target/debug/bench_predictive --out docs/results/bench-predictive.json
 
 ## chaos: the chaos suite on a stack of its own (it kills and restarts stack components), once
 ## at-least-once and once exactly-once, the worker pods containers from the images; results in

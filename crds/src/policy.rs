@@ -155,7 +155,7 @@ pub struct ScalingPolicySpec {
 /// the replica count, never lowers it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("self.minHistoryHours * 3600 >= 2 * self.seasonSeconds")
+#[x_kube(validation = kube::core::Rule::new("self.minHistoryHours * 3600.0 >= 2.0 * double(self.seasonSeconds)")
     .field_path(".minHistoryHours")
     .message("minHistoryHours must cover two seasons (2 × seasonSeconds): a season is learnt from at least two of its cycles"))]
 pub struct PredictiveScaling {
@@ -165,10 +165,10 @@ pub struct PredictiveScaling {
     pub mode: PredictiveMode,
     /// Hours of the pipeline's history needed before a forecast is made (at least two
     /// seasons: the daily season is learnt from two days; the weekly one is added once two
-    /// weeks are there).
+    /// weeks are there). Fractions of an hour go with a compressed `seasonSeconds`.
     #[serde(default = "default_min_history_hours")]
-    #[schemars(range(min = 1, max = 2016))]
-    pub min_history_hours: u32,
+    #[schemars(range(min = 0.0, max = 2016.0))]
+    pub min_history_hours: f64,
     /// The forecast's recent error (the mean of |forecast − actual| / actual over the last
     /// hour's buckets) above which it is not acted on: the decision is the reactive one.
     #[serde(default = "default_max_forecast_error")]
@@ -435,8 +435,8 @@ fn default_lag_query() -> String {
 fn default_replicas_query() -> String {
     "count(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})".to_owned()
 }
-fn default_min_history_hours() -> u32 {
-    48
+fn default_min_history_hours() -> f64 {
+    48.0
 }
 fn default_max_forecast_error() -> f64 {
     0.2

@@ -84,7 +84,7 @@ fn with_forecast(
 ) -> ForecastReport {
     let lead = view.lead_seconds;
     let cap = d.capacity_per_replica.filter(|c| *c > 0.0);
-    let need = match (view.arrival, cap) {
+    let need_of = |arrival: Option<f64>| match (arrival, cap) {
         (Some(f), Some(c)) => Some(
             granular(
                 f * (1.0 + p.rebalance_cost_seconds / p.catch_up_seconds),
@@ -97,6 +97,7 @@ fn with_forecast(
         ),
         _ => None,
     };
+    let need = need_of(view.arrival);
     let error = view.recent_error.map_or("not scored yet".to_owned(), |e| {
         format!("recent error {e:.2}")
     });
@@ -141,10 +142,15 @@ fn with_forecast(
         || f / (f64::from(cur) * c) > p.target_utilization + p.tolerance
         || busiest > p.busiest_ceiling;
     match view.state {
+        // Within a down window after a scale-down the forecast does not scale up again: the
+        // forecast that let it through looked that far ahead (below), so a rise it sees now is
+        // a revision within its noise — or the capacity measure's, on a count where the
+        // partitions make the need jump — and the reactive rules still follow a real one.
         State::Ready
             if need > d.replicas.max(cur)
                 && rises
-                && h.since_last_up(s.now) >= p.up.cooldown_seconds =>
+                && h.since_last_up(s.now) >= p.up.cooldown_seconds
+                && h.since_last_down(s.now) >= p.down.stabilization_seconds =>
         {
             let to = need.min(cur + max_step(cur, p.up));
             d.message = format!(
@@ -154,18 +160,30 @@ fn with_forecast(
             d.replicas = to;
             d.reason = "ScaleUpForecast";
         }
-        State::Ready if d.replicas < cur && need > d.replicas => {
-            if need >= cur {
+        // A scale-down looks as far ahead as the down window: one that a rise within it
+        // would undo costs two actions for less than a window's saving (near a count where the
+        // partitions make the need jump, a forecast within a few percent would otherwise
+        // scale up ahead and be scaled down again every few minutes).
+        State::Ready
+            if d.replicas < cur
+                && need_of(view.held_arrival).unwrap_or(need).max(need) > d.replicas =>
+        {
+            let held = need_of(view.held_arrival).unwrap_or(need).max(need);
+            let (hf, within) = match view.held_arrival {
+                Some(h) if h > f => (h, view.hold_seconds),
+                _ => (f, lead),
+            };
+            if held >= cur {
                 d.replicas = cur;
                 d.reason = "HoldForecast";
                 d.message = format!(
-                    "{}; held: the forecast expects {f:.0}/s within {lead:.0} s, which needs {need} replicas: no scale-down ahead of it",
+                    "{}; held: the forecast expects {hf:.0}/s within {within:.0} s, which needs {held} replicas: no scale-down ahead of it",
                     d.message
                 );
             } else {
-                d.replicas = need;
+                d.replicas = held;
                 d.message = format!(
-                    "{} (not below the {need} replicas the forecast needs within {lead:.0} s)",
+                    "{} (not below the {held} replicas the forecast needs within {within:.0} s)",
                     d.message
                 );
             }
@@ -206,6 +224,8 @@ mod tests {
             state,
             arrival: Some(arrival),
             lead_seconds: 50.0,
+            held_arrival: Some(arrival),
+            hold_seconds: 300.0,
             recent_error: Some(error),
             history_seconds: 3.0 * 86_400.0,
             problem: None,
@@ -269,6 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn no_scale_up_ahead_of_the_forecast_within_a_down_window_after_a_scale_down() {
+        let (s, p) = (signals(), policy());
+        let v = view(State::Ready, 6000.0, 0.05);
+        let settings = settings(PredictiveMode::Scale);
+        for (down_ago, up) in [(100.0, false), (p.down.stabilization_seconds + 1.0, true)] {
+            let mut h = History::default();
+            h.note_change(s.now - down_ago, false);
+            let d = decide(&s, &p, &h);
+            let (d, _) = ahead(d, &s, &p, &h, Some((&settings, &v)), None);
+            assert_eq!(
+                d.reason == "ScaleUpForecast",
+                up,
+                "{down_ago} s: {}",
+                d.message
+            );
+        }
+    }
+
+    #[test]
     fn a_forecast_with_a_high_recent_error_is_not_acted_on() {
         let (d, r) = run(
             PredictiveMode::Scale,
@@ -319,6 +358,46 @@ mod tests {
             None,
         );
         assert_eq!((d.replicas, d.reason), (4, "HoldForecast"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_rise_within_the_down_window_holds_off_a_scale_down_beyond_the_lead() {
+        // As above, with the forecast at the current load within the lead but 2,600/s within
+        // the 300 s down window: the scale-down would be undone within it.
+        let p = policy();
+        let mut h = History::default();
+        let mut s = signals();
+        s.input_rate = Some(800.0);
+        s.processed_rate = Some(800.0);
+        s.busy_fraction = Some(0.2);
+        for i in 0..40 {
+            s.now = 10_000.0 + 15.0 * f64::from(i);
+            let d = decide(&s, &p, &h);
+            h.record(s.now, s.lag, 4, &d, true);
+        }
+        s.now += 15.0;
+        let d = decide(&s, &p, &h);
+        assert_eq!(d.reason, "ScaleDown", "{}", d.message);
+        let mut v = view(State::Ready, 800.0, 0.05);
+        v.held_arrival = Some(2600.0);
+        let settings = settings(PredictiveMode::Scale);
+        let (held, _) = ahead(d.clone(), &s, &p, &h, Some((&settings, &v)), None);
+        assert_eq!(
+            (held.replicas, held.reason),
+            (4, "HoldForecast"),
+            "{}",
+            held.message
+        );
+        assert!(
+            held.message.contains("expects 2600/s within 300 s"),
+            "{}",
+            held.message
+        );
+        // Nothing rises within the window: the scale-down goes ahead.
+        v.held_arrival = Some(800.0);
+        let (down, _) = ahead(d, &s, &p, &h, Some((&settings, &v)), None);
+        assert_eq!(down.reason, "ScaleDown", "{}", down.message);
+        assert!(down.replicas < 4);
     }
 
     #[test]

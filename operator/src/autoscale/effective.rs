@@ -81,7 +81,7 @@ pub fn effective(
 }
 
 /// A Prometheus duration of the form the CRD allows (`30s`, `1m`, `1h`) in seconds.
-fn duration_seconds(d: &str) -> f64 {
+pub fn duration_seconds(d: &str) -> f64 {
     let (n, unit) = d.split_at(d.len().saturating_sub(1));
     let n: f64 = n.parse().unwrap_or(60.0);
     match unit {

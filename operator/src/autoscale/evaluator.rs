@@ -365,7 +365,7 @@ impl Evaluator {
                 f
             }
         };
-        let view = f.view(now_unix, lead);
+        let view = f.view(now_unix, lead, reg.policy.down.stabilization_seconds);
         let mut states = self.states.lock().expect("scaler lock");
         let st = states.entry(key.clone()).or_default();
         st.forecaster = Some(f);

@@ -94,6 +94,14 @@ impl History {
         self.stalled_since.map_or(0.0, |t| now - t)
     }
 
+    /// Seconds since the last change, when it was a scale-down (infinite otherwise).
+    pub fn since_last_down(&self, now: f64) -> f64 {
+        match (self.last_change, self.last_up) {
+            (Some(c), up) if up.is_none_or(|u| c > u) => now - c,
+            _ => f64::INFINITY,
+        }
+    }
+
     pub fn since_last_change(&self, now: f64) -> f64 {
         self.last_change.map_or(f64::INFINITY, |t| now - t)
     }

@@ -27,7 +27,7 @@ impl Settings {
     pub fn of(p: &PredictiveScaling) -> Self {
         Settings {
             mode: p.mode,
-            min_history_seconds: f64::from(p.min_history_hours) * 3600.0,
+            min_history_seconds: p.min_history_hours * 3600.0,
             max_error: p.max_forecast_error,
             season_seconds: f64::from(p.season_seconds),
         }

@@ -42,6 +42,11 @@ pub struct View {
     /// The highest forecast arrival (events/s) between now and one lead time ahead.
     pub arrival: Option<f64>,
     pub lead_seconds: f64,
+    /// The highest forecast arrival between now and the hold horizon (the scale-down
+    /// window, at least the lead), as far as the forecast reaches: what a scale-down is held
+    /// for.
+    pub held_arrival: Option<f64>,
+    pub hold_seconds: f64,
     /// The mean relative error of the forecast over the last error window.
     pub recent_error: Option<f64>,
     /// Seconds of history known.
@@ -191,17 +196,30 @@ impl Forecaster {
             .then(|| self.errors.iter().map(|(_, e)| e).sum::<f64>() / self.errors.len() as f64)
     }
 
-    /// The forecast at `t` for the next `lead` seconds.
-    pub fn view(&self, t: f64, lead: f64) -> View {
+    /// The highest forecast bucket from `t` until `until`; `None` unless the path reaches
+    /// `until` (or, `partial`, at least `t`).
+    fn highest(&self, t: f64, until: f64, partial: bool) -> Option<f64> {
+        let p = self.path.as_ref()?;
+        let step = self.series.step();
+        let first = ((t - p.start) / step).floor().max(0.0) as usize;
+        let mut last = ((until - p.start) / step).floor().max(0.0) as usize;
+        if last >= p.values.len() {
+            if !partial || first >= p.values.len() {
+                return None;
+            }
+            last = p.values.len() - 1;
+        }
+        Some(p.values[first..=last].iter().copied().fold(0.0, f64::max))
+    }
+
+    /// The forecast at `t` for the next `lead` seconds, and for the next `hold` seconds (the
+    /// scale-down window) as far as it reaches.
+    pub fn view(&self, t: f64, lead: f64, hold: f64) -> View {
         let history_seconds = self.history_seconds();
         let recent_error = self.recent_error();
-        let step = self.series.step();
-        let arrival = self.path.as_ref().and_then(|p| {
-            let first = ((t - p.start) / step).floor().max(0.0) as usize;
-            let last = ((t + lead - p.start) / step).floor().max(0.0) as usize;
-            (last < p.values.len())
-                .then(|| p.values[first..=last].iter().copied().fold(0.0, f64::max))
-        });
+        let hold = hold.max(lead);
+        let arrival = self.highest(t, t + lead, false);
+        let held_arrival = arrival.and_then(|a| Some(a.max(self.highest(t, t + hold, true)?)));
         let (state, problem) = if history_seconds < self.settings.min_history_seconds {
             (
                 State::Learning,
@@ -229,6 +247,8 @@ impl Forecaster {
             state,
             arrival: arrival.filter(|_| state != State::Learning),
             lead_seconds: lead,
+            held_arrival: held_arrival.filter(|_| state != State::Learning),
+            hold_seconds: hold,
             recent_error,
             history_seconds,
             problem,
@@ -275,7 +295,7 @@ mod tests {
         ] {
             let mut f = Forecaster::new(settings(min_history, 0.2));
             learnt(&mut f, 3.0 * 2880.0, day);
-            let v = f.view(3.0 * 2880.0, 60.0);
+            let v = f.view(3.0 * 2880.0, 60.0, 60.0);
             assert_eq!(v.state, state, "{v:?}");
             assert_eq!(v.arrival.is_some(), state == State::Ready);
         }
@@ -286,7 +306,7 @@ mod tests {
         let mut f = Forecaster::new(settings(2.0 * 2880.0, 0.2));
         learnt(&mut f, 3.5 * 2880.0, day);
         let t = 3.5 * 2880.0;
-        let v = f.view(t, 60.0);
+        let v = f.view(t, 60.0, 60.0);
         let expected = (0..=6)
             .map(|i| day(t + 10.0 * f64::from(i)))
             .fold(0.0, f64::max);
@@ -313,10 +333,28 @@ mod tests {
                     day(t) / 2.0
                 }
             });
-            let v = f.view(t, 60.0);
+            let v = f.view(t, 60.0, 60.0);
             assert!(v.recent_error.unwrap() > 0.5, "{v:?}");
             assert_eq!(v.state, state, "maxForecastError {max_error}");
         }
+    }
+
+    #[test]
+    fn the_hold_horizon_sees_a_rise_beyond_the_lead() {
+        let mut f = Forecaster::new(settings(2.0 * 2880.0, 0.2));
+        // On the third day's rise (200 s after the trough): the forecast within 300 s (as far
+        // as the path reaches, a refit period and a lead) is well above the one within 60 s.
+        let t = 2.0 * 2880.0
+            + (2.0 - std::f64::consts::FRAC_PI_2) / std::f64::consts::TAU * 2880.0
+            + 200.0;
+        learnt(&mut f, t, day);
+        let v = f.view(t, 60.0, 300.0);
+        let (now, held) = (v.arrival.unwrap(), v.held_arrival.unwrap());
+        assert_eq!(v.hold_seconds, 300.0);
+        assert!(held > now * 1.03, "{held} within 300 s, {now} within 60 s");
+        // A hold shorter than the lead is the lead.
+        let v = f.view(t, 60.0, 30.0);
+        assert_eq!((v.held_arrival, v.hold_seconds), (v.arrival, 60.0));
     }
 
     #[test]

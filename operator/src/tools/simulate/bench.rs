@@ -43,6 +43,15 @@ pub struct Goals {
     pub predictive_max_lag_seconds: Option<f64>,
     pub ours_max_lag_seconds: f64,
     pub predictive_notes: Option<String>,
+    /// Ours with the scenario's planned surges declared (`plannedSurges`; only scenarios with
+    /// a planned event): its replica-hours / ours', its seconds over the SLO, largest lag
+    /// (seconds) and actions, and what the surges did.
+    pub planned_vs_ours: Option<f64>,
+    pub planned_replica_hours: Option<f64>,
+    pub planned_seconds_over_slo: Option<u64>,
+    pub planned_max_lag_seconds: Option<f64>,
+    pub planned_actions: Option<u32>,
+    pub planned_notes: Option<String>,
 }
 
 /// How long our policy and a whole comparison take.
@@ -83,6 +92,7 @@ pub fn goals(c: &Comparison) -> Goals {
         .map_or(0.0, |s| ours.replica_hours / s.replica_hours.max(1e-9));
     let tuned = c.row("ours cheapest at 0 s over SLO");
     let predictive = c.row("ours + predictive");
+    let planned = c.row("ours + planned surges");
     let tuned_vs = |role: &str| {
         let t = tuned?;
         c.row(role)
@@ -117,6 +127,12 @@ pub fn goals(c: &Comparison) -> Goals {
         predictive_max_lag_seconds: predictive.map(|p| p.max_lag_seconds),
         ours_max_lag_seconds: ours.max_lag_seconds,
         predictive_notes: predictive.and_then(|p| p.notes.clone()),
+        planned_vs_ours: planned.map(|p| p.replica_hours / ours.replica_hours.max(1e-9)),
+        planned_replica_hours: planned.map(|p| p.replica_hours),
+        planned_seconds_over_slo: planned.map(|p| p.seconds_over_slo),
+        planned_max_lag_seconds: planned.map(|p| p.max_lag_seconds),
+        planned_actions: planned.map(|p| p.scaling_actions),
+        planned_notes: planned.and_then(|p| p.notes.clone()),
     };
     let mut missed = Vec::new();
     if g.oracle_clean && g.ours_seconds_over_slo > 0 {
@@ -275,6 +291,19 @@ pub fn summary(r: &Results) -> String {
             ),
             g.missed.join("; ")
         ));
+    }
+    for g in &r.goals {
+        if let (Some(rh), Some(v), Some(over), Some(lag)) = (
+            g.planned_replica_hours,
+            g.planned_vs_ours,
+            g.planned_seconds_over_slo,
+            g.planned_max_lag_seconds,
+        ) {
+            s.push_str(&format!(
+                "{} + planned surges: {rh:.1} replica-h ({v:.3}× ours), {over} s over the SLO, largest lag {lag:.0} s (ours {:.0} s)\n",
+                g.scenario, g.ours_max_lag_seconds
+            ));
+        }
     }
     s.push_str(&format!(
         "ours on 24 h × 3 regions: {:.3} s; the whole comparison of {} ({} runs): {:.2} s ({} build)",

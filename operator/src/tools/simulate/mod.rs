@@ -190,7 +190,8 @@ pub struct Comparison {
     pub oracle_partition_replica_hours: f64,
     /// Ours (the policy as given), KEDA+HPA default and headline, the Flink decision default and
     /// headline, the Flink autoscaler as deployed, static provisioning at the peak, ours'
-    /// headline over its target utilization, ours with predictive scaling.
+    /// headline over its target utilization, ours with predictive scaling, and ours with the
+    /// scenario's planned surges declared (only where it has some).
     pub rows: Vec<Report>,
     /// Ours over its target utilization (the policy's, 0.75–0.9).
     pub ours_frontier: Vec<FrontierPoint>,
@@ -393,7 +394,7 @@ pub fn compare_with(
         arrivals,
         cfg,
         &mut Ours::predictive(
-            rows_limits,
+            rows_limits.clone(),
             interval,
             crate::autoscale::forecast::Settings::of(&predictive),
         ),
@@ -402,6 +403,21 @@ pub fn compare_with(
     );
     ahead.wall_seconds = 0.0;
     rows.push(ahead);
+    // Ours with the surges an SRE would declare ahead of the scenario's planned event (none for
+    // most scenarios: no row then).
+    let surges = traces::planned_surges(scenario);
+    let planned = !surges.is_empty();
+    if planned {
+        let mut r = run(
+            arrivals,
+            cfg,
+            &mut Ours::new(rows_limits, interval).with_surges(surges),
+            slo,
+            start,
+        );
+        r.wall_seconds = 0.0;
+        rows.push(r);
+    }
     let roles = [
         "ours".to_owned(),
         "KEDA+HPA default".to_owned(),
@@ -433,6 +449,7 @@ pub fn compare_with(
             }
         ),
         "ours + predictive".to_owned(),
+        "ours + planned surges".to_owned(),
     ];
     let fluid = oracle::fluid_replica_hours(arrivals, cfg);
     let granular = oracle::partition_replica_hours(arrivals, cfg);
@@ -454,7 +471,7 @@ pub fn compare_with(
         flink_frontier: frontier(&flink_runs),
         keda_headline_clean: k_clean,
         flink_headline_clean: f_clean,
-        runs: ours_limits.len() + keda.len() + flink.len() + 9,
+        runs: ours_limits.len() + keda.len() + flink.len() + 9 + usize::from(planned),
         wall_seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -584,6 +601,55 @@ mod tests {
         assert!(
             c.rows[0].replica_hours > plain.rows[0].replica_hours,
             "a lower target costs more"
+        );
+    }
+
+    #[test]
+    fn a_declared_surge_pre_scales_through_the_operator_s_floor_before_the_load_arrives() {
+        // The step's 4× rise at 1,200 s, declared as a surge ×4 from 1,200 s to 4,800 s.
+        let arrivals = traces::step(6000);
+        let cfg = ModelConfig::default();
+        let limits = crate::autoscale::effective::from_policy(
+            &impressions_crds::ScalingPolicySpec::builtin(),
+            &crate::autoscale::bounds::Bounds {
+                min: cfg.min_replicas,
+                max: cfg.max_replicas,
+                widened: vec![],
+            },
+            0,
+        );
+        let surge = crate::autoscale::planned::Surge {
+            start: 1200.0,
+            end: 4800.0,
+            factor: 4.0,
+        };
+        let plain = run(
+            &arrivals,
+            &cfg,
+            &mut Ours::new(limits.clone(), 15.0),
+            60.0,
+            6,
+        );
+        let mut declared = Ours::new(limits, 15.0).with_surges(vec![surge]);
+        let planned = run(&arrivals, &cfg, &mut declared, 60.0, 6);
+        let before = plain.ticks[1100].replicas;
+        // Pre-scaled a pod's start and a rebalance ahead: ×4 by the time the step arrives.
+        assert!(
+            planned.ticks[1200].replicas >= 4 * before,
+            "{} at the step, {before} before",
+            planned.ticks[1200].replicas
+        );
+        assert!(plain.ticks[1200].replicas <= before);
+        assert!(
+            planned.max_lag_seconds < plain.max_lag_seconds,
+            "{} vs {}",
+            planned.max_lag_seconds,
+            plain.max_lag_seconds
+        );
+        let notes = planned.notes.unwrap();
+        assert!(
+            notes.contains("scale-ups for them") && !notes.contains(": 0 scale-ups"),
+            "{notes}"
         );
     }
 

@@ -12,6 +12,7 @@ use crate::autoscale::{
     forecast::{Forecaster, Settings},
     history::History,
     model::{Limits, Signals},
+    planned::{Planned, Surge},
 };
 
 /// One autoscaler.
@@ -50,6 +51,12 @@ pub struct Ours {
     /// When the forecast was first trusted (Ready), simulated seconds.
     forecast_ready_at: Option<f64>,
     forecast_errors: Vec<f64>,
+    /// Planned surges declared ahead (`plannedSurges`), on the trace's clock, and the count
+    /// their pre-scale began from.
+    surges: Vec<Surge>,
+    planned: Planned,
+    surge_ups: u32,
+    surge_holds: u32,
 }
 
 impl Ours {
@@ -67,7 +74,17 @@ impl Ours {
             forecast_fits: 0,
             forecast_ready_at: None,
             forecast_errors: Vec::new(),
+            surges: Vec::new(),
+            planned: Planned::default(),
+            surge_ups: 0,
+            surge_holds: 0,
         }
+    }
+
+    /// Ours with planned surges declared (the pipeline's `plannedSurges`), through the same
+    /// floor the operator applies ([`crate::autoscale::planned`]).
+    pub fn with_surges(self, surges: Vec<Surge>) -> Self {
+        Ours { surges, ..self }
     }
 
     /// Ours with predictive scaling: the forecaster learns from the trace's earlier days (the
@@ -83,11 +100,16 @@ impl Ours {
 impl Autoscaler for Ours {
     fn name(&self) -> String {
         format!(
-            "impressions{} (u={:.2})",
+            "impressions{}{} (u={:.2})",
             if self.forecaster.is_some() {
                 " + predictive"
             } else {
                 ""
+            },
+            if self.surges.is_empty() {
+                ""
+            } else {
+                " + planned surges"
             },
             self.policy.target_utilization
         )
@@ -96,6 +118,14 @@ impl Autoscaler for Ours {
         self.interval
     }
     fn notes(&self) -> Option<String> {
+        if self.forecaster.is_none() && !self.surges.is_empty() {
+            return Some(format!(
+                "{} planned surges declared: {} scale-ups for them (ScaleUpPlannedSurge), {} evaluations held at their floor (HoldPlannedSurge)",
+                self.surges.len(),
+                self.surge_ups,
+                self.surge_holds
+            ));
+        }
         let f = self.forecaster.as_ref()?;
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         Some(match self.forecast_ready_at {
@@ -134,7 +164,7 @@ impl Autoscaler for Ours {
             stale: false,
         };
         let mut d = decide(&s, &self.policy, &self.history);
-        if let Some(f) = self.forecaster.as_mut() {
+        let forecast = self.forecaster.as_mut().map(|f| {
             if let Some(a) = d.arrival_rate {
                 f.observe(t, a);
             }
@@ -144,32 +174,45 @@ impl Autoscaler for Ours {
                 let _ = f.refit(t, lead);
                 self.forecast_fits += 1;
             }
-            let view = f.view(t, lead);
+            let view = f.view(t, lead, self.policy.down.stabilization_seconds);
             if view.state == crate::autoscale::forecast::State::Ready {
                 self.forecast_ready_at.get_or_insert(t);
                 if let Some(e) = view.recent_error {
                     self.forecast_errors.push(e);
                 }
             }
-            let settings = *f.settings();
+            (*f.settings(), view)
+        });
+        // The operator's pre-scale lead (`evaluator::prescale_lead`): a pod's start and a
+        // rebalance.
+        let floor = (!self.surges.is_empty())
+            .then(|| {
+                let lead = self.policy.pod_start_seconds + self.policy.rebalance_cost_seconds;
+                self.planned.floor(&self.surges, t, lead, c.pods())
+            })
+            .flatten();
+        if forecast.is_some() || floor.is_some() {
             d = ahead(
                 d,
                 &s,
                 &self.policy,
                 &self.history,
-                Some((&settings, &view)),
-                None,
+                forecast.as_ref().map(|(s, v)| (s, v)),
+                floor.as_ref(),
             )
             .0;
             match d.reason {
                 "ScaleUpForecast" => self.forecast_ups += 1,
                 "HoldForecast" => self.forecast_holds += 1,
+                "ScaleUpPlannedSurge" => self.surge_ups += 1,
+                "HoldPlannedSurge" => self.surge_holds += 1,
                 _ => {}
             }
         }
         if self.trace && d.replicas != c.pods() {
             eprintln!(
-                "{t:>7.0} {} → {}: {} {}",
+                "{}: {t:>7.0} {} → {}: {} {}",
+                self.name(),
                 c.pods(),
                 d.replicas,
                 d.reason,

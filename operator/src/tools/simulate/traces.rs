@@ -1,4 +1,7 @@
-//! Traffic traces, one arrival rate (events/s) per second: built-in generators and CSV input.
+//! Traffic traces, one arrival rate (events/s) per second: built-in generators and CSV input,
+//! and the surges declared ahead of a scenario's planned event.
+
+use crate::autoscale::planned::Surge;
 
 /// A diurnal day for one of three regions, eight hours apart: 235k events/s at night, 940k at
 /// the evening peak; the three together peak at 1.5 M events/s.
@@ -175,6 +178,29 @@ pub fn weekly() -> Vec<f64> {
         .collect()
 }
 
+/// The surges an SRE would declare ahead of a scenario's planned event (`plannedSurges`), on
+/// the trace's clock: the evacuation's two steps, ×2 of the region's traffic before it when
+/// half of the other region's moves in at 14:00 and ×3 when the rest follows at 14:20, until
+/// 16:00 (the other region carries about twice this one's load that afternoon). The other
+/// scenarios' events are not announced.
+pub fn planned_surges(name: &str) -> Vec<Surge> {
+    match name {
+        "evacuation" => vec![
+            Surge {
+                start: at(1, 14.0) as f64,
+                end: at(1, 14.0 + 1.0 / 3.0) as f64,
+                factor: 2.0,
+            },
+            Surge {
+                start: at(1, 14.0 + 1.0 / 3.0) as f64,
+                end: at(1, 16.0) as f64,
+                factor: 3.0,
+            },
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The built-in scenarios, in the order the benchmark runs them.
 pub const SCENARIOS: [&str; 14] = [
     "step",
@@ -306,6 +332,17 @@ mod tests {
         assert!((o[i] / diurnal(0, 2 * DAY)[i] - 3.0).abs() < 1e-9);
         let e = evacuation(2);
         assert!(e[at(1, 15.0)] > 1.9 * diurnal(0, 2 * DAY)[at(1, 15.0)] - 1.0);
+        let declared = planned_surges("evacuation");
+        assert_eq!(declared.len(), 2);
+        // The declared factors are what arrives against the traffic when the pre-scale begins
+        // (its base), within 15 %.
+        let base = e[at(1, 14.0) - 60];
+        for w in &declared {
+            let mid = ((w.start + w.end) / 2.0) as usize;
+            let ratio = e[mid] / base;
+            assert!((ratio / w.factor - 1.0).abs() < 0.15, "{w:?}: {ratio}");
+        }
+        assert!(planned_surges("launch").is_empty());
         let s = sawtooth(1800);
         assert_eq!((s[0], s[599], s[600]), (200_000.0, s[599], 200_000.0));
         assert!(load_changes(&s).len() == 2, "one change per drop");
