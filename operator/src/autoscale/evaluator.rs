@@ -443,13 +443,17 @@ impl Evaluator {
                 super::rebuild::step_seconds(reg.interval),
             )
             .await;
-        super::rebuild::from_read(
-            read,
-            partitions,
-            &reg.policy,
-            now,
-            &format!("workers of {key}"),
-        )
+        match super::rebuild::from_read(read, partitions, &reg.policy, now) {
+            Ok(Some((history, points))) => {
+                tracing::info!(pipeline = %key, points, "rebuilt the scaling history from Prometheus");
+                Some(history)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(pipeline = %key, error = %e, "cannot rebuild the scaling history");
+                None
+            }
+        }
     }
 }
 

@@ -28,32 +28,24 @@ pub fn step_seconds(interval: Duration) -> f64 {
     interval.as_secs_f64().max(5.0)
 }
 
-/// The history from what a read of Prometheus returned: rebuilt when it has points (`None`
-/// when it has none or failed: the history starts empty, as before). `now` is the history's
-/// clock; `fleet` names what was rebuilt in the log.
+/// The history from what a read of Prometheus returned, and the points it replayed: `None`
+/// when the read has no points (the history starts empty, as before); the read's error as it
+/// is. `now` is the history's clock.
 pub fn from_read(
     read: Result<Vec<HistoryPoint>, String>,
     partitions: i32,
     policy: &Limits,
     now: f64,
-    fleet: &str,
-) -> Option<History> {
-    match read {
-        Ok(points) if !points.is_empty() => {
-            let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-            tracing::info!(
-                fleet,
-                points = points.len(),
-                "rebuilt the scaling history from Prometheus"
-            );
-            Some(rebuild(&points, partitions, policy, now, now_unix))
-        }
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(fleet, error = %e, "cannot rebuild the scaling history");
-            None
-        }
+) -> Result<Option<(History, usize)>, String> {
+    let points = read?;
+    if points.is_empty() {
+        return Ok(None);
     }
+    let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    Ok(Some((
+        rebuild(&points, partitions, policy, now, now_unix),
+        points.len(),
+    )))
 }
 
 /// Replays `points` (oldest first). `now` and `now_unix` are the same instant on the history's

@@ -251,13 +251,17 @@ impl ArchiveEvaluator {
                 rebuild::step_seconds(reg.interval),
             )
             .await;
-        rebuild::from_read(
-            read,
-            partitions,
-            &reg.policy,
-            now,
-            &format!("archivers of {key}"),
-        )
+        match rebuild::from_read(read, partitions, &reg.policy, now) {
+            Ok(Some((history, points))) => {
+                tracing::info!(pipeline = %key, points, "rebuilt the archivers' scaling history from Prometheus");
+                Some(history)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(pipeline = %key, error = %e, "cannot rebuild the archivers' scaling history");
+                None
+            }
+        }
     }
 }
 
