@@ -27,9 +27,9 @@ test-integration:
 	$(CARGO) build --bins
 	$(CARGO) test -p impressions-stack-tests --no-fail-fast -- --test-threads=4
 
-## images: the operator's and the worker's images (images/Containerfile) built here without a
+## images: the operator's, the worker's and the archiver's images (images/Containerfile) built here without a
 ## registry: release binaries and a runtime base of Debian packages from the host, the final
-## stages by podman; tagged ghcr.io/impressions/{operator,worker}:<version>, saved as OCI
+## stages by podman; tagged ghcr.io/impressions/{operator,worker,archiver}:<version>, saved as OCI
 ## archives in out/, sizes in out/images.json (docs/images.md)
 images:
 	CARGO="$(CARGO)" images/build.sh

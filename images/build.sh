@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make images`: builds the worker and operator images of images/Containerfile here, where no
+# `make images`: builds the worker, operator and archiver images of images/Containerfile here, where no
 # registry can be reached. The Containerfile's `binaries` stage runs on the host
 # (images/binaries.sh), its `base` stage too (images/base.sh, cached by the script's hash in
 # ~/.cache/impressions-images); podman builds the final stages from them. The images are tagged
@@ -37,7 +37,7 @@ if [ ! -d "$base/rootfs" ]; then
 fi
 
 entries=()
-for target in worker operator; do
+for target in worker operator archiver; do
   image=$registry/$target:$version
   log "building $image"
   podman build -q -f images/Containerfile --target "$target" \

@@ -63,6 +63,8 @@ pub struct ArchiverConfig {
     pub source: SourceConfig,
     pub catalog: CatalogConfig,
     pub table: TableConfig,
+    /// Where records that cannot be archived go, with their reason.
+    pub dead_letter: DeadLetterConfig,
     /// Seconds between commits (the oldest uncommitted record waits at most this long).
     #[serde(default = "default_commit_interval")]
     pub commit_interval_seconds: u64,
@@ -103,6 +105,22 @@ pub struct SourceConfig {
     /// Extra librdkafka properties (e.g. SASL/TLS settings).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+}
+
+/// The dead-letter topic, on the source's cluster (the pipeline's `sink.deadLetterTopic`, next
+/// to the Avro topic), written with the source's client settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    pub topic: String,
+    /// A dead letter's payload is cut to this many bytes (headers then give the original size
+    /// and its SHA-256), as the worker's are (`sink.deadLetterMaxPayloadBytes`).
+    #[serde(default = "default_dead_letter_max_payload")]
+    pub max_payload_bytes: usize,
+}
+
+fn default_dead_letter_max_payload() -> usize {
+    256 * 1024
 }
 
 /// Which Iceberg catalog holds the table.
@@ -243,6 +261,19 @@ impl ArchiverConfig {
         non_empty("catalog.name", &self.catalog.name)?;
         non_empty("table.namespace", &self.table.namespace)?;
         non_empty("table.name", &self.table.name)?;
+        non_empty("deadLetter.topic", &self.dead_letter.topic)?;
+        if self.dead_letter.topic == self.source.topic {
+            return Err(invalid(
+                "deadLetter.topic",
+                "must differ from source.topic (the archiver would read its own dead letters)",
+            ));
+        }
+        if self.dead_letter.max_payload_bytes < 1024 {
+            return Err(invalid(
+                "deadLetter.maxPayloadBytes",
+                "must be at least 1024",
+            ));
+        }
         for key in FIXED_KAFKA_SETTINGS {
             if self.source.kafka.contains_key(key) {
                 return Err(invalid(
@@ -329,6 +360,7 @@ pipeline: {namespace: ns, name: eu}
 source: {bootstrapServers: "127.0.0.1:9092", topic: impressions.avro, consumerGroup: archiver-eu}
 catalog: {kind: sql, uri: "sqlite:///tmp/c.db", warehouse: "file:///tmp/wh"}
 table: {namespace: impressions, name: eu}
+deadLetter: {topic: impressions.dlq}
 "#;
 
     fn err(text: &str) -> String {
@@ -346,6 +378,8 @@ table: {namespace: impressions, name: eu}
         assert_eq!(c.catalog.name, "impressions");
         assert_eq!(c.metrics.listen.port(), 9102);
         assert_eq!(c.max_records_per_second, None);
+        assert_eq!(c.dead_letter.topic, "impressions.dlq");
+        assert_eq!(c.dead_letter.max_payload_bytes, 256 * 1024);
     }
 
     #[test]
@@ -408,6 +442,10 @@ table: {namespace: impressions, name: eu}
         assert!(e.starts_with("catalog.warehouse:"), "{e}");
         let e = err(&MINIMAL.replace("topic: impressions.avro", "topic: ''"));
         assert!(e.starts_with("source.topic:"), "{e}");
+        let e = err(&MINIMAL.replace("topic: impressions.dlq", "topic: impressions.avro"));
+        assert!(e.starts_with("deadLetter.topic:"), "{e}");
+        let e = err(&MINIMAL.replace("deadLetter: {topic: impressions.dlq}\n", ""));
+        assert!(e.contains("deadLetter"), "{e}");
         let e = err(&MINIMAL.replace(
             "consumerGroup: archiver-eu",
             "consumerGroup: g, kafka: {group.id: x}",

@@ -16,6 +16,8 @@ pub enum Error {
     Write(String),
     #[error("consumer: {0}")]
     Consumer(String),
+    #[error("{0}")]
+    DeadLetter(String),
     #[error("serving metrics: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -29,6 +31,7 @@ impl Error {
             Error::Kafka(_) => "KafkaError",
             Error::Write(_) => "WriteFailed",
             Error::Consumer(_) => "ConsumerFailed",
+            Error::DeadLetter(_) => "DeadLetterFailed",
             Error::Http(_) => "HttpFailed",
         }
     }

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Parser)]
 #[command(
     name = "archiver",
+    version,
     about = "Archives a pipeline's Avro topic into an Iceberg table, exactly once"
 )]
 struct Cli {

@@ -21,15 +21,16 @@ pub struct OutcomeLabel {
 
 /// Outcomes of a commit attempt (label values of `commits_total`).
 pub const COMMIT_OUTCOMES: [&str; 4] = ["committed", "conflict", "stale", "failed"];
-/// Reasons a record is skipped (label values of `records_skipped_total`).
-pub const SKIP_REASONS: [&str; 3] = ["framing", "datum", "no_event_time"];
+/// Reasons a record is dead-lettered (label values of `records_dead_lettered_total`).
+pub const DEAD_LETTER_REASONS: [&str; 5] = crate::rows::RowError::REASONS;
 
 /// Every metric by the name Prometheus stores its series under; a unit test checks it against
 /// what [`Metrics::register`] registers.
 pub const NAMES: &[&str] = &[
     "impressions_archiver_records_consumed_total",
     "impressions_archiver_records_committed_total",
-    "impressions_archiver_records_skipped_total",
+    "impressions_archiver_records_dead_lettered_total",
+    "impressions_archiver_dead_letters_truncated_total",
     "impressions_archiver_commits_total",
     "impressions_archiver_commit_seconds",
     "impressions_archiver_commit_files",
@@ -53,7 +54,10 @@ pub const NAMES: &[&str] = &[
 pub struct Metrics {
     pub consumed: Counter,
     pub committed: Counter,
-    pub skipped: Family<ReasonLabel, Counter>,
+    /// Records sent to the dead-letter topic (their offsets covered by the next commit).
+    pub dead_lettered: Family<ReasonLabel, Counter>,
+    /// Dead letters whose payload was cut to `deadLetter.maxPayloadBytes`.
+    pub dead_letters_truncated: Counter,
     pub commits: Family<OutcomeLabel, Counter>,
     pub commit_seconds: Histogram,
     pub commit_files: Histogram,
@@ -81,7 +85,8 @@ impl Default for Metrics {
         Metrics {
             consumed: Counter::default(),
             committed: Counter::default(),
-            skipped: Family::default(),
+            dead_lettered: Family::default(),
+            dead_letters_truncated: Counter::default(),
             commits: Family::default(),
             commit_seconds: Histogram::new([
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -119,9 +124,14 @@ impl Metrics {
             self.committed.clone(),
         );
         p.register(
-            "records_skipped",
-            "Records that could not be decoded, by reason (logged, not archived)",
-            self.skipped.clone(),
+            "records_dead_lettered",
+            "Records sent to the dead-letter topic (not decodable, or not fitting the table), by reason",
+            self.dead_lettered.clone(),
+        );
+        p.register(
+            "dead_letters_truncated",
+            "Dead letters whose payload was cut to deadLetter.maxPayloadBytes",
+            self.dead_letters_truncated.clone(),
         );
         p.register(
             "commits",
@@ -206,8 +216,8 @@ impl Metrics {
         for outcome in COMMIT_OUTCOMES {
             let _ = self.commits.get_or_create(&OutcomeLabel { outcome });
         }
-        for reason in SKIP_REASONS {
-            let _ = self.skipped.get_or_create(&ReasonLabel { reason });
+        for reason in DEAD_LETTER_REASONS {
+            let _ = self.dead_lettered.get_or_create(&ReasonLabel { reason });
         }
     }
 
@@ -249,20 +259,8 @@ mod tests {
         let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
         names.sort();
         assert_eq!(families, names);
-        for reason in SKIP_REASONS {
+        for reason in DEAD_LETTER_REASONS {
             assert!(text.contains(&format!("reason=\"{reason}\"")));
-        }
-    }
-
-    #[test]
-    fn skip_reasons_are_the_row_errors() {
-        use crate::rows::RowError;
-        for e in [
-            RowError::Framing(0),
-            RowError::Datum(String::new()),
-            RowError::NoEventTime,
-        ] {
-            assert!(SKIP_REASONS.contains(&e.reason()));
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The archiver's loop: records from the consumer thread are decoded into rows, buffered,
 //! written into the open data files, and committed with their offsets when a commit is due.
 //! Anything uncommitted is dropped on a revocation, a stale or failed commit; the consumer then
-//! starts again at the table's offsets, so the table holds each record once.
+//! starts again at the table's offsets, so the table holds each record once. A record that
+//! cannot be archived goes to the dead-letter topic ([`crate::dead_letter`]); the commit that
+//! covers its offset waits for the broker's acknowledgement.
 
 use std::{
     sync::{
@@ -12,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apache_avro::Schema as Avro;
 use arrow_schema::SchemaRef;
 use iceberg::{Catalog, NamespaceIdent, TableIdent, table::Table};
 use impressions_worker_core::ratecap::RateCap;
@@ -21,12 +22,13 @@ use tokio::sync::mpsc as tokio_mpsc;
 use crate::{
     catalog::{self, CatalogError, deadline},
     config::ArchiverConfig,
+    dead_letter::DeadLetters,
     error::Error,
     mark::{self, CommitMark},
     metrics::Metrics,
     offsets::{Offsets, Progress},
     roll::{Pending, RollPolicy},
-    rows::{self, Row},
+    rows::{self, Decoder, Raw, Row},
     schema::{self, Partitioning},
     source::{Event, OffsetLoader, Request, Source},
     writer::FileSet,
@@ -62,7 +64,7 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let avro = Avro::parse_str(impressions_worker_core::avro::IMPRESSION_SCHEMA)
+    let avro = apache_avro::Schema::parse_str(impressions_worker_core::avro::IMPRESSION_SCHEMA)
         .map_err(|e| Error::Write(format!("impression.avsc: {e}")))?;
     let table_schema = schema::iceberg_schema(&avro)?;
     let spec = schema::partition_spec(&table_schema, config.table.partitioning)?;
@@ -83,6 +85,7 @@ pub async fn run(
         "table ready"
     );
 
+    let dead_letters = DeadLetters::new(&config, Arc::clone(&metrics))?;
     let (source, high_watermarks) = Source::subscribe(
         &config.source,
         offset_loader(Arc::clone(&catalog), ident.clone(), &config),
@@ -104,7 +107,8 @@ pub async fn run(
         catalog,
         table,
         arrow_schema,
-        avro,
+        decoder: Decoder::new(avro, config.table.partitioning),
+        dead_letters,
         topic: config.source.topic.clone(),
         partitioning: config.table.partitioning,
         target_file_size: config.table.target_file_size_bytes,
@@ -161,7 +165,8 @@ struct Archive {
     catalog: Arc<dyn Catalog>,
     table: Table,
     arrow_schema: SchemaRef,
-    avro: Avro,
+    decoder: Decoder,
+    dead_letters: DeadLetters,
     topic: String,
     partitioning: Partitioning,
     target_file_size: u64,
@@ -275,6 +280,7 @@ impl Archive {
                 generation,
                 partition,
                 offset,
+                key,
                 payload,
             } => {
                 if self.generation != Some(generation) || !self.progress.owns(partition) {
@@ -283,15 +289,18 @@ impl Archive {
                 self.metrics.consumed.inc();
                 self.progress.took(partition, offset);
                 self.pending.took(Instant::now(), payload.len());
-                match rows::decode(&payload, &self.avro, self.partitioning) {
-                    Ok(row) => self.rows.push(row),
-                    Err(e) => {
-                        self.metrics
-                            .skipped
-                            .get_or_create(&crate::metrics::ReasonLabel { reason: e.reason() })
-                            .inc();
-                        tracing::warn!(partition, offset, error = %e, "record skipped");
-                    }
+                let raw = Raw {
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                };
+                match self.decoder.decode(&raw.payload) {
+                    Ok((bucket, value)) => self.rows.push(Row { bucket, value, raw }),
+                    Err(e) => self
+                        .dead_letters
+                        .send(&raw, &e)
+                        .map_err(Error::DeadLetter)?,
                 }
                 if self.policy.flush_due(&self.pending) {
                     self.flush().await?;
@@ -309,8 +318,13 @@ impl Archive {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.rows);
-        let batches = rows::batches_by_bucket(rows, &self.arrow_schema)
-            .map_err(|e| Error::Write(e.to_string()))?;
+        let rows::Batches { batches, misfits } = rows::batches_by_bucket(rows, &self.arrow_schema);
+        for (raw, e) in &misfits {
+            self.dead_letters.send(raw, e).map_err(Error::DeadLetter)?;
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
         if self.files.is_none() {
             let prefix = format!("{}-{}", self.writer, uuid::Uuid::new_v4());
             self.files = Some(
@@ -355,6 +369,14 @@ impl Archive {
             return Ok(());
         }
         let started = Instant::now();
+        // the offsets of dead letters go in only once the broker has them
+        if let Err(e) = self.dead_letters.settle(self.timeout).await {
+            self.metrics.commit_outcome("failed");
+            tracing::warn!(error = %e, records = self.pending.records, "commit dropped: dead letters not acknowledged; rewinding to the table's offsets");
+            self.drop_uncommitted();
+            let _ = self.requests.send(Request::Rewind);
+            return Ok(());
+        }
         let files = match self.files.take() {
             Some(f) => tokio::time::timeout(self.timeout, f.close())
                 .await

@@ -40,6 +40,7 @@ pub enum Event {
         generation: u64,
         partition: i32,
         offset: i64,
+        key: Option<Vec<u8>>,
         payload: Vec<u8>,
     },
     /// The consumer cannot go on safely (the table's offsets could not be read at an
@@ -234,6 +235,7 @@ impl Source {
                         generation,
                         partition: m.partition(),
                         offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
                         payload: m.payload().unwrap_or_default().to_vec(),
                     }
                 }

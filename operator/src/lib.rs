@@ -32,3 +32,8 @@ pub const WORKER_IMAGE_REPOSITORY: &str = "ghcr.io/impressions/worker";
 /// and the chart's appVersion share the workspace's version).
 pub const DEFAULT_WORKER_IMAGE: &str =
     concat!("ghcr.io/impressions/worker:", env!("CARGO_PKG_VERSION"));
+/// The repository of the archiver's image (`images/Containerfile`, target `archiver`).
+pub const ARCHIVER_IMAGE_REPOSITORY: &str = "ghcr.io/impressions/archiver";
+/// `--archiver-image` when none is given: the archiver image of this operator's version.
+pub const DEFAULT_ARCHIVER_IMAGE: &str =
+    concat!("ghcr.io/impressions/archiver:", env!("CARGO_PKG_VERSION"));

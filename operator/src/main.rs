@@ -160,7 +160,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "IMPRESSIONS_ARCHIVER_IMAGE",
-        default_value = "ghcr.io/impressions/archiver:0.1.0"
+        default_value = impressions_operator::DEFAULT_ARCHIVER_IMAGE
     )]
     archiver_image: String,
     /// Where /metrics, /healthz and /readyz are served.

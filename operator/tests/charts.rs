@@ -65,12 +65,13 @@ fn chart_examples_are_the_repository_examples() {
 
 /// The chart's defaults name the images `make images` builds (images/build.sh tags
 /// `ghcr.io/impressions/<target>:<workspace version>`): the chart's appVersion is the operator's
-/// version, both image tags default to it, and the operator's own `--worker-image` default is
-/// the same worker image.
+/// version, every image tag defaults to it, and the operator's own `--worker-image` and
+/// `--archiver-image` defaults are the same images.
 #[test]
 fn chart_defaults_name_the_images_of_this_version() {
     use impressions_operator::{
-        DEFAULT_WORKER_IMAGE, OPERATOR_IMAGE_REPOSITORY, WORKER_IMAGE_REPOSITORY,
+        ARCHIVER_IMAGE_REPOSITORY, DEFAULT_ARCHIVER_IMAGE, DEFAULT_WORKER_IMAGE,
+        OPERATOR_IMAGE_REPOSITORY, WORKER_IMAGE_REPOSITORY,
     };
     let meta = yaml(&chart().join("Chart.yaml"));
     let app_version = meta["appVersion"].as_str().expect("appVersion");
@@ -82,7 +83,11 @@ fn chart_defaults_name_the_images_of_this_version() {
     let values = yaml(&chart().join("values.yaml"));
     assert_eq!(values["image"]["repository"], OPERATOR_IMAGE_REPOSITORY);
     assert_eq!(values["workerImage"]["repository"], WORKER_IMAGE_REPOSITORY);
-    for key in ["image", "workerImage"] {
+    assert_eq!(
+        values["archiverImage"]["repository"],
+        ARCHIVER_IMAGE_REPOSITORY
+    );
+    for key in ["image", "workerImage", "archiverImage"] {
         assert_eq!(
             values[key]["tag"], "",
             "{key}.tag defaults to the appVersion"
@@ -92,6 +97,18 @@ fn chart_defaults_name_the_images_of_this_version() {
         DEFAULT_WORKER_IMAGE,
         format!("{WORKER_IMAGE_REPOSITORY}:{app_version}")
     );
+    assert_eq!(
+        DEFAULT_ARCHIVER_IMAGE,
+        format!("{ARCHIVER_IMAGE_REPOSITORY}:{app_version}")
+    );
+    for target in ["worker", "operator", "archiver"] {
+        let containerfile =
+            std::fs::read_to_string(repo_root().join("images/Containerfile")).unwrap();
+        assert!(
+            containerfile.contains(&format!("AS {target}\n")),
+            "images/Containerfile has a {target} target"
+        );
+    }
     let build = std::fs::read_to_string(repo_root().join("images/build.sh")).unwrap();
     assert!(
         build.contains("ghcr.io/impressions}") && build.contains("$registry/$target:$version"),

@@ -4,7 +4,9 @@
 //! archiver is stopped between writing its data files and committing them (the files exist, the
 //! table does not reference them) and restarted; with the group's committed offsets in Kafka set
 //! past the table's and back before it (a hint the archiver never trusts); and across rebalances
-//! between two archivers of one consumer group, one of them killed with -9.
+//! between two archivers of one consumer group, one of them killed with -9. Records the archiver
+//! cannot decode, among valid ones, go to the dead-letter topic with their reason and the table
+//! holds exactly the valid ones.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -82,7 +84,7 @@ async fn archive_holds_each_record_once_and_survives_an_abort_before_commit() {
         first.len()
     );
 
-    let cfg = config(stack, &t.out, &group, &catalog, FAST);
+    let cfg = config(stack, &t.out, &t.dlq, &group, &catalog, FAST);
     let mut a = ArchiverProcess::start("archive-basic-a", &cfg, &[]);
     a.wait_ready(Duration::from_secs(60));
     let reached = a.wait_committed(first.len() as f64, Duration::from_secs(60));
@@ -234,6 +236,138 @@ async fn archive_holds_each_record_once_and_survives_an_abort_before_commit() {
     );
 }
 
+/// Records that are no impression (not framed, another schema's fingerprint, a cut datum, bytes
+/// after the record, an empty payload) among valid ones on the Avro topic: each goes to the
+/// dead-letter topic with its reason and source offset, the table holds exactly the valid
+/// records, and the commits cover every offset (the archiver does not stall on them).
+#[tokio::test(flavor = "multi_thread")]
+async fn records_it_cannot_archive_go_to_the_dead_letter_topic_with_their_reason() {
+    use rdkafka::{Message, producer::FutureRecord};
+    let stack = Stack::get();
+    // the worker writes valid records into one pipeline's topic; they are copied, with the
+    // garbage between them, into another's (whose dead-letter topic only the archiver writes)
+    let w = topics(stack, "archive-dlq-w", 1, 200).await;
+    let valid = worker_writes(stack, &w, "archive-dlq-w", 41, 400).await;
+    let records = kafka::read_to_end(
+        stack,
+        &w.out,
+        Isolation::ReadUncommitted,
+        Duration::from_secs(20),
+    );
+    assert!(records.len() > 250, "the worker wrote {}", records.len());
+    let t = topics(stack, "archive-dlq", 1, 0).await;
+    let sample = records[0].payload().unwrap().to_vec();
+    let mut foreign = sample.clone();
+    foreign[2..10].copy_from_slice(&[0xAB; 8]);
+    let mut trailing = sample.clone();
+    trailing.extend([1, 2, 3]);
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("framing", br#"{"eventId":"not-avro"}"#.to_vec()),
+        ("schema_mismatch", foreign),
+        ("datum", sample[..14].to_vec()),
+        ("datum", trailing),
+        ("framing", Vec::new()),
+    ];
+    let producer = kafka::producer(stack);
+    let every = records.len() / garbage.len();
+    let mut out: Vec<(&[u8], &[u8])> = Vec::new();
+    for (i, m) in records.iter().enumerate() {
+        let key = m.key().unwrap_or_default();
+        out.push((key, m.payload().unwrap()));
+        if i % every == every - 1 && i / every < garbage.len() {
+            out.push((key, &garbage[i / every].1));
+        }
+    }
+    for (key, payload) in out {
+        producer
+            .send(
+                FutureRecord::to(&t.out)
+                    .partition(0)
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+    let sent_garbage = garbage.len();
+
+    let catalog = Catalog::new("archive-dlq");
+    let cfg = config(
+        stack,
+        &t.out,
+        &t.dlq,
+        &format!("{}-archiver", t.group),
+        &catalog,
+        FAST,
+    );
+    let mut a = ArchiverProcess::start("archive-dlq-a", &cfg, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    let end = kafka::high_watermarks(stack, &t.out);
+    assert_eq!(
+        end.values().sum::<i64>() as usize,
+        valid.len() + sent_garbage
+    );
+    // every offset committed: the valid records in the table, the garbage's offsets covered
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let table = loop {
+        let table = catalog.try_read(stack).ok();
+        let covered = table.as_ref().is_some_and(|tb| {
+            impressions_archiver_offsets(tb, &t.out)
+                == end.clone().into_iter().filter(|(_, h)| *h > 0).collect()
+        });
+        if covered || std::time::Instant::now() > deadline {
+            break table.expect("the table exists");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        impressions_archiver_offsets(&table, &t.out),
+        end.into_iter().filter(|(_, h)| *h > 0).collect(),
+        "the commits cover every offset, the garbage's too:\n{}",
+        a.log_tail()
+    );
+    assert_exactly(&table, &valid, "valid records among garbage");
+    for reason in ["framing", "schema_mismatch", "datum"] {
+        let want = garbage.iter().filter(|(r, _)| *r == reason).count() as f64;
+        assert_eq!(
+            a.metric(&format!(
+                "impressions_archiver_records_dead_lettered_total{{reason=\"{reason}\"}}"
+            )),
+            want,
+            "{reason}"
+        );
+    }
+    assert!(a.terminate(Duration::from_secs(30)), "{}", a.log_tail());
+
+    let dead = kafka::read_topic(stack, &t.dlq, sent_garbage + 1, Duration::from_secs(5));
+    let mut got: Vec<(String, Vec<u8>)> = dead
+        .iter()
+        .map(|m| {
+            assert_eq!(
+                kafka::header(m, "impressions.source.topic").as_deref(),
+                Some(t.out.as_str())
+            );
+            assert!(kafka::header(m, "impressions.source.offset").is_some());
+            assert!(kafka::header(m, "impressions.reject.detail").is_some_and(|d| !d.is_empty()));
+            (
+                kafka::header(m, "impressions.reject.reason").unwrap_or_default(),
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, Vec<u8>)> = garbage
+        .into_iter()
+        .map(|(r, p)| (r.to_string(), p))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "each garbage record once, with its reason and bytes"
+    );
+}
+
 /// The newest offset of each partition of `topic` along the snapshots (newest first).
 fn impressions_archiver_offsets(
     table: &TableReadBack,
@@ -257,7 +391,7 @@ async fn two_archivers_and_their_rebalances_keep_each_record_once() {
     let t = topics(stack, "archive-rebalance", 3, 200).await;
     let catalog = Catalog::new("archive-rebalance");
     let group = format!("{}-archiver", t.group);
-    let cfg = config(stack, &t.out, &group, &catalog, FAST);
+    let cfg = config(stack, &t.out, &t.dlq, &group, &catalog, FAST);
 
     let first = worker_writes(stack, &t, "archive-rebalance-w1", 31, 3000).await;
     let mut a = ArchiverProcess::start("archive-rebalance-a", &cfg, &[]);

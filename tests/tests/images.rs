@@ -1,9 +1,10 @@
-//! The worker and operator images (`make images`, images/Containerfile) run as containers
-//! (podman with runc): each is tagged as the chart names it, saved as an OCI archive, labelled
-//! with its version and revision, carries its SBOM, answers `--version` through its entrypoint,
-//! and runs as the non-root user 65532 — the worker against the stack's Kafka, the operator
-//! against its API server, each serving /healthz from inside the container and stopping cleanly
-//! on SIGTERM. A missing image fails the test with the command that builds it.
+//! The worker, operator and archiver images (`make images`, images/Containerfile) run as
+//! containers (podman with runc): each is tagged as the chart names it, saved as an OCI archive,
+//! labelled with its version and revision, carries its SBOM, answers `--version` through its
+//! entrypoint, and runs as the non-root user 65532 — the worker against the stack's Kafka, the
+//! operator against its API server, the archiver against Kafka and a SQLite catalog on a mounted
+//! folder, each serving /healthz from inside the container and stopping cleanly on SIGTERM. A
+//! missing image fails the test with the command that builds it.
 
 use std::{
     process::{Command, Stdio},
@@ -67,6 +68,9 @@ fn check_image(target: &str) -> serde_json::Value {
         .collect();
     for dep in ["rdkafka", "tokio", "prometheus-client"] {
         assert!(names.contains(&dep), "{image}: SBOM lacks {dep}");
+    }
+    if target == "archiver" {
+        assert!(names.contains(&"iceberg"), "{image}: SBOM lacks iceberg");
     }
     v
 }
@@ -182,7 +186,7 @@ impl Drop for Running {
 
 #[test]
 fn images_answer_version_through_their_entrypoints() {
-    for target in ["worker", "operator"] {
+    for target in ["worker", "operator", "archiver"] {
         check_image(target);
         let (code, out, err) = run_to_end(&[], &images::image(target), &["--version"]);
         assert_eq!(code, 0, "{target} --version: {err}");
@@ -292,4 +296,67 @@ fn the_operator_image_runs_as_nonroot_against_the_api_server() {
     assert_eq!(uid, 65532, "the operator's process runs as nonroot");
     let code = c.stop();
     assert_eq!(code, 0, "the operator exits 0 on SIGTERM:\n{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_archiver_image_runs_as_nonroot_against_kafka_and_a_catalog() {
+    use impressions_tests::archive::{Catalog, config};
+    let stack = Stack::get();
+    let image = images::image("archiver");
+    images::require(&image);
+    let t = worker::topics(stack, "image-archiver", 1, 0).await;
+    // the catalog and warehouse on a folder the container's user may write, at the same path
+    let catalog = Catalog::new("image-archiver");
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rwx"])
+        .arg(&catalog.dir)
+        .status()
+        .expect("chmod");
+    let port = free_port();
+    std::fs::write(
+        catalog.dir.join("archiver.yaml"),
+        format!(
+            "{}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n",
+            config(
+                stack,
+                &t.out,
+                &t.dlq,
+                &format!("{}-archiver", t.group),
+                &catalog,
+                ""
+            )
+        ),
+    )
+    .unwrap();
+    let dir = catalog.dir.display().to_string();
+    let c = Running::start(
+        &unique("image-archiver"),
+        &[
+            "-v".into(),
+            format!("{dir}:{dir}"),
+            "--read-only".into(),
+            "--cap-drop".into(),
+            "ALL".into(),
+        ],
+        &image,
+        &["--config".into(), format!("{dir}/archiver.yaml")],
+    );
+    let uid = tokio::task::block_in_place(|| c.healthy_uid(port, Duration::from_secs(60)));
+    assert_eq!(uid, 65532, "the archiver's process runs as nonroot");
+    // Ready once the table is loaded (created in the catalog) and the consumer subscribed.
+    let t0 = Instant::now();
+    while http_status(port, "/readyz") != Some(200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "not ready:\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        catalog.try_read(stack).is_ok(),
+        "the container created the table in the mounted catalog"
+    );
+    let code = tokio::task::block_in_place(|| c.stop());
+    assert_eq!(code, 0, "the archiver exits 0 on SIGTERM:\n{}", c.logs());
 }

@@ -11,8 +11,8 @@
 #[cfg(feature = "fuzzing")]
 pub use impressions_worker_core::invariants;
 pub use impressions_worker_core::{
-    agree, avro, catalog, config, event, loadgen, now_ms, process, quality, ratecap, record,
-    reject, schema,
+    agree, avro, catalog, config, dead_letter, event, loadgen, now_ms, process, quality, ratecap,
+    record, reject, schema,
 };
 
 pub mod cpu;

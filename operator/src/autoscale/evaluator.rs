@@ -434,30 +434,21 @@ impl Evaluator {
             st.rebuilt = true;
         }
         let (prometheus, partitions) = (self.prometheus.as_ref()?, partitions?);
-        let window = reg
-            .policy
-            .down
-            .stabilization_seconds
-            .max(reg.policy.up.stabilization_seconds)
-            .max(300.0)
-            + 60.0;
-        let step = reg.interval.as_secs_f64().max(5.0);
-        match prometheus
-            .history(&reg.queries, &reg.namespace, &reg.name, window as i64, step)
-            .await
-        {
-            Ok(points) if !points.is_empty() => {
-                let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-                tracing::info!(pipeline = %key, points = points.len(), "rebuilt the scaling history from Prometheus");
-                Some(super::rebuild::rebuild(
-                    &points,
-                    partitions,
-                    &reg.policy,
-                    now,
-                    now_unix,
-                ))
+        let read = prometheus
+            .history(
+                &reg.queries,
+                &reg.namespace,
+                &reg.name,
+                super::rebuild::span_seconds(&reg.policy),
+                super::rebuild::step_seconds(reg.interval),
+            )
+            .await;
+        match super::rebuild::from_read(read, partitions, &reg.policy, now) {
+            Ok(Some((history, points))) => {
+                tracing::info!(pipeline = %key, points, "rebuilt the scaling history from Prometheus");
+                Some(history)
             }
-            Ok(_) => None,
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!(pipeline = %key, error = %e, "cannot rebuild the scaling history");
                 None

@@ -1,6 +1,9 @@
-//! Rebuilding a pipeline's history after an operator restart: the points Prometheus recorded
-//! (processed rate, busy fraction, lag, workers) are replayed through the same decision, so that
-//! stabilization windows and cooldowns continue instead of starting over. Pure.
+//! Rebuilding a fleet's history after an operator restart: the points Prometheus recorded
+//! (processed rate, busy fraction, lag, replicas) are replayed through the same decision, so that
+//! stabilization windows and cooldowns continue instead of starting over. The workers' loop and
+//! the archivers' loop both rebuild through here, each from its own series. Pure.
+
+use std::time::Duration;
 
 use super::{
     decide::decide,
@@ -8,6 +11,42 @@ use super::{
     model::HistoryPoint,
     model::{Limits, Signals},
 };
+
+/// How far back a rebuild reads: the longer stabilization window (at least five minutes, the
+/// cooldowns' reach) and a minute.
+pub fn span_seconds(policy: &Limits) -> i64 {
+    (policy
+        .down
+        .stabilization_seconds
+        .max(policy.up.stabilization_seconds)
+        .max(300.0)
+        + 60.0) as i64
+}
+
+/// The resolution a rebuild reads at: the evaluation interval, at least five seconds.
+pub fn step_seconds(interval: Duration) -> f64 {
+    interval.as_secs_f64().max(5.0)
+}
+
+/// The history from what a read of Prometheus returned, and the points it replayed: `None`
+/// when the read has no points (the history starts empty, as before); the read's error as it
+/// is. `now` is the history's clock.
+pub fn from_read(
+    read: Result<Vec<HistoryPoint>, String>,
+    partitions: i32,
+    policy: &Limits,
+    now: f64,
+) -> Result<Option<(History, usize)>, String> {
+    let points = read?;
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let now_unix = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    Ok(Some((
+        rebuild(&points, partitions, policy, now, now_unix),
+        points.len(),
+    )))
+}
 
 /// Replays `points` (oldest first). `now` and `now_unix` are the same instant on the history's
 /// clock and in Unix seconds.

@@ -140,13 +140,22 @@ impl TableReadBack {
     }
 }
 
-/// An archiver config for `topic` into `catalog`; `extra` is appended (top-level YAML).
-pub fn config(stack: &Stack, topic: &str, group: &str, catalog: &Catalog, extra: &str) -> String {
+/// An archiver config for `topic` into `catalog`, its dead letters to `dead_letter`; `extra` is
+/// appended (top-level YAML).
+pub fn config(
+    stack: &Stack,
+    topic: &str,
+    dead_letter: &str,
+    group: &str,
+    catalog: &Catalog,
+    extra: &str,
+) -> String {
     format!(
         "pipeline: {{namespace: tests, name: {group}}}
 source: {{bootstrapServers: '{b}', topic: {topic}, consumerGroup: {group}, kafka: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000'}}}}
 catalog: {{kind: sql, name: {name}, uri: '{uri}', warehouse: '{wh}'}}
 table: {{namespace: {ns}, name: {table}}}
+deadLetter: {{topic: {dead_letter}}}
 {extra}",
         b = stack.kafka_bootstrap,
         name = catalog.name,

@@ -9,6 +9,7 @@ pub mod agree;
 pub mod avro;
 pub mod catalog;
 pub mod config;
+pub mod dead_letter;
 pub mod event;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod invariants;

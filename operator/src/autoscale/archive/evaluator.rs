@@ -27,6 +27,7 @@ use crate::autoscale::{
     evaluator::{CONCURRENCY, KAFKA_DEADLINE},
     history::History,
     model::{Decision, LagSample, Limits},
+    rebuild,
     signals::kafka_lag::{GroupSample, LagSource, LagTarget},
 };
 
@@ -77,6 +78,8 @@ struct State {
     last_end: Option<(f64, i64)>,
     progress: Progress,
     latest: Option<ArchiveEvaluation>,
+    /// The history was rebuilt from Prometheus (or that was tried) after this operator started.
+    rebuilt: bool,
 }
 
 /// Shared between the loop and the reconciles.
@@ -194,9 +197,14 @@ impl ArchiveEvaluator {
             None => Err("no Prometheus URL configured (--prometheus-url)".into()),
         };
         let now = self.started.elapsed().as_secs_f64();
+        let partitions = group.as_ref().ok().map(|g| g.lag.partitions);
+        let rebuilt = self.rebuild_once(key, reg, partitions, now).await;
         let mut states = self.states.lock().expect("archive lock");
         let st = states.entry(key.clone()).or_default();
         st.in_flight = false;
+        if let Some(h) = rebuilt {
+            st.history = h;
+        }
         let (evaluation, end) = evaluate_once(
             reg,
             now,
@@ -211,6 +219,49 @@ impl ArchiveEvaluator {
         }
         tracing::debug!(pipeline = %key, reason = evaluation.decision.reason, archivers = evaluation.decision.replicas, message = %evaluation.decision.message, "archivers evaluated");
         st.latest = Some(evaluation);
+    }
+}
+
+impl ArchiveEvaluator {
+    /// After an operator (re)start, rebuilds the archivers' history from what Prometheus
+    /// recorded of them, once, as the workers' is ([`crate::autoscale::rebuild`]): windows and
+    /// cooldowns continue where the last operator left them.
+    async fn rebuild_once(
+        &self,
+        key: &ObjectRef<ImpressionPipeline>,
+        reg: &ArchiveRegistration,
+        partitions: Option<i32>,
+        now: f64,
+    ) -> Option<History> {
+        {
+            let mut states = self.states.lock().expect("archive lock");
+            let st = states.entry(key.clone()).or_default();
+            if st.rebuilt {
+                return None;
+            }
+            st.rebuilt = true;
+        }
+        let (prometheus, partitions) = (self.prometheus.as_ref()?, partitions?);
+        let read = prometheus
+            .history(
+                &reg.namespace,
+                &reg.name,
+                &reg.rate_window,
+                rebuild::span_seconds(&reg.policy),
+                rebuild::step_seconds(reg.interval),
+            )
+            .await;
+        match rebuild::from_read(read, partitions, &reg.policy, now) {
+            Ok(Some((history, points))) => {
+                tracing::info!(pipeline = %key, points, "rebuilt the archivers' scaling history from Prometheus");
+                Some(history)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(pipeline = %key, error = %e, "cannot rebuild the archivers' scaling history");
+                None
+            }
+        }
     }
 }
 

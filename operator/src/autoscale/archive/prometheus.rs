@@ -9,7 +9,13 @@
 use prometheus_http_query::response::Data;
 
 use super::signals::ArchiveThroughput;
-use crate::autoscale::signals::{fleet_query::render, prometheus::Breaker};
+use crate::autoscale::{
+    model::HistoryPoint,
+    signals::{
+        fleet_query::render,
+        prometheus::{Breaker, HistoryQueries, read_history},
+    },
+};
 
 /// The label that names the signal in the answer.
 const LABEL: &str = "impressions_signal";
@@ -40,6 +46,32 @@ pub const QUERIES: [(&str, &str); 5] = [
         "sum(increase(impressions_archiver_commits_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\",outcome=\"failed\"}[{window}]))",
     ),
 ];
+
+/// The archivers' backlog over time (records of their partitions not yet taken: the group's
+/// lag less what waits for a commit, [`super::signals::backlog`]), for the history's rebuild.
+pub const LAG: &str =
+    "sum(impressions_archiver_consumer_lag{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})";
+
+fn template(signal: &str) -> &'static str {
+    QUERIES
+        .iter()
+        .find(|(s, _)| *s == signal)
+        .map(|(_, t)| *t)
+        .expect("a signal of QUERIES")
+}
+
+/// The series of a pipeline's archivers whose history the decision needs after an operator
+/// restart: processed rate, busy fraction, backlog, archivers reporting.
+pub fn history_queries(namespace: &str, pipeline: &str, window: &str) -> HistoryQueries {
+    let r = |t: &str| render(t, namespace, pipeline, window);
+    HistoryQueries {
+        processed: r(template("processed")),
+        busy: r(template("busy")),
+        cpu: None,
+        lag: r(LAG),
+        replicas: r(template("archivers")),
+    }
+}
 
 /// The one query of a pipeline.
 pub fn query(namespace: &str, pipeline: &str, window: &str) -> String {
@@ -111,11 +143,45 @@ impl ArchivePrometheus {
             .await?;
         Ok(read(res.data()))
     }
+
+    /// The last `seconds` of the pipeline's archivers' history at `step`-second resolution.
+    pub async fn history(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        window: &str,
+        seconds: i64,
+        step: f64,
+    ) -> Result<Vec<HistoryPoint>, String> {
+        let queries = history_queries(namespace, pipeline, window);
+        read_history(&self.client, &self.breaker, &queries, seconds, step).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_reads_the_archivers_series() {
+        let q = history_queries("ns", "eu", "1m");
+        assert!(q.processed.starts_with("sum(rate(impressions_archiver_records_consumed_total{namespace=\"ns\",pipeline=\"eu\"}[1m]"), "{q:?}");
+        assert!(
+            q.busy.contains("impressions_archiver_busy_seconds_total"),
+            "{q:?}"
+        );
+        assert!(
+            q.lag
+                .starts_with("sum(impressions_archiver_consumer_lag{namespace=\"ns\""),
+            "{q:?}"
+        );
+        assert!(
+            q.replicas
+                .starts_with("count(impressions_archiver_busy_seconds_total"),
+            "{q:?}"
+        );
+        assert_eq!(q.cpu, None, "the archivers export no CPU limit series");
+    }
 
     #[test]
     fn one_query_answers_every_signal() {

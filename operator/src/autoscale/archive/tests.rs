@@ -13,7 +13,7 @@ use super::{
 };
 use crate::autoscale::{
     history::History,
-    model::LagSample,
+    model::{HistoryPoint, LagSample},
     signals::kafka_lag::{GroupSample, LagTarget},
 };
 
@@ -97,6 +97,16 @@ impl Fleet {
 
 /// Runs `arrivals` (records/s per 15-s interval) and returns the archivers after each.
 fn run(arrivals: &[f64], partitions: i32) -> Vec<i32> {
+    run_with_restart(arrivals, partitions, None)
+}
+
+/// Unix seconds of the simulation's time 0.
+const UNIX_AT_ZERO: f64 = 1_700_000_000.0;
+
+/// As [`run`], with the operator restarted before evaluation `restart.0`: its history is gone,
+/// and rebuilt (`restart.1`) from the points Prometheus recorded of the archivers until then
+/// (processed rate, busy fraction, backlog, archivers reporting, one point per evaluation).
+fn run_with_restart(arrivals: &[f64], partitions: i32, restart: Option<(usize, bool)>) -> Vec<i32> {
     let mut fleet = Fleet {
         partitions,
         end: 0,
@@ -107,9 +117,35 @@ fn run(arrivals: &[f64], partitions: i32) -> Vec<i32> {
     };
     let (mut history, mut progress) = (History::default(), Progress::default());
     let (mut replicas, mut last_end, mut out) = (1, None, Vec::new());
+    let mut recorded = Vec::new();
     for (i, arrival) in arrivals.iter().enumerate() {
         let now = 15.0 * (i + 1) as f64;
+        if let Some((at, rebuild)) = restart
+            && at == i
+        {
+            // the new operator's clock starts again; its first evaluation reads Prometheus
+            history = if rebuild {
+                crate::autoscale::rebuild::rebuild(
+                    &recorded,
+                    partitions,
+                    &reg(replicas).policy,
+                    now,
+                    UNIX_AT_ZERO + now,
+                )
+            } else {
+                History::default()
+            };
+            progress = Progress::default();
+            last_end = None;
+        }
         let (group, tp) = fleet.step(*arrival, replicas, 15.0, true);
+        recorded.push(HistoryPoint {
+            at: UNIX_AT_ZERO + now,
+            processed_rate: tp.processed.unwrap(),
+            busy_fraction: tp.busy.unwrap(),
+            lag: super::signals::backlog(group.lag.total, tp.pending),
+            replicas: tp.archivers.unwrap() as i32,
+        });
         let (e, end) = evaluate_once(
             &reg(replicas),
             now,
@@ -145,6 +181,35 @@ fn a_step_of_traffic_scales_the_archivers_up_and_back_down() {
     assert!(
         *replicas.last().unwrap() <= 2,
         "back down after the step: {replicas:?}"
+    );
+}
+
+#[test]
+fn after_an_operator_restart_the_rebuilt_history_keeps_the_scale_down_on_time() {
+    // a step to 3000/s, then 500/s: the fleet shrinks once the scale-down window has seen the
+    // low load; the operator restarts 90 s into the low load, 30 s before that
+    let mut arrivals = vec![3000.0; 8];
+    arrivals.extend([500.0; 16]);
+    let restart_at = 14;
+    let through = run(&arrivals, 12);
+    let rebuilt = run_with_restart(&arrivals, 12, Some((restart_at, true)));
+    let forgotten = run_with_restart(&arrivals, 12, Some((restart_at, false)));
+    let first_down = |r: &[i32]| {
+        (restart_at..r.len())
+            .find(|i| r[*i] < r[restart_at - 1])
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        through[restart_at - 1] >= 4,
+        "scaled up by the step: {through:?}"
+    );
+    assert_eq!(
+        rebuilt, through,
+        "the rebuilt history decides as the one the restart lost"
+    );
+    assert!(
+        first_down(&forgotten) >= first_down(&through) + 4,
+        "without it the scale-down waits a whole window again: {forgotten:?} vs {through:?}"
     );
 }
 

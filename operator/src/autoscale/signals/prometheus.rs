@@ -353,49 +353,137 @@ impl PrometheusThroughput {
         seconds: i64,
         step: f64,
     ) -> Result<Vec<HistoryPoint>, String> {
-        let end = k8s_openapi::jiff::Timestamp::now().as_second();
-        let start = end - seconds;
-        let series = |template: &str| {
-            let query = render(template, namespace, pipeline, &q.rate_window);
-            let (client, breaker) = (self.client.clone(), self.breaker.clone());
-            async move {
-                let res = breaker
-                    .call(client.query_range(query.as_str(), start, end, step).get())
-                    .await?;
-                let points: std::collections::BTreeMap<i64, f64> = res
-                    .data()
-                    .as_matrix()
-                    .and_then(|m| m.first())
-                    .map(|rv| {
-                        rv.samples()
-                            .iter()
-                            .map(|s| (s.timestamp() as i64, s.value()))
-                            .filter(|(_, v)| v.is_finite())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Ok::<_, String>(points)
-            }
+        let r = |template: &str| render(template, namespace, pipeline, &q.rate_window);
+        let queries = HistoryQueries {
+            processed: r(&q.processed_rate),
+            busy: r(&q.busy_fraction),
+            cpu: Some(r(&q.cpu_fraction)),
+            lag: r(&q.lag),
+            replicas: r(&q.replicas),
         };
-        let (processed, busy, cpu, lag, replicas) = futures::try_join!(
-            series(&q.processed_rate),
-            series(&q.busy_fraction),
-            series(&q.cpu_fraction),
-            series(&q.lag),
-            series(&q.replicas)
-        )?;
-        Ok(processed
-            .iter()
-            .filter_map(|(t, p)| {
-                Some(HistoryPoint {
-                    at: *t as f64,
-                    processed_rate: *p,
-                    busy_fraction: busy_fraction(busy.get(t).copied(), cpu.get(t).copied())?,
-                    lag: *lag.get(t)?,
-                    replicas: *replicas.get(t)? as i32,
+        read_history(&self.client, &self.breaker, &queries, seconds, step).await
+    }
+}
+
+/// The queries (rendered for one fleet) whose series make a scaling history: the workers' from
+/// the ScalingPolicy's templates, the archivers' from theirs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryQueries {
+    pub processed: String,
+    pub busy: String,
+    /// The CPU used of the limit, raising the busy fraction where it has points.
+    pub cpu: Option<String>,
+    pub lag: String,
+    pub replicas: String,
+}
+
+/// The last `seconds` of `queries` at `step`-second resolution, all read at once within the
+/// breaker's deadline; the points where processed rate, busy fraction, lag and replicas are
+/// all known ([`join_history`]).
+pub async fn read_history(
+    client: &prometheus_http_query::Client,
+    breaker: &Breaker,
+    queries: &HistoryQueries,
+    seconds: i64,
+    step: f64,
+) -> Result<Vec<HistoryPoint>, String> {
+    let end = k8s_openapi::jiff::Timestamp::now().as_second();
+    let start = end - seconds;
+    let series = |query: Option<&str>| {
+        let query = query.map(str::to_owned);
+        let (client, breaker) = (client.clone(), breaker.clone());
+        async move {
+            let Some(query) = query else {
+                return Ok(Series::new());
+            };
+            let res = breaker
+                .call(client.query_range(query.as_str(), start, end, step).get())
+                .await?;
+            let points: Series = res
+                .data()
+                .as_matrix()
+                .and_then(|m| m.first())
+                .map(|rv| {
+                    rv.samples()
+                        .iter()
+                        .map(|s| (s.timestamp() as i64, s.value()))
+                        .filter(|(_, v)| v.is_finite())
+                        .collect()
                 })
+                .unwrap_or_default();
+            Ok::<_, String>(points)
+        }
+    };
+    let (processed, busy, cpu, lag, replicas) = futures::try_join!(
+        series(Some(&queries.processed)),
+        series(Some(&queries.busy)),
+        series(queries.cpu.as_deref()),
+        series(Some(&queries.lag)),
+        series(Some(&queries.replicas))
+    )?;
+    Ok(join_history(&processed, &busy, &cpu, &lag, &replicas))
+}
+
+/// One series of a range query: Unix seconds → value.
+pub type Series = std::collections::BTreeMap<i64, f64>;
+
+/// The history points at the processed rate's timestamps where busy fraction (or CPU
+/// fraction), lag and replicas have a value too. Pure.
+pub fn join_history(
+    processed: &Series,
+    busy: &Series,
+    cpu: &Series,
+    lag: &Series,
+    replicas: &Series,
+) -> Vec<HistoryPoint> {
+    processed
+        .iter()
+        .filter_map(|(t, p)| {
+            Some(HistoryPoint {
+                at: *t as f64,
+                processed_rate: *p,
+                busy_fraction: busy_fraction(busy.get(t).copied(), cpu.get(t).copied())?,
+                lag: *lag.get(t)?,
+                replicas: *replicas.get(t)? as i32,
             })
-            .collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn a_point_needs_every_series_but_the_cpu() {
+        let s = |v: &[(i64, f64)]| v.iter().copied().collect::<Series>();
+        let points = join_history(
+            &s(&[(10, 100.0), (20, 110.0), (30, 120.0)]),
+            &s(&[(10, 0.2), (20, 0.3), (30, 0.4)]),
+            &s(&[(20, 0.5)]),
+            &s(&[(10, 5.0), (30, 7.0)]),
+            &s(&[(10, 2.0), (20, 2.0), (30, 3.0)]),
+        );
+        assert_eq!(
+            points,
+            [
+                HistoryPoint {
+                    at: 10.0,
+                    processed_rate: 100.0,
+                    busy_fraction: 0.2,
+                    lag: 5.0,
+                    replicas: 2
+                },
+                HistoryPoint {
+                    at: 30.0,
+                    processed_rate: 120.0,
+                    busy_fraction: 0.4,
+                    lag: 7.0,
+                    replicas: 3
+                },
+            ],
+            "20 has no lag"
+        );
     }
 }
 

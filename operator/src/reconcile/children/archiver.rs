@@ -2,7 +2,9 @@
 //! (its own format, docs/archive.md), its ConfigMap and its Deployment. The archiver reads the
 //! pipeline's sink topic with a consumer group of its own; the SQL catalog's URI comes from a
 //! Secret when the spec names one (`ARCHIVER_CATALOG_URI`), the sink cluster's client settings
-//! from the sink's (else the source's) Secret (`ARCHIVER__SOURCE__KAFKA__…`).
+//! from the sink's (else the source's) Secret (`ARCHIVER__SOURCE__KAFKA__…`). Records it cannot
+//! archive go to the pipeline's dead-letter topic (`sink.deadLetterTopic`, cut to
+//! `sink.deadLetterMaxPayloadBytes`), where the workers' rejected events go.
 
 use impressions_crds::{
     ImpressionPipeline,
@@ -60,9 +62,14 @@ pub fn render(p: &ImpressionPipeline, ns: &str, archive: &ArchiveSpec) -> Result
             },
             "targetFileSizeBytes": archive.target_file_size_bytes(),
         },
+        // the pipeline's own dead-letter topic, beside the sink topic the archiver reads
+        "deadLetter": { "topic": s.sink.dead_letter_topic },
         "commitIntervalSeconds": archive.commit_interval_seconds(),
         "metrics": { "listen": format!("0.0.0.0:{}", labels::METRICS_PORT) },
     });
+    if let Some(n) = s.sink.dead_letter_max_payload_bytes {
+        doc["deadLetter"]["maxPayloadBytes"] = json!(n);
+    }
     if let Some(cap) = archive.max_records_per_second {
         doc["maxRecordsPerSecond"] = json!(cap);
     }

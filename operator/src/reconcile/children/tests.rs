@@ -306,6 +306,11 @@ fn archiver_config_carries_every_archive_field() {
     );
     assert_eq!(doc["commitIntervalSeconds"], 60);
     assert_eq!(doc["maxRecordsPerSecond"], 400);
+    assert_eq!(
+        doc["deadLetter"],
+        serde_json::json!({"topic": "dlq"}),
+        "the pipeline's dead-letter topic"
+    );
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(

@@ -76,6 +76,7 @@ async fn main() {
     let cfg = config(
         stack,
         &t.out,
+        &t.dlq,
         &format!("{}-archiver", t.group),
         &catalog,
         &format!("commitIntervalSeconds: {interval}"),
