@@ -81,7 +81,8 @@ stop() {
 trap stop EXIT
 
 echo "== installing the CRDs"
-kubectl apply --server-side -f crds/yaml/ >/dev/null
+# The CRDs of this checkout win over whatever an earlier run (tests, another checkout) applied.
+kubectl apply --server-side --force-conflicts -f crds/yaml/ >/dev/null
 kubectl wait --for condition=Established --timeout=60s \
   crd/impressionpipelines.impressions.dev crd/scalingpolicies.impressions.dev >/dev/null
 
