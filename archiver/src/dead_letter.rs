@@ -94,16 +94,12 @@ impl DeadLetters {
         }
         if let Some(t) = &truncated {
             self.metrics.dead_letters_truncated.inc();
-            let size = t.original_size.to_string();
-            hs = hs
-                .insert(Header {
-                    key: headers::ORIGINAL_SIZE,
-                    value: Some(size.as_str()),
-                })
-                .insert(Header {
-                    key: headers::ORIGINAL_SHA256,
-                    value: Some(t.sha256.as_str()),
+            for (key, value) in t.headers() {
+                hs = hs.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
                 });
+            }
         }
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
             .payload(payload)

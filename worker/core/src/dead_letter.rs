@@ -37,6 +37,16 @@ pub struct Truncated {
     pub sha256: String,
 }
 
+impl Truncated {
+    /// The headers that say what the original payload was: its size and its SHA-256.
+    pub fn headers(&self) -> [(&'static str, String); 2] {
+        [
+            (headers::ORIGINAL_SIZE, self.original_size.to_string()),
+            (headers::ORIGINAL_SHA256, self.sha256.clone()),
+        ]
+    }
+}
+
 /// The payload a dead letter carries: the original bytes when they are at most `max` bytes,
 /// else their first `max` bytes and what the original was. A dead letter is cut rather than
 /// dropped, and cut before it is produced, so that neither the producer nor the broker refuses

@@ -123,16 +123,12 @@ impl Sink {
             });
         if let Some(t) = &truncated {
             self.metrics.dead_letters_truncated.inc();
-            let size = t.original_size.to_string();
-            hs = hs
-                .insert(Header {
-                    key: headers::ORIGINAL_SIZE,
-                    value: Some(size.as_str()),
-                })
-                .insert(Header {
-                    key: headers::ORIGINAL_SHA256,
-                    value: Some(t.sha256.as_str()),
+            for (key, value) in t.headers() {
+                hs = hs.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
                 });
+            }
         }
         let mut rec = BaseRecord::with_opaque_to(&self.dead_letter_topic, chunk.clone())
             .payload(payload)
