@@ -103,14 +103,17 @@ async fn a_planned_surge_raises_the_replicas_before_it_starts() {
         "the pre-scale came {:.1} s early",
         start - risen
     );
-    let d = api
-        .get("eu")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .last_decision
-        .unwrap();
+    // The operator applies the Deployment before it writes the status: the decision that
+    // raised it shows there a moment later, before the next evaluation (5 s) replaces it.
+    let d = eventually(
+        Duration::from_secs(4),
+        "the decision 1 -> 3 in status.lastDecision",
+        || async {
+            let d = api.get("eu").await.ok()?.status?.last_decision?;
+            (d.to == 3).then_some(d)
+        },
+    )
+    .await;
     assert_eq!(
         (d.from, d.to, d.reason.as_str()),
         (1, 3, "ScaleUpPlannedSurge"),
