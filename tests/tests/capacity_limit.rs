@@ -10,11 +10,13 @@
 //! the measured throughput (librdkafka's threads and the CFS throttling share the quota and were
 //! left out), and a fleet sized on that falls behind.
 //!
-//! From below the estimate is not within 15 %: at two thirds of its saturated throughput the
-//! worker already uses ~96 % of its limit (an event costs ~1.5× the CPU it costs saturated, when
-//! fetches and produce batches are full), so a CPU-based estimate at partial load reads ~30 % low,
-//! and the fleet is sized with that much more headroom. The test bounds it at half the measured
-//! throughput. The figures are written to `target/e2e/capacity-limit.json`
+//! From below the estimate is within 15 % in some runs and not others: at ~60 % of its saturated
+//! throughput the worker uses 65-82 % of its limit (an event costs 1.2-1.5× the CPU it costs
+//! saturated, when the CPU runs its whole quota with warm caches), so a CPU-based estimate at
+//! partial load reads 1-22 % low (mean −13 % in five runs with the worker's 1 MiB fetches and
+//! 50 ms linger; −24 % to −39 % with 64 KiB fetches and 5 ms linger), and the fleet is sized with
+//! that much more headroom. The test bounds it at 30 % below. The figures are written to
+//! `target/e2e/capacity-limit.json`
 //! (`docs/results/capacity-limit.json` is a copy, quoted in docs/benchmarks.md).
 
 use std::time::{Duration, Instant};
@@ -43,7 +45,7 @@ const LOAD: f64 = 4000.0;
 /// The estimate may read the worker at most this much stronger than it is measured saturated.
 const ABOVE: f64 = 0.15;
 /// ... and at most this much weaker (CPU per event at partial load, see above).
-const BELOW: f64 = 0.5;
+const BELOW: f64 = 0.3;
 
 /// What the worker's /metrics and its cgroup said at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -187,11 +189,12 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
     half.wait();
     let (half_rate, half_busy, half_cpu, ..) = rates(&a0, &a1);
 
-    // Saturated: three times the load, the processed rate over 10 s while the backlog grows.
-    let mut burst = LoadgenRun::start(stack, &raw, &format!("constant:{}", 3.0 * LOAD), 16.0, 2);
+    // Saturated: three times the load, the processed rate over 20 s while the backlog grows
+    // (over 10 s it moved by ±10 % between runs).
+    let mut burst = LoadgenRun::start(stack, &raw, &format!("constant:{}", 3.0 * LOAD), 26.0, 2);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let b0 = read();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let b1 = read();
     let backlog = sampler
         .since(sampler.now() - 3.0)

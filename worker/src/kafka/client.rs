@@ -34,13 +34,16 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
             },
         )
         .set("statistics.interval.ms", "5000")
-        // A fetch waits for 64 KiB (or 100 ms): with librdkafka's default of one byte, a worker
+        // A fetch waits for 1 MiB (or 250 ms): with librdkafka's default of one byte, a worker
         // at a few hundred events/s fetched each producer batch on its own, and the requests
         // cost it 3× the CPU per event it spends saturated (108 vs 33 µs per event at 500/s,
-        // docs/benchmarks.md); under a CPU limit that made a lightly loaded worker read as
-        // nearly full. Busy partitions fill 64 KiB at once, so throughput is unchanged.
-        .set("fetch.min.bytes", "65536")
-        .set("fetch.wait.max.ms", "100")
+        // docs/benchmarks.md). With 64 KiB a worker at 70 % of its saturated rate under a 50m
+        // limit still used 86-90 % of the limit; with 1 MiB 69-72 %, so its CPU is nearly
+        // proportional to its events and the operator's estimate (events / CPU fraction) reads
+        // its capacity within 15 %. Busy partitions fill 1 MiB at once; an event waits at most
+        // 250 ms more on a quiet one.
+        .set("fetch.min.bytes", "1048576")
+        .set("fetch.wait.max.ms", "250")
         .set("queued.max.messages.kbytes", "65536")
         // When the local queue is full librdkafka pauses fetching for this long (1 s by
         // default), which idles a worker that is only slightly slower than its fetcher.
@@ -70,7 +73,9 @@ pub fn producer(cfg: &WorkerConfig) -> ClientConfig {
         )
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // Fuller produce batches for the same reason as the consumer's fetch size: fewer
+        // requests per event at part load; at most 50 ms more latency.
+        .set("linger.ms", "50")
         .set("batch.size", "1000000")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "200000")
@@ -202,19 +207,21 @@ catalog: {topic: titles}
     }
 
     #[test]
-    fn fetches_wait_for_64_kib_unless_the_pipeline_says_otherwise() {
+    fn fetches_wait_for_1_mib_and_batches_linger_unless_the_pipeline_says_otherwise() {
         let cfg = WorkerConfig::from_yaml(BASE, Vec::<(String, String)>::new()).unwrap();
-        assert_eq!(consumer(&cfg).get("fetch.min.bytes"), Some("65536"));
-        assert_eq!(consumer(&cfg).get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(consumer(&cfg).get("fetch.min.bytes"), Some("1048576"));
+        assert_eq!(consumer(&cfg).get("fetch.wait.max.ms"), Some("250"));
+        assert_eq!(producer(&cfg).get("linger.ms"), Some("50"));
         let own = WorkerConfig::from_yaml(
             &BASE.replace(
                 "consumerGroup: demo.impressions}",
-                "consumerGroup: demo.impressions, kafka: {fetch.min.bytes: '1'}}",
+                "consumerGroup: demo.impressions, kafka: {fetch.min.bytes: '1', linger.ms: '5'}}",
             ),
             Vec::<(String, String)>::new(),
         )
         .unwrap();
         assert_eq!(consumer(&own).get("fetch.min.bytes"), Some("1"));
+        assert_eq!(producer(&own).get("linger.ms"), Some("5"));
     }
 
     #[test]
