@@ -280,6 +280,15 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
             d.message = format!(
                 "{why}; held: a signal is the last good read standing in for a failed one (no scale-down on stale data)"
             );
+        } else if d.replicas > cur && s.lag_stale {
+            // The source cluster did not answer the operator: it is likely not answering the
+            // workers either (their processed rate falls, which reads as less capacity), and
+            // more of them would only add a rebalance to its recovery.
+            d.replicas = cur;
+            d.reason = "HoldStaleMetrics";
+            d.message = format!(
+                "{why}; held: the lag is the last good read standing in for a failed one (the source cluster did not answer: no scaling up on it)"
+            );
         }
     }
     d

@@ -284,6 +284,7 @@ impl Evaluator {
             busy_fraction: tp.and_then(|t| t.busy_fraction),
             workers: tp.and_then(|t| t.workers),
             stale,
+            lag_stale: lag.is_some() && !lag_fresh,
         };
         if problem.is_none()
             && (signals.processed_rate.is_none() || signals.busy_fraction.is_none())

@@ -24,9 +24,12 @@ pub struct Signals {
     /// look weaker (and the fleet over-scale).
     pub workers: Option<f64>,
     /// A signal is a stand-in: the last good read of a signal whose read failed (within
-    /// `staleAfterSeconds`). The decision may scale up on it, never down, and the evaluation
+    /// `staleAfterSeconds`). The decision may scale up on it (not on a stale lag), never down, and the evaluation
     /// counts as a gap in the scale-down window.
     pub stale: bool,
+    /// The lag is such a stand-in: the operator could not read the source cluster this time.
+    /// Workers are unlikely to read it better, so the decision does not scale up on it either.
+    pub lag_stale: bool,
 }
 
 /// The ScalingPolicy as the decision reads it: bounds, targets and steps, the pipeline's

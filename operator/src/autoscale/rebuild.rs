@@ -71,6 +71,7 @@ pub fn rebuild(
             busy_fraction: Some(p.busy_fraction),
             workers: None,
             stale: false,
+            lag_stale: false,
         };
         let d = decide(&s, policy, &h);
         h.record(t, s.lag, p.replicas, &d, false);
@@ -115,6 +116,7 @@ mod tests {
             busy_fraction: Some(0.175),
             workers: None,
             stale: false,
+            lag_stale: false,
         };
         let d = decide(&s, &policy(), &h);
         assert_eq!((d.reason, d.replicas), ("ScaleDown", 4), "{}", d.message);

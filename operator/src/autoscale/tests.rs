@@ -52,6 +52,7 @@ fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
         busy_fraction: Some((processed / capacity).clamp(0.02, 1.0)),
         workers: None,
         stale: false,
+        lag_stale: false,
     }
 }
 
@@ -234,6 +235,7 @@ fn ineffective_scale_up_stops_further_scale_ups() {
         busy_fraction: Some(1.0),
         workers: None,
         stale: false,
+        lag_stale: false,
     };
     let d = decide(&sink_bound(0.0, 2), &p, &h);
     assert!(d.replicas > 2);
@@ -352,10 +354,24 @@ fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
     // Fresh again at 130 s: the 120 s down window must be refilled before any scale-down.
     let fresh = decide(&signals(130.0, 8, 2000.0, 0.0), &p, &h);
     assert_eq!(fresh.replicas, 8, "{}", fresh.message);
-    // A stand-in may still justify a scale-up.
+    // A stand-in for Prometheus may still justify a scale-up (the lag is read fresh) ...
     let mut up = signals(0.0, 2, 8000.0, 0.0);
     up.stale = true;
     assert!(decide(&up, &p, &History::default()).replicas > 2);
+    // ... a stand-in for the lag may not: the source cluster did not answer the operator.
+    up.lag_stale = true;
+    let held = decide(&up, &p, &History::default());
+    assert_eq!(
+        (held.reason, held.replicas),
+        ("HoldStaleMetrics", 2),
+        "{}",
+        held.message
+    );
+    assert!(
+        held.message.contains("the source cluster did not answer"),
+        "{}",
+        held.message
+    );
 }
 
 /// `signals` on a topic of `partitions` partitions.

@@ -2,6 +2,7 @@
 //! before a partition is given away) and statistics (lag per partition).
 
 use std::{
+    collections::BTreeSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -30,6 +31,10 @@ pub struct SourceContext {
     pub auth: Arc<AuthWatch>,
     /// Partitions whose lag gauge is set, to clear on revoke.
     lag_partitions: Mutex<Vec<i32>>,
+    /// The partitions assigned, kept from the rebalances themselves: asking librdkafka
+    /// (`rd_kafka_assignment`) from a rebalance callback waits without a deadline for its main
+    /// thread, and a worker hung there after a broker came back from a hang (the chaos suite).
+    assigned: Mutex<BTreeSet<i32>>,
 }
 
 impl std::fmt::Debug for SourceContext {
@@ -58,6 +63,7 @@ impl SourceContext {
             transactions: None,
             auth,
             lag_partitions: Mutex::new(Vec::new()),
+            assigned: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -148,6 +154,12 @@ impl ConsumerContext for SourceContext {
                 self.commit_now(consumer);
             }
             self.tracker.forget(&revoked);
+            let mut assigned = self.assigned.lock().expect("assignment lock");
+            for p in &revoked {
+                assigned.remove(p);
+            }
+            self.metrics.assigned_partitions.set(assigned.len() as i64);
+            drop(assigned);
             for p in revoked {
                 self.metrics.consumer_lag.remove(&PartitionLabels {
                     topic: self.topic.clone(),
@@ -157,13 +169,13 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Ok(a) = consumer.assignment() {
-            self.metrics.assigned_partitions.set(a.count() as i64);
-            if let Rebalance::Assign(tpl) = rebalance {
-                let added: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?added, total = a.count(), "partitions assigned");
-            }
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let added: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let mut assigned = self.assigned.lock().expect("assignment lock");
+            assigned.extend(&added);
+            self.metrics.assigned_partitions.set(assigned.len() as i64);
+            tracing::info!(?added, total = assigned.len(), "partitions assigned");
         }
     }
 }

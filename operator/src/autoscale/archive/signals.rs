@@ -49,6 +49,7 @@ pub fn signals(
         busy_fraction: tp.and_then(|t| t.busy),
         workers: tp.and_then(|t| t.archivers).filter(|a| *a >= 1.0),
         stale: false,
+        lag_stale: false,
     }
 }
 
