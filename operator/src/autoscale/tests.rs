@@ -247,6 +247,21 @@ fn ineffective_scale_up_stops_further_scale_ups() {
     let d = decide(&sink_bound(90.0, scaled), &p, &h);
     assert!(d.ineffective_scale_up, "{}", d.message);
     assert_eq!((d.replicas, d.reason), (scaled, "HoldIneffectiveScaleUp"));
+
+    // The same, but the source cluster stopped answering while the new replicas settled (the
+    // lag a stand-in, the workers blocked on it): their low rate is the outage's, and the
+    // scale-up is not judged by it.
+    let mut h = History::default();
+    let d = decide(&sink_bound(0.0, 2), &p, &h);
+    h.record(0.0, Some(10_000.0), 2, &d, true);
+    let mut blind = sink_bound(40.0, scaled);
+    (blind.stale, blind.lag_stale) = (true, true);
+    let d = decide(&blind, &p, &h);
+    h.record(40.0, Some(14_000.0), scaled, &d, d.replicas != scaled);
+    let d = decide(&sink_bound(75.0, scaled), &p, &h);
+    h.record(75.0, Some(17_500.0), scaled, &d, d.replicas != scaled);
+    let d = decide(&sink_bound(90.0, scaled), &p, &h);
+    assert!(!d.ineffective_scale_up, "{}", d.message);
 }
 
 #[test]
