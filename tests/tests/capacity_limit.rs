@@ -10,10 +10,10 @@
 //! the measured throughput (librdkafka's threads and the CFS throttling share the quota and were
 //! left out), and a fleet sized on that falls behind.
 //!
-//! From below the estimate is within 15 % in some runs and not others: at ~60 % of its saturated
-//! throughput the worker uses 65-82 % of its limit (an event costs 1.2-1.5× the CPU it costs
+//! From below the estimate is within 15 % in most runs, not all: at 45-70 % of its saturated
+//! throughput the worker uses 50-82 % of its limit (an event costs up to 1.5× the CPU it costs
 //! saturated, when the CPU runs its whole quota with warm caches), so a CPU-based estimate at
-//! partial load reads 1-22 % low (mean −13 % in five runs with the worker's 1 MiB fetches and
+//! partial load reads 1-22 % low (mean −12 % in six runs with the worker's 1 MiB fetches and
 //! 50 ms linger; −24 % to −39 % with 64 KiB fetches and 5 ms linger), and the fleet is sized with
 //! that much more headroom. The test bounds it at 30 % below. The figures are written to
 //! `target/e2e/capacity-limit.json`
