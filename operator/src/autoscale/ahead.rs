@@ -224,8 +224,8 @@ mod tests {
             processed_rate: Some(2600.0),
             busy_fraction: Some(0.65),
             workers: Some(4.0),
-            stale: false,
             lag_stale: false,
+            throughput_stale: false,
         }
     }
 

@@ -144,7 +144,7 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
         if stalled_for >= STALLED_SECONDS {
             d.reason = "HoldStalled";
             d.recommended = cur;
-            d.metrics_available = !s.stale;
+            d.metrics_available = !s.stale();
             d.message = format!(
                 "{why}; held: the {cur} workers processed {processed:.0}/s for {stalled_for:.0} s while {lag:.0} events waited — the fleet is stalled, not short of replicas (a sink that refuses, a worker stuck in a call: its liveness probe restarts it); scaling resumes when it moves"
             );
@@ -270,7 +270,7 @@ pub fn decide(s: &Signals, p: &Limits, h: &History) -> Decision {
     } else {
         d.message = format!("{why}; no change");
     }
-    if s.stale {
+    if s.stale() {
         // A stand-in for a failed read: it may justify more replicas, never fewer, and the
         // evaluation is a gap in the scale-down window.
         d.metrics_available = false;

@@ -265,7 +265,6 @@ impl Evaluator {
             stale_after,
             &mut problems,
         );
-        let stale = (lag.is_some() && !lag_fresh) || (tp.is_some() && !tp_fresh);
         let mut problem = (!problems.is_empty()).then(|| problems.join("; "));
         // A stand-in's end offsets do not move: no input rate from it.
         let input_rate = match (&lag, st.last_end) {
@@ -283,8 +282,8 @@ impl Evaluator {
             processed_rate: tp.and_then(|t| t.processed_rate),
             busy_fraction: tp.and_then(|t| t.busy_fraction),
             workers: tp.and_then(|t| t.workers),
-            stale,
             lag_stale: lag.is_some() && !lag_fresh,
+            throughput_stale: tp.is_some() && !tp_fresh,
         };
         if problem.is_none()
             && (signals.processed_rate.is_none() || signals.busy_fraction.is_none())

@@ -216,18 +216,17 @@ impl History {
             self.last_missing = Some(now);
         }
         self.blind = !d.metrics_available;
-        if !d.metrics_available {
-            // A scale-up whose settling a failed read interrupted is not judged: what the
-            // fleet processes then is the outage's (workers blocked on an unanswering broker
-            // read as replicas that add nothing), not the new replicas'.
-            self.pending = None;
-        }
         if d.metrics_available {
             self.stalled_since = if d.stalled {
                 Some(self.stalled_since.unwrap_or(now))
             } else {
                 None
             };
+        } else {
+            // A scale-up whose settling a failed read interrupted is not judged: what the
+            // fleet processes then is the outage's (workers blocked on an unanswering broker
+            // read as replicas that add nothing), not the new replicas'.
+            self.pending = None;
         }
         if let Some(lag) = lag
             && d.metrics_available

@@ -23,13 +23,20 @@ pub struct Signals {
     /// these rather than by `replicas`, so pending or crash-looping pods do not make each worker
     /// look weaker (and the fleet over-scale).
     pub workers: Option<f64>,
-    /// A signal is a stand-in: the last good read of a signal whose read failed (within
-    /// `staleAfterSeconds`). The decision may scale up on it (not on a stale lag), never down, and the evaluation
-    /// counts as a gap in the scale-down window.
-    pub stale: bool,
-    /// The lag is such a stand-in: the operator could not read the source cluster this time.
-    /// Workers are unlikely to read it better, so the decision does not scale up on it either.
+    /// The lag is a stand-in: the last good read standing in for a failed one (within
+    /// `staleAfterSeconds`); the operator could not read the source cluster this time.
     pub lag_stale: bool,
+    /// The throughput (processed rate, busy fraction) is such a stand-in: Prometheus failed.
+    pub throughput_stale: bool,
+}
+
+impl Signals {
+    /// A signal is a stand-in. The decision never scales down on it, scales up only on a stale
+    /// throughput (workers are unlikely to read a source cluster the operator could not), and
+    /// the evaluation counts as a gap in the scale-down window.
+    pub fn stale(&self) -> bool {
+        self.lag_stale || self.throughput_stale
+    }
 }
 
 /// The ScalingPolicy as the decision reads it: bounds, targets and steps, the pipeline's

@@ -70,8 +70,8 @@ pub fn rebuild(
             processed_rate: Some(p.processed_rate),
             busy_fraction: Some(p.busy_fraction),
             workers: None,
-            stale: false,
             lag_stale: false,
+            throughput_stale: false,
         };
         let d = decide(&s, policy, &h);
         h.record(t, s.lag, p.replicas, &d, false);
@@ -115,8 +115,8 @@ mod tests {
             processed_rate: Some(1400.0),
             busy_fraction: Some(0.175),
             workers: None,
-            stale: false,
             lag_stale: false,
+            throughput_stale: false,
         };
         let d = decide(&s, &policy(), &h);
         assert_eq!((d.reason, d.replicas), ("ScaleDown", 4), "{}", d.message);

@@ -51,8 +51,8 @@ fn signals(now: f64, replicas: i32, rate: f64, lag: f64) -> Signals {
         processed_rate: Some(processed),
         busy_fraction: Some((processed / capacity).clamp(0.02, 1.0)),
         workers: None,
-        stale: false,
         lag_stale: false,
+        throughput_stale: false,
     }
 }
 
@@ -234,8 +234,8 @@ fn ineffective_scale_up_stops_further_scale_ups() {
         processed_rate: Some(1000.0),
         busy_fraction: Some(1.0),
         workers: None,
-        stale: false,
         lag_stale: false,
+        throughput_stale: false,
     };
     let d = decide(&sink_bound(0.0, 2), &p, &h);
     assert!(d.replicas > 2);
@@ -255,7 +255,7 @@ fn ineffective_scale_up_stops_further_scale_ups() {
     let d = decide(&sink_bound(0.0, 2), &p, &h);
     h.record(0.0, Some(10_000.0), 2, &d, true);
     let mut blind = sink_bound(40.0, scaled);
-    (blind.stale, blind.lag_stale) = (true, true);
+    blind.lag_stale = true;
     let d = decide(&blind, &p, &h);
     h.record(40.0, Some(14_000.0), scaled, &d, d.replicas != scaled);
     let d = decide(&sink_bound(75.0, scaled), &p, &h);
@@ -346,7 +346,7 @@ fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
     let mut h = History::default();
     let p = policy();
     let mut s = signals(0.0, 8, 2000.0, 0.0);
-    s.stale = true;
+    s.throughput_stale = true;
     let d = decide(&s, &p, &h);
     assert_eq!(d.replicas, 8, "{}", d.message);
     // Even with a down window that held on fresh metrics, a stand-in does not scale down.
@@ -356,7 +356,7 @@ fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
         held.record(f64::from(t), Some(0.0), 8, &fresh, false);
     }
     let mut late = signals(165.0, 8, 2000.0, 0.0);
-    late.stale = true;
+    late.throughput_stale = true;
     let late = decide(&late, &p, &held);
     assert_eq!(
         (late.reason, late.replicas),
@@ -371,7 +371,7 @@ fn a_stand_in_for_a_failed_read_never_scales_down_and_breaks_the_down_window() {
     assert_eq!(fresh.replicas, 8, "{}", fresh.message);
     // A stand-in for Prometheus may still justify a scale-up (the lag is read fresh) ...
     let mut up = signals(0.0, 2, 8000.0, 0.0);
-    up.stale = true;
+    up.throughput_stale = true;
     assert!(decide(&up, &p, &History::default()).replicas > 2);
     // ... a stand-in for the lag may not: the source cluster did not answer the operator.
     up.lag_stale = true;
@@ -629,7 +629,7 @@ fn after_a_blind_spell_the_down_window_counts_from_the_first_fresh_read() {
     }
     for t in [200.0, 210.0, 220.0, 230.0] {
         let mut s = signals(t, 8, 2000.0, 0.0);
-        s.stale = true;
+        s.throughput_stale = true;
         let d = decide(&s, &p, &h);
         h.record(t, None, 8, &d, false);
     }

@@ -40,7 +40,7 @@ pub fn consumer(cfg: &WorkerConfig) -> ClientConfig {
         // docs/benchmarks.md). With 64 KiB a worker at 70 % of its saturated rate under a 50m
         // limit still used 86-90 % of the limit; with 1 MiB 69-72 %, so its CPU is nearly
         // proportional to its events and the operator's estimate (events / CPU fraction) reads
-        // its capacity within 15 %. Busy partitions fill 1 MiB at once; an event waits at most
+        // its capacity 1-22 % low instead of 24-39 %. Busy partitions fill 1 MiB at once; an event waits at most
         // 250 ms more on a quiet one.
         .set("fetch.min.bytes", "1048576")
         .set("fetch.wait.max.ms", "250")

@@ -48,8 +48,8 @@ pub fn signals(
         processed_rate: tp.and_then(|t| t.processed),
         busy_fraction: tp.and_then(|t| t.busy),
         workers: tp.and_then(|t| t.archivers).filter(|a| *a >= 1.0),
-        stale: false,
         lag_stale: false,
+        throughput_stale: false,
     }
 }
 

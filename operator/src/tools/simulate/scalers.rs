@@ -161,8 +161,8 @@ impl Autoscaler for Ours {
             busy_fraction: Some(o.busy_fraction),
             // Prometheus has series of the pods that run (a starting pod reports nothing yet).
             workers: Some(f64::from(o.running)),
-            stale: false,
             lag_stale: false,
+            throughput_stale: false,
         };
         let mut d = decide(&s, &self.policy, &self.history);
         let forecast = self.forecaster.as_mut().map(|f| {
