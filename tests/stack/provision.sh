@@ -6,6 +6,8 @@
 #   Apache Kafka (KRaft): jars from Maven Central (kafka/pom.xml)
 #   Prometheus + promtool: Debian's package
 #   pyiceberg (the archive tests' independent reader of the Iceberg tables): a venv from PyPI
+#   Apache Iceberg's REST catalog server (the archive tests' REST catalog): jars from Maven
+#   Central (iceberg-rest/pom.xml), run by iceberg-rest/run.sh with the machine's Java
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
@@ -82,6 +84,16 @@ install_pyiceberg() {
   touch "$out/.complete"
 }
 
+fetch_iceberg_rest() {
+  local out="$cache/iceberg-rest-$ICEBERG_REST_VERSION"
+  [[ -f "$out/lib/.complete" ]] && return
+  step "resolving Apache Iceberg's REST catalog server $ICEBERG_REST_VERSION from Maven Central"
+  rm -rf "$out" && mkdir -p "$out/lib"
+  mvn -q -B -f "$here/iceberg-rest/pom.xml" -Diceberg.version="$ICEBERG_REST_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$out/lib"
+  touch "$out/lib/.complete"
+}
+
 # Links the pinned binaries into one folder on the stack's PATH.
 link_bin() {
   ln -sf "$cache/kubernetes-$K8S_VERSION"/* "$cache/bin/"
@@ -92,17 +104,26 @@ link_bin() {
   rm -f "$cache/bin/pyiceberg-python"
   printf '#!/bin/sh\nexec "%s" "$@"\n' "$cache/pyiceberg-$PYICEBERG_VERSION/bin/python" >"$cache/bin/pyiceberg-python"
   chmod +x "$cache/bin/pyiceberg-python"
+  local rest="$cache/iceberg-rest-$ICEBERG_REST_VERSION"
+  if [[ -d "$rest/lib" ]]; then
+    # the script is copied (the cache outlives this work tree), its jars named by a wrapper
+    cp "$here/iceberg-rest/run.sh" "$rest/run.sh"
+    rm -f "$cache/bin/iceberg-rest-catalog"
+    printf '#!/bin/sh\nICEBERG_REST_LIB="%s" exec "%s" "$@"\n' "$rest/lib" "$rest/run.sh" >"$cache/bin/iceberg-rest-catalog"
+    chmod +x "$cache/bin/iceberg-rest-catalog"
+  fi
 }
 
 what="${1:-all}"
 case "$what" in
-  all) install_prometheus; fetch_kafka; build_etcd; build_kubernetes; install_helm; install_pyiceberg; link_bin ;;
+  all) install_prometheus; fetch_kafka; build_etcd; build_kubernetes; install_helm; install_pyiceberg; fetch_iceberg_rest; link_bin ;;
   prometheus) install_prometheus ;;
   kafka) fetch_kafka ;;
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   helm) install_helm ;;
   pyiceberg) install_pyiceberg; link_bin ;;
-  *) echo "usage: $0 [all|prometheus|kafka|etcd|kubernetes|helm|pyiceberg]" >&2; exit 2 ;;
+  iceberg-rest) fetch_iceberg_rest; link_bin ;;
+  *) echo "usage: $0 [all|prometheus|kafka|etcd|kubernetes|helm|pyiceberg|iceberg-rest]" >&2; exit 2 ;;
 esac
 step "done ($what) in $cache"

@@ -1,6 +1,7 @@
 """Reads an Iceberg table back with pyiceberg, independently of the archiver (tests/tests/archive.rs).
 
-Usage: read_table.py CATALOG_NAME SQLITE_URI WAREHOUSE NAMESPACE.TABLE
+Usage: read_table.py sql|rest CATALOG_NAME URI WAREHOUSE NAMESPACE.TABLE
+(sql: URI is the SQLite catalog's sqlite:/// URI; rest: the REST catalog's http:// URI)
 Prints one JSON object: the row count, the event ids (sorted, with repeats), the schema
 (name, type, required per top-level field), the partition spec, and the snapshots' summaries.
 """
@@ -8,12 +9,16 @@ Prints one JSON object: the row count, the event ids (sorted, with repeats), the
 import json
 import sys
 
+from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 
 def main() -> None:
-    name, uri, warehouse, ident = sys.argv[1:5]
-    catalog = SqlCatalog(name, uri=uri, warehouse=warehouse)
+    kind, name, uri, warehouse, ident = sys.argv[1:6]
+    if kind == "rest":
+        catalog = RestCatalog(name, uri=uri, warehouse=warehouse)
+    else:
+        catalog = SqlCatalog(name, uri=uri, warehouse=warehouse)
     table = catalog.load_table(ident)
     arrow = table.scan().to_arrow()
     ids = sorted(arrow.column("eventId").to_pylist()) if arrow.num_rows else []

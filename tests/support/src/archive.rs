@@ -1,11 +1,12 @@
-//! The `archiver` binary as a test process, its catalog (a SQLite file and a local warehouse
-//! per test), and the table read back with pyiceberg (the stack's venv), independently of the
-//! archiver's own Iceberg code.
+//! The `archiver` binary as a test process, its catalog (per test: a SQLite file and a local
+//! warehouse, or Apache Iceberg's REST catalog server on them), and the table read back with
+//! pyiceberg (the stack's venv), independently of the archiver's own Iceberg code.
 
 use std::{
     io::Write,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,16 +17,19 @@ use crate::{
     worker::{binary, free_port, parse_metric},
 };
 
-/// A test's catalog: a SQLite file and a warehouse folder of its own.
+/// A test's catalog: a SQLite file and a warehouse folder of its own, used directly (a SQL
+/// catalog) or behind a REST catalog server of its own.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub dir: PathBuf,
     pub name: String,
     pub namespace: String,
     pub table: String,
+    rest: Option<Arc<RestCatalogServer>>,
 }
 
 impl Catalog {
+    /// A SQL catalog on a SQLite file.
     pub fn new(prefix: &str) -> Catalog {
         let dir = std::env::temp_dir()
             .join("impressions-tests")
@@ -36,11 +40,34 @@ impl Catalog {
             name: "impressions".into(),
             namespace: "impressions".into(),
             table: "archive".into(),
+            rest: None,
         }
     }
 
+    /// A REST catalog: Apache Iceberg's REST catalog server (its test fixture, provisioned by the
+    /// stack), started for this catalog on a free port, its JDBC catalog on a SQLite file and its
+    /// warehouse the local folder. Stopped when the last clone is dropped.
+    pub fn rest(stack: &Stack, prefix: &str) -> Catalog {
+        let mut c = Catalog::new(prefix);
+        c.rest = Some(Arc::new(RestCatalogServer::start(stack, &c.dir)));
+        c
+    }
+
+    /// `sql` or `rest` (the archiver's `catalog.kind`).
+    pub fn kind(&self) -> &'static str {
+        if self.rest.is_some() { "rest" } else { "sql" }
+    }
+
     pub fn uri(&self) -> String {
-        format!("sqlite://{}/catalog.db?mode=rwc", self.dir.display())
+        match &self.rest {
+            Some(server) => server.uri(),
+            None => format!("sqlite://{}/catalog.db?mode=rwc", self.dir.display()),
+        }
+    }
+
+    /// The REST catalog server, when this catalog has one.
+    pub fn rest_server(&self) -> Option<&RestCatalogServer> {
+        self.rest.as_deref()
     }
 
     pub fn warehouse(&self) -> String {
@@ -79,11 +106,16 @@ impl Catalog {
             python.display()
         );
         let script = crate::repo_root().join("tests/support/py/read_table.py");
+        let uri = match &self.rest {
+            Some(server) => server.uri(),
+            None => format!("sqlite:///{}/catalog.db", self.dir.display()),
+        };
         let out = Command::new(&python)
             .arg(script)
             .args([
+                self.kind(),
                 &self.name,
-                &format!("sqlite:///{}/catalog.db", self.dir.display()),
+                &uri,
                 &self.warehouse(),
                 &format!("{}.{}", self.namespace, self.table),
             ])
@@ -153,17 +185,91 @@ pub fn config(
     format!(
         "pipeline: {{namespace: tests, name: {group}}}
 source: {{bootstrapServers: '{b}', topic: {topic}, consumerGroup: {group}, kafka: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000'}}}}
-catalog: {{kind: sql, name: {name}, uri: '{uri}', warehouse: '{wh}'}}
+catalog: {{kind: {kind}, name: {name}, uri: '{uri}', warehouse: '{wh}'}}
 table: {{namespace: {ns}, name: {table}}}
 deadLetter: {{topic: {dead_letter}}}
 {extra}",
         b = stack.kafka_bootstrap,
+        kind = catalog.kind(),
         name = catalog.name,
         uri = catalog.uri(),
         wh = catalog.warehouse(),
         ns = catalog.namespace,
         table = catalog.table,
     )
+}
+
+/// Apache Iceberg's REST catalog server (`iceberg-rest-catalog`, the stack's wrapper of
+/// `tests/stack/iceberg-rest/run.sh`) for one test: a JDBC catalog on `DIR/rest-catalog.db`,
+/// the warehouse `DIR/warehouse`. Killed on drop.
+#[derive(Debug)]
+pub struct RestCatalogServer {
+    child: std::sync::Mutex<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl RestCatalogServer {
+    /// Starts the server and waits (≤ 60 s) until `GET /v1/config` answers 200; panics with
+    /// its log otherwise.
+    pub fn start(stack: &Stack, dir: &std::path::Path) -> RestCatalogServer {
+        let program = stack.tool("iceberg-rest-catalog");
+        assert!(
+            program.exists(),
+            "{} is missing: run tests/stack/provision.sh iceberg-rest (stack.sh up does on a new cache)",
+            program.display()
+        );
+        let port = free_port();
+        let log = dir.join("rest-catalog.log");
+        let child = Command::new(&program)
+            .arg(port.to_string())
+            .arg(dir.join("warehouse"))
+            .arg(dir.join("rest-catalog.db"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("rest-catalog.err")).unwrap())
+            .spawn()
+            .expect("start the REST catalog server");
+        let server = RestCatalogServer {
+            child: std::sync::Mutex::new(child),
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if matches!(crate::worker::http_get(port, "/v1/config"), Some((200, _))) {
+                return server;
+            }
+            let exited = server.child.lock().unwrap().try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "the REST catalog server on port {port} did not answer /v1/config (exit: {exited:?}):\n{}",
+                    server.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's stdout and stderr, their last lines.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "{}\n{}",
+            crate::log_tail(&self.log, 20),
+            crate::log_tail(&self.log.with_extension("err"), 40)
+        )
+    }
+}
+
+impl Drop for RestCatalogServer {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// A running archiver process.
