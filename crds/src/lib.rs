@@ -93,16 +93,75 @@ pub(crate) const PIPELINE_NAME_RULE: &str =
 /// The message the API server returns when [`PIPELINE_NAME_RULE`] fails.
 pub(crate) const PIPELINE_NAME_MESSAGE: &str = "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (it names the worker Service <name>-worker)";
 
-/// Every CRD this crate defines, in the order they are installed.
+/// Every CRD this crate defines, in the order they are installed, each integer bounded by the
+/// range of the type that reads it ([`bound_integers`]).
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
+    let mut crds = vec![
         ScalingPolicy::crd(),
         ImpressionPipeline::crd(),
         RawEventSchema::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                bound_integers(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Gives every `int32`, `uint32` and unsigned integer of `schema` (at any depth) the bounds of
+/// its format where the types set none or wider ones. The API server stores any int64 it is
+/// given, whatever the format says; a value that does not fit the field's Rust type would then
+/// fail the operator's typed watch of *every* object of the kind (one list decodes as a whole),
+/// so it must be refused when it is applied, naming the field.
+pub fn bound_integers(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    // (minimum, maximum); an unsigned 64-bit field needs no maximum (the API server's integers
+    // are int64)
+    let range = match (schema.type_.as_deref(), schema.format.as_deref()) {
+        (Some("integer"), Some("int32")) => Some((f64::from(i32::MIN), Some(f64::from(i32::MAX)))),
+        (Some("integer"), Some("uint32")) => Some((0.0, Some(f64::from(u32::MAX)))),
+        (Some("integer"), Some("uint16")) => Some((0.0, Some(f64::from(u16::MAX)))),
+        (Some("integer"), Some("uint8")) => Some((0.0, Some(f64::from(u8::MAX)))),
+        (Some("integer"), Some("uint64" | "uint")) => Some((0.0, None)),
+        _ => None,
+    };
+    if let Some((lo, hi)) = range {
+        schema.minimum = Some(schema.minimum.map_or(lo, |m| m.max(lo)));
+        if let Some(hi) = hi {
+            schema.maximum = Some(schema.maximum.map_or(hi, |m| m.min(hi)));
+        }
+    }
+    let children = schema
+        .properties
+        .iter_mut()
+        .flat_map(|p| p.values_mut())
+        .chain(schema.all_of.iter_mut().flatten())
+        .chain(schema.any_of.iter_mut().flatten())
+        .chain(schema.one_of.iter_mut().flatten());
+    for child in children {
+        bound_integers(child);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(s)) =
+        schema.additional_properties.as_mut()
+    {
+        bound_integers(s);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(s)) =
+        schema.items.as_mut()
+    {
+        bound_integers(s);
+    }
 }
 
 /// The generated YAML of one CRD, as checked in under `crds/yaml/`.
