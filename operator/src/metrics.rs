@@ -47,6 +47,9 @@ pub struct Metrics {
     /// forecast is not acted on.
     pub forecast_error: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    /// The capacity estimate of one replica at each evaluation (events/s), unrounded and without
+    /// the status's 10 % hysteresis.
+    pub capacity_per_replica: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
     pub scaling_decisions: Family<DecisionLabels, Counter>,
     pub data_quality: Family<PipelineLabels, Gauge>,
     /// Per pipeline and kind, the drifts of the raw events' schema from the accepted baseline
@@ -97,6 +100,7 @@ impl Default for Metrics {
             forecast_input_rate: Family::default(),
             forecast_error: Family::default(),
             processed_rate: Family::default(),
+            capacity_per_replica: Family::default(),
             scaling_decisions: Family::default(),
             data_quality: Family::default(),
             schema_drifts: Family::default(),
@@ -132,6 +136,7 @@ pub const NAMES: &[&str] = &[
     "impressions_operator_pipeline_forecast_input_rate",
     "impressions_operator_pipeline_forecast_error_ratio",
     "impressions_operator_pipeline_processed_rate",
+    "impressions_operator_pipeline_capacity_per_replica",
     "impressions_operator_scaling_decisions_total",
     "impressions_operator_pipeline_data_quality",
     "impressions_operator_evaluation_interval_seconds",
@@ -182,6 +187,7 @@ impl Metrics {
         self.forecast_input_rate.remove(&l);
         self.forecast_error.remove(&l);
         self.processed_rate.remove(&l);
+        self.capacity_per_replica.remove(&l);
         self.data_quality.remove(&l);
         self.forget_archive(&l);
         self.forget_schema_drifts(namespace, pipeline);
@@ -330,6 +336,11 @@ impl Metrics {
             self.processed_rate.clone(),
         );
         p.register(
+            "pipeline_capacity_per_replica",
+            "The events/s one replica carries at its limit, as the autoscaler estimated it at its last evaluation",
+            self.capacity_per_replica.clone(),
+        );
+        p.register(
             "scaling_decisions",
             "Scaling decisions that changed a pipeline's last decision, by reason",
             self.scaling_decisions.clone(),
@@ -405,6 +416,7 @@ mod tests {
         for family in [
             &m.input_rate,
             &m.processed_rate,
+            &m.capacity_per_replica,
             &m.forecast_input_rate,
             &m.forecast_error,
         ] {

@@ -1,23 +1,21 @@
 //! The worker's capacity under a real CPU limit: one worker pod runs from the worker image as a
 //! runc container (node agent `--runtime runc`) with `resources.limits.cpu: 50m` and no rate cap.
-//! Under a load below its capacity the operator's capacity estimate
-//! (`status.throughput.capacityPerReplica`: processed rate / busy fraction, the busy fraction being
-//! the larger of the processing thread's busy time and the process's CPU over its limit) is read
-//! from the pipeline's status; then three times that load saturates the worker and its processed
-//! rate is measured from its own counter while a backlog grows. The saturated worker must use its
-//! CPU limit (the limit, not Kafka, bounds it), and the estimate must not read the worker more
-//! than 15 % stronger than it is: from the processing thread's busy time alone it read 2.7-3.6×
-//! the measured throughput (librdkafka's threads and the CFS throttling share the quota and were
-//! left out), and a fleet sized on that falls behind.
+//! Idle, the worker measures its fixed CPU (`impressions_worker_cpu_idle_cores`); then under
+//! about half its capacity the operator's capacity estimate (processed rate / busy fraction, the
+//! busy fraction being the larger of the processing thread's busy time and (CPU − idle CPU) /
+//! (limit − idle CPU)) is read from the operator's gauge at each evaluation; then 12,000 events/s
+//! saturate the worker and its processed rate is measured from its own counter while a backlog
+//! grows. The saturated worker must use its CPU limit (the limit, not Kafka, bounds it), and the
+//! estimate must not read the worker more than 15 % stronger than it is: from the processing
+//! thread's busy time alone it read 2.7-3.6× the measured throughput (librdkafka's threads and
+//! the CFS throttling share the quota and were left out), and a fleet sized on that falls behind.
 //!
-//! From below the estimate is within 15 % in most runs, not all: at 45-70 % of its saturated
-//! throughput the worker uses 50-82 % of its limit (an event costs up to 1.5× the CPU it costs
-//! saturated, when the CPU runs its whole quota with warm caches), so a CPU-based estimate at
-//! partial load reads 1-22 % low (mean −12 % in six runs with the worker's 1 MiB fetches and
-//! 50 ms linger; −24 % to −39 % with 64 KiB fetches and 5 ms linger), and the fleet is sized with
-//! that much more headroom. The test bounds it at 30 % below. The figures are written to
-//! `target/e2e/capacity-limit.json`
-//! (`docs/results/capacity-limit.json` is a copy, quoted in docs/benchmarks.md).
+//! From below the estimate is within 15 % in most runs, not all (seven of eight on 2026-12-02,
+//! mean −5 %, docs/benchmarks.md): the same worker's saturated rate and its CPU per event at part
+//! load each move by ±15 % between runs minutes apart on a 2-core machine. The test bounds it at
+//! 30 % below (the fleet is then sized with more headroom). The figures are written to
+//! `target/e2e/capacity-limit.json` (`docs/results/capacity-limit.json` is a copy, quoted in
+//! docs/benchmarks.md).
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +37,11 @@ use serde_json::json;
 
 const CPU_LIMIT: &str = "50m";
 const CPU_LIMIT_CORES: f64 = 0.05;
-/// Events/s of the estimate's phase: below what one worker under [`CPU_LIMIT`] processes
-/// saturated on the reference machine (6.2k-7.8k/s measured).
-const LOAD: f64 = 4000.0;
+/// Events/s of the estimate's phase: about half of what one worker under [`CPU_LIMIT`] processes
+/// saturated on the reference machines (4.7k-8.6k/s measured on 2-core VMs).
+const LOAD: f64 = 3000.0;
+/// Events/s of the saturated phase: above what the worker carries on any of them.
+const SATURATE: f64 = 12000.0;
 /// The estimate may read the worker at most this much stronger than it is measured saturated.
 const ABOVE: f64 = 0.15;
 /// ... and at most this much weaker (CPU per event at partial load, see above).
@@ -170,28 +170,76 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
         "the worker reads its cgroup's limit\n{text}"
     );
 
+    // The worker measures its fixed CPU (librdkafka's requests, the producer's poll, the HTTP
+    // server) over a stretch of at least 5 s without events, from the scrapes' samples
+    // (Prometheus every 2 s, and these reads); the operator's cpuFraction subtracts it.
+    let idle = eventually(
+        Duration::from_secs(20),
+        "the worker's idle CPU measured",
+        || async {
+            let (_, text) = http_get_at(addr.as_str(), "/metrics")?;
+            text.contains("impressions_worker_cpu_idle_cores ")
+                .then(|| parse_metric(&text, "impressions_worker_cpu_idle_cores"))
+        },
+    )
+    .await;
+    assert!(
+        idle > 0.0 && idle <= 0.5 * CPU_LIMIT_CORES,
+        "idle CPU {idle} cores under a {CPU_LIMIT} limit"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await; // Prometheus scrapes it
+
+    // The release build of loadgen (`make images` builds it): at 12,000 events/s the debug
+    // build takes most of a core from the machine the 50m worker and the broker share.
+    let loadgen = impressions_tests::repo_root().join("target/release/loadgen");
+    assert!(
+        loadgen.exists(),
+        "{} is missing: `make images` (or cargo build --release --bin loadgen) builds it",
+        loadgen.display()
+    );
+
     // Half the capacity: the operator's estimate over 20 s once a rate window has passed.
-    let mut half = LoadgenRun::start(stack, &raw, &format!("constant:{LOAD}"), 44.0, 1);
+    let mut half =
+        LoadgenRun::start_program(&loadgen, stack, &raw, &format!("constant:{LOAD}"), 44.0, 1);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(22)).await;
     let a0 = read();
+    // The operator's estimate at each evaluation (every 5 s), from its gauge: the status holds
+    // the same value rounded and rewritten only when it moves by 10 %.
     let mut estimates = Vec::new();
     while start.elapsed() < Duration::from_secs(42) {
-        let p = pipelines.get("cap").await.unwrap();
-        let cap = p
-            .status
-            .and_then(|s| s.throughput)
-            .and_then(|t| t.capacity_per_replica);
-        estimates.extend(cap);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        let cap = parse_metric(
+            &op.metrics(),
+            &format!(
+                "impressions_operator_pipeline_capacity_per_replica{{namespace=\"{ns}\",pipeline=\"cap\"}}"
+            ),
+        );
+        if cap > 0.0 && estimates.last() != Some(&cap) {
+            estimates.push(cap);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let status_estimate = pipelines
+        .get("cap")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.throughput)
+        .and_then(|t| t.capacity_per_replica);
     let a1 = read();
     half.wait();
     let (half_rate, half_busy, half_cpu, ..) = rates(&a0, &a1);
 
-    // Saturated: three times the load, the processed rate over 20 s while the backlog grows
+    // Saturated: 12,000 events/s, the processed rate over 20 s while the backlog grows
     // (over 10 s it moved by ±10 % between runs).
-    let mut burst = LoadgenRun::start(stack, &raw, &format!("constant:{}", 3.0 * LOAD), 26.0, 2);
+    let mut burst = LoadgenRun::start_program(
+        &loadgen,
+        stack,
+        &raw,
+        &format!("constant:{SATURATE}"),
+        26.0,
+        2,
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let b0 = read();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -210,12 +258,15 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
         "date": k8s_openapi::jiff::Timestamp::now().to_string(),
         "command": "cargo test -p impressions-stack-tests --test capacity_limit -- --nocapture (in make test)",
         "cpu_limit": CPU_LIMIT,
+        "idle_cpu_cores": idle,
         "half_load": {"events_per_second": half_rate, "load_fraction": half_rate / saturated,
                       "thread_busy_fraction": half_busy, "cpu_fraction_of_limit": half_cpu / CPU_LIMIT_CORES},
+        "estimate_from_the_whole_cpu_fraction": half_rate / (half_cpu / CPU_LIMIT_CORES),
         "saturated": {"events_per_second": saturated, "thread_busy_fraction": sat_busy,
                       "cpu_fraction_of_limit": sat_cpu / CPU_LIMIT_CORES, "cgroup_cpu_cores": sat_cgroup_cpu,
                       "throttled_fraction": sat_throttled, "lag_after": backlog},
         "estimates": estimates, "estimate": estimate, "relative_error": error,
+        "status_capacity_per_replica": status_estimate,
         "estimate_from_thread_busy_alone": half_rate / half_busy,
     });
     let out = impressions_tests::repo_root().join("target/e2e");
@@ -230,7 +281,7 @@ async fn the_capacity_estimate_matches_a_cpu_limited_workers_throughput() {
     assert!(
         backlog as f64 > 2.0 * LOAD,
         "no backlog at {:.0}/s: the worker was not saturated ({saturated:.0}/s processed)\n{figures:#}",
-        3.0 * LOAD
+        SATURATE
     );
     assert!(
         sat_cgroup_cpu >= 0.7 * CPU_LIMIT_CORES,

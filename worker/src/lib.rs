@@ -17,6 +17,7 @@ pub use impressions_worker_core::{
 
 pub mod cpu;
 pub mod http;
+pub mod idle_cpu;
 pub mod instance;
 pub mod kafka;
 pub mod metrics;

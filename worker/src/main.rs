@@ -77,7 +77,12 @@ fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     let cgroup = impressions_worker::cpu::CpuCgroup::of_this_process();
     tracing::info!(cgroup = ?cgroup.as_ref().map(|c| &c.dirs[0]), limit_cores = ?cgroup.as_ref().and_then(|c| c.limit_cores()), "CPU");
     let cpu_since_ready = Arc::new(impressions_worker::cpu::SinceReady::default());
-    impressions_worker::metrics::register_cpu(&mut registry, cgroup, cpu_since_ready.clone());
+    impressions_worker::metrics::register_cpu(
+        &mut registry,
+        cgroup,
+        cpu_since_ready.clone(),
+        metrics.processed.clone(),
+    );
     let registry = Arc::new(registry);
     let health = Arc::new(Health {
         cpu_since_ready,

@@ -133,6 +133,7 @@ pub const NAMES: &[&str] = &[
     "impressions_worker_rate_cap_wait_seconds_total",
     "impressions_worker_cpu_seconds_total",
     "impressions_worker_cpu_limit_cores",
+    "impressions_worker_cpu_idle_cores",
     "impressions_worker_event_latency_seconds",
     "impressions_worker_consumer_lag",
     "impressions_worker_assigned_partitions",
@@ -423,11 +424,22 @@ impl Metrics {
 pub struct CpuCollector {
     pub cgroup: Option<crate::cpu::CpuCgroup>,
     pub since_ready: std::sync::Arc<crate::cpu::SinceReady>,
+    /// The events processed, sampled with the CPU time at each scrape for [`Self::idle`].
+    pub processed: Counter,
+    /// The fixed CPU, from the scrapes' samples: `impressions_worker_cpu_idle_cores` under a
+    /// limit once measured ([`crate::idle_cpu`]).
+    pub idle: std::sync::Arc<crate::idle_cpu::IdleCpu>,
+    pub clock: std::time::Instant,
 }
 
 impl Collector for CpuCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(seconds) = self.since_ready.seconds() {
+            self.idle.observe(
+                self.clock.elapsed().as_secs_f64(),
+                seconds,
+                self.processed.get() as f64,
+            );
             let used = ConstCounter::new(seconds);
             used.encode(encoder.encode_descriptor(
                 "cpu_seconds",
@@ -444,22 +456,38 @@ impl Collector for CpuCollector {
                 None,
                 limit.metric_type(),
             )?)?;
+            if let Some(idle) = self.idle.cores(cores) {
+                let idle = ConstGauge::new(idle);
+                idle.encode(encoder.encode_descriptor(
+                    "cpu_idle_cores",
+                    "The CPU the worker process used over its newest stretch of at least 5 s without events (its fixed part), in cores; under a CPU limit, once measured",
+                    None,
+                    idle.metric_type(),
+                )?)?;
+            }
         }
         Ok(())
     }
 }
 
-/// Registers the [`CpuCollector`] of `cgroup` under the worker's prefix.
+/// Registers the [`CpuCollector`] of `cgroup` under the worker's prefix; `processed` is the
+/// worker's processed-events counter. Returns the idle CPU it measures.
 pub fn register_cpu(
     r: &mut Registry,
     cgroup: Option<crate::cpu::CpuCgroup>,
     since_ready: std::sync::Arc<crate::cpu::SinceReady>,
-) {
+    processed: Counter,
+) -> std::sync::Arc<crate::idle_cpu::IdleCpu> {
+    let idle = std::sync::Arc::new(crate::idle_cpu::IdleCpu::default());
     r.sub_registry_with_prefix("impressions_worker")
         .register_collector(Box::new(CpuCollector {
             cgroup,
             since_ready,
+            processed,
+            idle: idle.clone(),
+            clock: std::time::Instant::now(),
         }));
+    idle
 }
 
 /// The text exposition of a registry.
@@ -538,7 +566,12 @@ mod tests {
     fn cpu_time_from_readiness_and_the_limit_are_read_at_each_scrape() {
         let mut r = Registry::default();
         let since_ready = std::sync::Arc::new(crate::cpu::SinceReady::default());
-        register_cpu(&mut r, Some(limited_cgroup()), since_ready.clone());
+        let idle = register_cpu(
+            &mut r,
+            Some(limited_cgroup()),
+            since_ready.clone(),
+            Counter::default(),
+        );
         // Before the worker is ready: the limit, but no CPU series (start-up is not counted).
         let text = to_prometheus_text(&encode(&r));
         assert!(!text.contains("cpu_seconds_total"), "{text}");
@@ -576,15 +609,29 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(used(&to_prometheus_text(&encode(&r))) >= before + 0.005);
+        // No idle CPU series before an idle stretch was measured, then its value (an idle
+        // stretch of 10 s at 4 ms/s, with 5 events processed before it: the scrape's own sample,
+        // at 0 processed, begins a new stretch and leaves the measured one standing).
+        assert!(!text.contains("cpu_idle_cores"), "{text}");
+        idle.observe(-20.0, 0.0, 5.0);
+        idle.observe(-10.0, 0.04, 5.0);
+        let text = to_prometheus_text(&encode(&r));
+        assert!(
+            text.contains("\nimpressions_worker_cpu_idle_cores 0.004\n"),
+            "{text}"
+        );
         // Without a limit, no limit series: the operator's CPU fraction has no value.
         let mut r = Registry::default();
-        register_cpu(&mut r, None, since_ready);
+        let idle = register_cpu(&mut r, None, since_ready, Counter::default());
+        idle.observe(0.0, 0.0, 0.0);
+        idle.observe(10.0, 0.04, 0.0);
         let text = to_prometheus_text(&encode(&r));
         assert!(
             text.contains("impressions_worker_cpu_seconds_total "),
             "{text}"
         );
         assert!(!text.contains("cpu_limit_cores"), "{text}");
+        assert!(!text.contains("cpu_idle_cores"), "{text}");
     }
 
     #[test]
@@ -594,7 +641,14 @@ mod tests {
         m.register(&mut r);
         let since_ready = std::sync::Arc::new(crate::cpu::SinceReady::default());
         since_ready.mark();
-        register_cpu(&mut r, Some(limited_cgroup()), since_ready);
+        let idle = register_cpu(
+            &mut r,
+            Some(limited_cgroup()),
+            since_ready,
+            m.processed.clone(),
+        );
+        idle.observe(-10.0, 0.0, 0.0);
+        idle.observe(-4.0, 0.01, 0.0);
         // A family without a member is not rendered: the one register() leaves empty gets one.
         let _ = m.consumer_lag.get_or_create(&PartitionLabels {
             topic: "t".into(),

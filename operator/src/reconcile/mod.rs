@@ -218,6 +218,17 @@ fn observe(
             .get_or_create(&l)
             .set(t.processed_per_second);
     }
+    // Set by evaluations only (a reconcile of a spec change has none and leaves it).
+    if let Some(e) = e {
+        match e.decision.capacity_per_replica {
+            Some(c) => {
+                m.capacity_per_replica.get_or_create(&l).set(c);
+            }
+            None => {
+                m.capacity_per_replica.remove(&l);
+            }
+        }
+    }
     match e.and_then(|e| e.forecast.as_ref()) {
         Some(f) => {
             match f.arrival {

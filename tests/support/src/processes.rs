@@ -106,10 +106,23 @@ pub struct LoadgenRun {
 impl LoadgenRun {
     /// Produces along `trace` for `seconds` into `topic`, with `seed` (distinct per run).
     pub fn start(stack: &Stack, topic: &str, trace: &str, seconds: f64, seed: u64) -> LoadgenRun {
+        Self::start_program(&binary("loadgen"), stack, topic, trace, seconds, seed)
+    }
+
+    /// As [`Self::start`] with another build of loadgen (e.g. `target/release/loadgen`, which
+    /// `make images` builds: a tenth of the debug build's CPU per event).
+    pub fn start_program(
+        program: &std::path::Path,
+        stack: &Stack,
+        topic: &str,
+        trace: &str,
+        seconds: f64,
+        seed: u64,
+    ) -> LoadgenRun {
         let dir = std::env::temp_dir().join("impressions-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let ids = dir.join(format!("{}.ids", crate::unique(topic)));
-        let child = Command::new(binary("loadgen"))
+        let child = Command::new(program)
             .args([
                 "produce",
                 "--bootstrap",
