@@ -106,10 +106,10 @@ pub async fn connect(
             Ok(Arc::new(catalog))
         }
         CatalogKind::Rest => {
-            let props = HashMap::from([
-                ("uri".to_string(), config.uri.clone()),
-                ("warehouse".to_string(), config.warehouse.clone()),
-            ]);
+            let mut props: HashMap<String, String> =
+                config.properties.clone().into_iter().collect();
+            props.insert("uri".to_string(), config.uri.clone());
+            props.insert("warehouse".to_string(), config.warehouse.clone());
             let catalog = deadline(
                 "connect",
                 timeout,

@@ -17,6 +17,12 @@ pub const CATALOG_URI_ENV: &str = "ARCHIVER_CATALOG_URI";
 pub const METRICS_LISTEN_ENV: &str = "ARCHIVER__METRICS__LISTEN";
 /// The prefix of environment variables that set `source.kafka` properties.
 pub const SOURCE_KAFKA_ENV_PREFIX: &str = "ARCHIVER__SOURCE__KAFKA__";
+/// The prefix of environment variables that set `catalog.properties` (a REST catalog's
+/// `credential`, `token`, `oauth2-server-uri`, `scope`, `header.*`: from a Secret, as the
+/// operator mounts `archive.catalog.rest.propertiesSecretRef`).
+pub const CATALOG_PROPERTIES_ENV_PREFIX: &str = "ARCHIVER__CATALOG__PROPERTIES__";
+/// Catalog properties the archiver sets from their own fields.
+pub const FIXED_CATALOG_PROPERTIES: [&str; 2] = ["uri", "warehouse"];
 
 /// What the environment overrides.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +30,7 @@ pub struct Overrides {
     pub catalog_uri: Option<String>,
     pub metrics_listen: Option<String>,
     pub source_kafka: BTreeMap<String, String>,
+    pub catalog_properties: BTreeMap<String, String>,
 }
 
 impl Overrides {
@@ -37,6 +44,8 @@ impl Overrides {
                 o.metrics_listen = Some(v);
             } else if let Some(property) = k.strip_prefix(SOURCE_KAFKA_ENV_PREFIX) {
                 o.source_kafka.insert(property.to_string(), v);
+            } else if let Some(property) = k.strip_prefix(CATALOG_PROPERTIES_ENV_PREFIX) {
+                o.catalog_properties.insert(property.to_string(), v);
             }
         }
         o
@@ -143,6 +152,10 @@ pub struct CatalogConfig {
     pub uri: String,
     /// Where table files go (`file:///…`: the local-filesystem storage built into the archiver).
     pub warehouse: String,
+    /// More properties of a REST catalog's client (`credential` for OAuth2 client credentials,
+    /// `token`, `oauth2-server-uri`, `scope`, `header.<name>`); not `uri` or `warehouse`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -233,6 +246,10 @@ impl ArchiverConfig {
             config.catalog.uri = uri;
         }
         config.source.kafka.extend(overrides.source_kafka);
+        config
+            .catalog
+            .properties
+            .extend(overrides.catalog_properties);
         if let Some(listen) = overrides.metrics_listen {
             config.metrics.listen = listen.parse().map_err(|e| {
                 invalid(
@@ -279,6 +296,20 @@ impl ArchiverConfig {
                 return Err(invalid(
                     "source.kafka",
                     format!("`{key}` is set by the archiver and cannot be overridden"),
+                ));
+            }
+        }
+        if !self.catalog.properties.is_empty() && self.catalog.kind != CatalogKind::Rest {
+            return Err(invalid(
+                "catalog.properties",
+                "only a rest catalog takes client properties",
+            ));
+        }
+        for key in FIXED_CATALOG_PROPERTIES {
+            if self.catalog.properties.contains_key(key) {
+                return Err(invalid(
+                    "catalog.properties",
+                    format!("`{key}` is set by catalog.{key}, not as a property"),
                 ));
             }
         }
@@ -423,6 +454,36 @@ deadLetter: {topic: impressions.dlq}
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("source.kafka:"), "{e}");
+    }
+
+    #[test]
+    fn env_sets_a_rest_catalog_s_client_properties_and_nothing_else_takes_them() {
+        let rest = MINIMAL.replace(
+            r#"kind: sql, uri: "sqlite:///tmp/c.db""#,
+            r#"kind: rest, uri: "https://catalog.example""#,
+        );
+        assert!(rest.contains("kind: rest"), "{rest}");
+        let vars = |k: &str, v: &str| {
+            Overrides::from_vars([(format!("ARCHIVER__CATALOG__PROPERTIES__{k}"), v.to_string())])
+        };
+        let c = ArchiverConfig::from_yaml(&rest, vars("credential", "id:secret")).unwrap();
+        assert_eq!(
+            c.catalog.properties.get("credential").map(String::as_str),
+            Some("id:secret")
+        );
+        // the URI and the warehouse come from their own fields
+        let e = ArchiverConfig::from_yaml(&rest, vars("uri", "http://other"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("catalog.properties:") && e.contains("`uri`"),
+            "{e}"
+        );
+        // a SQL catalog takes none
+        let e = ArchiverConfig::from_yaml(MINIMAL, vars("token", "t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("catalog.properties:"), "{e}");
     }
 
     #[test]

@@ -85,12 +85,20 @@ pub struct SqlCatalog {
 
 /// An Iceberg REST catalog.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct RestCatalog {
     #[x_kube(validation = kube::core::Rule::new(
         "self.startsWith('http://') || self.startsWith('https://')"
     ).message("must be an http:// or https:// URI"))]
     #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
+
+    /// A Secret in the pipeline's namespace whose keys are properties of the catalog's client:
+    /// `credential` (`client_id:client_secret`, exchanged for a token at the catalog's OAuth2
+    /// endpoint), `token` (a bearer token), `oauth2-server-uri`, `scope`, `header.<name>`.
+    /// The archivers read them from their environment (`ARCHIVER__CATALOG__PROPERTIES__<key>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties_secret_ref: Option<crate::pipeline::LocalObjectRef>,
 }
 
 /// A key of a Secret in the pipeline's namespace.

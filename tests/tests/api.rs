@@ -101,8 +101,8 @@ async fn invalid_manifests_are_rejected_with_readable_messages() {
         .collect();
     paths.sort();
     assert!(
-        paths.len() >= 97,
-        "expected at least 97 invalid manifests, found {}",
+        paths.len() >= 98,
+        "expected at least 98 invalid manifests, found {}",
         paths.len()
     );
     let mut failures = Vec::new();

@@ -418,6 +418,50 @@ async fn a_rest_catalog_keeps_each_record_once_across_rebalances() {
         "data files under the warehouse: {:?}",
         &table.data_files[..table.data_files.len().min(3)]
     );
+
+    // Client properties (archive.catalog.rest.propertiesSecretRef → these variables) reach the
+    // catalog's client: with OAuth2 client credentials the archiver asks the server's token
+    // endpoint first (the fixture grants any) and works; pointed at a token endpoint that does
+    // not answer it cannot load the table and stops, naming the call.
+    let t = topics(stack, "archive-rest-auth", 1, 200).await;
+    let cfg = config(
+        stack,
+        &t.out,
+        &t.dlq,
+        &format!("{}-archiver", t.group),
+        &catalog,
+        FAST,
+    );
+    let mut a = ArchiverProcess::start(
+        "archive-rest-credential",
+        &cfg,
+        &[(
+            "ARCHIVER__CATALOG__PROPERTIES__credential",
+            "archiver:s3cret",
+        )],
+    );
+    a.wait_ready(Duration::from_secs(60));
+    assert!(a.terminate(Duration::from_secs(30)), "{}", a.log_tail());
+    let mut a = ArchiverProcess::start(
+        "archive-rest-no-token",
+        &cfg,
+        &[
+            (
+                "ARCHIVER__CATALOG__PROPERTIES__credential",
+                "archiver:s3cret",
+            ),
+            (
+                "ARCHIVER__CATALOG__PROPERTIES__oauth2-server-uri",
+                "http://127.0.0.1:9/v1/oauth/tokens",
+            ),
+        ],
+    );
+    let status = a.wait_exit(Duration::from_secs(90));
+    let log = a.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()) && log.contains("127.0.0.1:9/v1/oauth/tokens"),
+        "an archiver whose token endpoint does not answer stops non-zero, naming it ({status:?}):\n{log}"
+    );
 }
 
 /// Two archivers of one group into `catalog`: one joins while the other is busy, then one is

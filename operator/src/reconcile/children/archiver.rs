@@ -125,9 +125,17 @@ pub fn deployment(
         .sink_secret
         .as_ref()
         .or(resolved.source_secret.as_ref());
+    let catalog_secret = archive
+        .catalog
+        .rest
+        .as_ref()
+        .and_then(|r| r.properties_secret_ref.as_ref());
     let env_from: Vec<_> = kafka_secret
         .map(|s| json!({"prefix": "ARCHIVER__SOURCE__KAFKA__", "secretRef": {"name": s}}))
         .into_iter()
+        .chain(catalog_secret.map(
+            |s| json!({"prefix": "ARCHIVER__CATALOG__PROPERTIES__", "secretRef": {"name": s.name}}),
+        ))
         .collect();
     let mut pod_labels = labels::archiver_common(&name);
     pod_labels.insert("app.kubernetes.io/component".into(), "archiver".into());

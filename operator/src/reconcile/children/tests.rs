@@ -376,3 +376,40 @@ fn archiver_rest_catalog() {
     assert_eq!(doc["catalog"]["kind"], "rest");
     assert_eq!(doc["catalog"]["uri"], "https://cat");
 }
+
+/// The REST catalog's client properties come from a Secret, as environment variables under the
+/// prefix the archiver reads (`credential`, `token`, … never in the ConfigMap).
+#[test]
+fn archiver_rest_catalog_properties_from_a_secret() {
+    let p = pipeline(with_archive(serde_json::json!({"rest": {
+        "uri": "https://cat", "propertiesSecretRef": {"name": "cat-oauth"}}})));
+    let (cm, deployment) = children(&p, &resolved(), 3, 1, &opts())
+        .unwrap()
+        .archiver
+        .unwrap();
+    let ctr = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    let from = ctr
+        .env_from
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.prefix.as_deref() == Some("ARCHIVER__CATALOG__PROPERTIES__"))
+        .expect("the catalog's Secret as environment");
+    assert_eq!(from.secret_ref.as_ref().unwrap().name, "cat-oauth");
+    assert!(!cm.data.unwrap()["archiver.yaml"].contains("cat-oauth"));
+    // without the field, no such environment
+    let p = pipeline(with_archive(
+        serde_json::json!({"rest": {"uri": "https://cat"}}),
+    ));
+    let (_, deployment) = children(&p, &resolved(), 3, 1, &opts())
+        .unwrap()
+        .archiver
+        .unwrap();
+    let ctr = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    assert!(
+        ctr.env_from
+            .iter()
+            .flatten()
+            .all(|e| e.prefix.as_deref() != Some("ARCHIVER__CATALOG__PROPERTIES__"))
+    );
+}
