@@ -98,7 +98,7 @@ pub struct RestCatalog {
     /// endpoint), `token` (a bearer token), `oauth2-server-uri`, `scope`, `header.<name>`.
     /// The archivers read them from their environment (`ARCHIVER__CATALOG__PROPERTIES__<key>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties_secret_ref: Option<crate::pipeline::LocalObjectRef>,
+    pub properties_secret_ref: Option<crate::object_ref::LocalObjectRef>,
 }
 
 /// A key of a Secret in the pipeline's namespace.

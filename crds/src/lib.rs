@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod conditions;
 pub mod enrichment;
+pub mod object_ref;
 pub mod pipeline;
 pub mod policy;
 pub mod quality;

@@ -253,14 +253,7 @@ pub enum DeliveryGuarantee {
     ExactlyOnce,
 }
 
-/// A reference to an object in the pipeline's own namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct LocalObjectRef {
-    /// The object's name.
-    #[x_kube(validation = kube::core::Rule::new(crate::OBJECT_NAME_RULE).message(crate::OBJECT_NAME_MESSAGE))]
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-}
+pub use crate::object_ref::LocalObjectRef;
 
 impl ImpressionPipelineSpec {
     /// The consumer group the workers use: the configured one, else `<namespace>.<name>`.
