@@ -10,8 +10,8 @@
 //! thread's busy time alone it read 2.7-3.6× the measured throughput (librdkafka's threads and
 //! the CFS throttling share the quota and were left out), and a fleet sized on that falls behind.
 //!
-//! From below the estimate is within 15 % in most runs, not all (seven of eight on 2026-12-02,
-//! mean −5 %, docs/benchmarks.md): the same worker's saturated rate and its CPU per event at part
+//! From below the estimate is within 15 % in most runs, not all (nine of ten on 2026-12-02,
+//! mean −3 %, docs/benchmarks.md): the same worker's saturated rate and its CPU per event at part
 //! load each move by ±15 % between runs minutes apart on a 2-core machine. The test bounds it at
 //! 30 % below (the fleet is then sized with more headroom). The figures are written to
 //! `target/e2e/capacity-limit.json` (`docs/results/capacity-limit.json` is a copy, quoted in
