@@ -187,6 +187,33 @@ async fn reconcile_served(p: &ImpressionPipeline, ctx: &Context) -> Result<Actio
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// The lag and rates the gauges show: an evaluation's own numbers (the status keeps them only
+/// when they move by [`status::RATE_TOLERANCE`], to spare the API server), else the status's (a
+/// reconcile of a spec change evaluates nothing).
+#[derive(Debug, Default, PartialEq)]
+struct Measured {
+    lag: Option<i64>,
+    input: Option<f64>,
+    processed: Option<f64>,
+}
+
+impl Measured {
+    fn of(status: &impressions_crds::ImpressionPipelineStatus, e: Option<&Evaluation>) -> Measured {
+        match e {
+            Some(e) => Measured {
+                lag: e.lag.as_ref().map(|l| l.total),
+                input: e.decision.arrival_rate,
+                processed: e.processed_rate,
+            },
+            None => Measured {
+                lag: status.lag.as_ref().map(|l| l.total),
+                input: status.throughput.as_ref().map(|t| t.input_per_second),
+                processed: status.throughput.as_ref().map(|t| t.processed_per_second),
+            },
+        }
+    }
+}
+
 /// Per-pipeline gauges: desired vs current replicas, lag, rates and data quality; a counter of
 /// new decisions.
 fn observe(
@@ -209,14 +236,15 @@ fn observe(
     m.current_replicas
         .get_or_create(&l)
         .set(i64::from(next.replicas));
-    if let Some(lag) = &next.lag {
-        m.lag_events.get_or_create(&l).set(lag.total);
+    let now = Measured::of(next, e);
+    if let Some(lag) = now.lag {
+        m.lag_events.get_or_create(&l).set(lag);
     }
-    if let Some(t) = &next.throughput {
-        m.input_rate.get_or_create(&l).set(t.input_per_second);
-        m.processed_rate
-            .get_or_create(&l)
-            .set(t.processed_per_second);
+    if let Some(input) = now.input {
+        m.input_rate.get_or_create(&l).set(input);
+    }
+    if let Some(processed) = now.processed {
+        m.processed_rate.get_or_create(&l).set(processed);
     }
     // Set by evaluations only (a reconcile of a spec change has none and leaves it).
     if let Some(e) = e {

@@ -459,3 +459,70 @@ fn events_of_each_transition() {
         "a pipeline already not Ready is not announced again"
     );
 }
+
+/// The gauges show an evaluation's own lag and rates, not the status's, which keeps them only
+/// when they move by 10 %; without an evaluation (a spec change) they show the status's.
+#[test]
+fn gauges_show_the_evaluations_numbers_not_the_filtered_status() {
+    use impressions_crds::{
+        ImpressionPipelineStatus,
+        status::{LagStatus, ThroughputStatus},
+    };
+
+    use super::Measured;
+    use crate::autoscale::model::{Decision, Evaluation, LagSample};
+    let status = ImpressionPipelineStatus {
+        lag: Some(LagStatus {
+            total: 1000,
+            max_partition: 500,
+            estimated_seconds: None,
+        }),
+        throughput: Some(ThroughputStatus {
+            input_per_second: 4000.0,
+            processed_per_second: 3900.0,
+            capacity_per_replica: Some(5000.0),
+        }),
+        ..Default::default()
+    };
+    let evaluation = Evaluation {
+        from: 1,
+        decision: Decision {
+            replicas: 1,
+            reason: "NoChange",
+            message: String::new(),
+            recommended: 1,
+            metrics_available: true,
+            ineffective_scale_up: false,
+            backlog_seconds: None,
+            capacity_per_replica: Some(5200.0),
+            capacity_measured: true,
+            arrival_rate: Some(4300.0),
+            stalled: false,
+        },
+        lag: Some(LagSample {
+            partitions: 8,
+            total: 1090,
+            max_partition: 510,
+            end_offsets: 99_000,
+        }),
+        processed_rate: Some(4250.0),
+        problem: None,
+        forecast: None,
+    };
+    assert_eq!(
+        Measured::of(&status, Some(&evaluation)),
+        Measured {
+            lag: Some(1090),
+            input: Some(4300.0),
+            processed: Some(4250.0)
+        }
+    );
+    assert_eq!(
+        Measured::of(&status, None),
+        Measured {
+            lag: Some(1000),
+            input: Some(4000.0),
+            processed: Some(3900.0)
+        }
+    );
+}
