@@ -39,7 +39,7 @@ const CPU_LIMIT: &str = "200m";
 /// CPU-based estimate read ~250/s, then 183/s, then 112/s per replica as the fleet grew
 /// 2 → 3 → 5 → 8 at a constant 500 events/s. A limit where the fixed part is small (≥ 100m)
 /// needs 10k+ events/s per worker, beyond a debug loadgen and the event accounting on two
-/// cores. `tests/tests/capacity_limit.rs` measures the estimate of one worker under a 50m limit.
+/// cores. `tests/tests/capacity_limit.rs` measures the estimate of one worker under a 100m limit.
 const CAP: f64 = 500.0;
 const LAG_SLO_S: f64 = 10.0;
 /// The policy's catch-up time: the fleet is sized to drain a backlog within it, so the lag may be
