@@ -138,6 +138,11 @@ pub fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Api { source: kube::Error::Api(s), .. } if s.code == 404)
 }
 
+/// Whether the API server refused a write made at an old resourceVersion (409 Conflict).
+pub fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Api { source: kube::Error::Api(s), .. } if s.code == 409)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

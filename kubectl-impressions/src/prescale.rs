@@ -3,7 +3,9 @@
 //! now such as `10m`) for D (`2h`, `90m`), F × the usual load. The operator pre-scales a pod's
 //! start and a rebalance before T and holds through the window. Surges that have ended are
 //! dropped from the list; the write is a merge patch at the pipeline's resourceVersion, so a
-//! concurrent change is refused rather than overwritten.
+//! concurrent change is never overwritten: on a conflict (the operator writes the status often,
+//! and that moves the resourceVersion too) the pipeline is read again and the surge added to what
+//! it holds then, for as long as the command's deadline allows.
 
 use std::str::FromStr;
 
@@ -18,7 +20,7 @@ use kube::{
 };
 
 use crate::{
-    connect::{Cluster, is_not_found, within},
+    connect::{Cluster, is_conflict, is_not_found, within},
     error::Error,
 };
 
@@ -97,8 +99,27 @@ pub fn with_surge(
     Ok(out)
 }
 
-/// Adds the surge to the pipeline; returns the line to print.
+/// Adds the surge to the pipeline; returns the line to print. A conflict is retried from a
+/// fresh read for as long as the command's deadline allows.
 pub async fn add(
+    cluster: &Cluster,
+    name: &str,
+    new: PlannedSurge,
+    now: Timestamp,
+) -> Result<String, Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match add_once(cluster, name, new.clone(), now).await {
+            Err(e) if is_conflict(&e) && started.elapsed() < cluster.deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// One read of the pipeline and one patch at its resourceVersion.
+async fn add_once(
     cluster: &Cluster,
     name: &str,
     new: PlannedSurge,

@@ -889,6 +889,61 @@ async fn prescale_writes_a_planned_surge_and_keeps_the_others() {
     );
 }
 
+/// The operator writes a pipeline's status often, and each write moves its resourceVersion: a
+/// surge added at the resourceVersion read is retried from a fresh read on a conflict, and every
+/// surge added lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn prescale_retries_when_the_status_moves_under_it() {
+    let (client, ns) = setup("plugin-prescale-busy").await;
+    create(&client, &ns, "eu").await;
+    let api = Api::<ImpressionPipeline>::namespaced(client.clone(), &ns);
+    // A status writer a hundred times as busy as an operator (one write per evaluation).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (api, stop) = (api.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut writes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = serde_json::json!({"status": {"replicas": writes % 7}});
+                if api
+                    .patch_status(
+                        "eu",
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&status),
+                    )
+                    .await
+                    .is_ok()
+                {
+                    writes += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            writes
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for (i, factor) in ["2", "3", "5", "6"].iter().enumerate() {
+        let from = format!("{}m", 10 + i);
+        let args: Vec<String> = [
+            "prescale", "eu", "--factor", factor, "--from", &from, "--for", "30m", "-n", &ns,
+        ]
+        .map(str::to_owned)
+        .into();
+        let out = tokio::task::spawn_blocking(move || {
+            ok(plugin(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        })
+        .await
+        .unwrap();
+        assert!(out.contains(&format!("({} planned)", i + 1)), "{out}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes >= 20, "the status writer wrote only {writes} times");
+    let surges = api.get("eu").await.unwrap().spec.scaling.planned_surges;
+    let factors: Vec<f64> = surges.iter().map(|s| s.factor).collect();
+    assert_eq!(factors, [2.0, 3.0, 5.0, 6.0]);
+}
+
 #[test]
 fn version_names_the_plugin_and_its_version() {
     let out = Command::new(binary("kubectl-impressions"))
