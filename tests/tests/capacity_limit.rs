@@ -182,6 +182,24 @@ async fn part_load(
     )
 }
 
+/// Loadgen producing [`SATURATE`] events/s for `seconds`.
+fn saturating(
+    loadgen: &std::path::Path,
+    stack: &Stack,
+    raw: &str,
+    seconds: f64,
+    seed: u64,
+) -> LoadgenRun {
+    LoadgenRun::start_program(
+        loadgen,
+        stack,
+        raw,
+        &format!("constant:{SATURATE}"),
+        seconds,
+        seed,
+    )
+}
+
 /// The warm-up: [`SATURATE`] events/s for [`BURST_SECONDS`], the worker's processed rate over
 /// 16 s from its own counter while the backlog grows (loadgen and the broker busy beside it).
 async fn warm_up(
@@ -191,14 +209,7 @@ async fn warm_up(
     sampler: &Sampler,
     read: &dyn Fn() -> Reading,
 ) -> Saturated {
-    let mut run = LoadgenRun::start_program(
-        loadgen,
-        stack,
-        raw,
-        &format!("constant:{SATURATE}"),
-        BURST_SECONDS,
-        2,
-    );
+    let mut run = saturating(loadgen, stack, raw, BURST_SECONDS, 2);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let b0 = read();
     tokio::time::sleep(Duration::from_secs(16)).await;
@@ -219,14 +230,7 @@ async fn drain(
     read: &dyn Fn() -> Reading,
     seconds: f64,
 ) -> Saturated {
-    let mut run = LoadgenRun::start_program(
-        loadgen,
-        stack,
-        raw,
-        &format!("constant:{SATURATE}"),
-        seconds,
-        3,
-    );
+    let mut run = saturating(loadgen, stack, raw, seconds, 3);
     run.wait();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let b0 = read();
