@@ -78,10 +78,25 @@ wait_for() {
     if [[ -n "$why" ]]; then
       echo "[stack] $name failed to start ($why); last lines of $dir/logs/$name.log:" >&2
       tail -n 40 "$dir/logs/$name.log" >&2 || true
+      exit_report "$name" >&2
       exit 1
     fi
     sleep 0.3
   done
+}
+
+# exit_report NAME: how a component that died ended (its exit status, or the signal that killed
+# it; an empty log and a SIGKILL point at the OOM killer or something outside the stack) and the
+# room the machine had left, so that a failed start says more than an empty log.
+exit_report() {
+  local pid rc=0; pid="$(cat "$dir/pids/$1" 2>/dev/null)" || { echo "[stack] $1: its pid file is gone ($dir removed while starting?)"; return; }
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" 2>/dev/null || rc=$?
+    if ((rc > 128)); then echo "[stack] $1 (pid $pid) was killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null))"
+    elif ((rc == 127)); then echo "[stack] $1 (pid $pid): exit status unknown (not a child of this shell)"
+    else echo "[stack] $1 (pid $pid) exited with status $rc"; fi
+  fi
+  echo "[stack] disk at $dir: $(df -h --output=avail,pcent "$dir" 2>/dev/null | tail -1 | xargs) free/used; memory available: $(awk '/MemAvailable/ {printf "%d MiB", $2/1024}' /proc/meminfo)"
 }
 
 gen_certs() {
