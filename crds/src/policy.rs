@@ -346,9 +346,9 @@ pub struct PrometheusQueries {
     #[x_kube(validation = kube::core::Rule::new(QUERY_PLACEHOLDER_RULE).message(QUERY_PLACEHOLDER_MESSAGE))]
     #[schemars(length(min = 1, max = 2048))]
     pub busy_fraction: String,
-    /// Average fraction (0..1) of their CPU limit the pipeline's workers use (all their threads'
-    /// CPU time over the limit, less each worker's fixed CPU — what it uses idle — from both
-    /// once the worker has measured it); no series without a CPU limit. The busy fraction the capacity
+    /// Average fraction (0..1) of their CPU limit the pipeline's workers use for events (all
+    /// their threads' CPU time, less each worker's fixed CPU — what it uses idle — once the
+    /// worker has measured it, over the limit); no series without a CPU limit. The busy fraction the capacity
     /// estimate divides by is the larger of this and `busyFraction`: under a CPU limit the
     /// processing threads' busy time leaves out what librdkafka's threads and CFS throttling
     /// take from the same quota.
@@ -427,15 +427,16 @@ fn default_busy_query() -> String {
     "avg(rate(impressions_worker_busy_seconds_total{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}[{window}]))".to_owned()
 }
 fn default_cpu_query() -> String {
-    // Per worker: (CPU − its fixed part) / (limit − its fixed part), the line through the idle
-    // CPU meeting the limit; the whole CPU over the limit while the fixed part is unmeasured.
+    // Per worker: (CPU − its fixed part) / limit: the CPU that grows with the events over the
+    // whole limit (a saturated worker leaves no room for the fixed part: docs/autoscaling.md);
+    // the whole CPU over the limit while the fixed part is unmeasured.
     let sel = "{namespace=\"{namespace}\",pipeline=\"{pipeline}\"}";
     let cpu = format!("rate(impressions_worker_cpu_seconds_total{sel}[{{window}}])");
     let (limit, idle) = (
         format!("impressions_worker_cpu_limit_cores{sel}"),
         format!("impressions_worker_cpu_idle_cores{sel}"),
     );
-    format!("avg(clamp_min(({cpu} - {idle}) / ({limit} - {idle}), 0) or ({cpu} / {limit}))")
+    format!("avg(clamp_min(({cpu} - {idle}) / {limit}, 0) or ({cpu} / {limit}))")
 }
 fn default_lag_query() -> String {
     "sum(impressions_worker_consumer_lag{namespace=\"{namespace}\",pipeline=\"{pipeline}\"})"

@@ -1,11 +1,13 @@
 //! The worker's fixed CPU: what the process uses while it processes nothing (librdkafka's fetch,
-//! heartbeat and metadata requests, the producer's poll, the HTTP server). Under load it is paid
-//! all the same, so the CPU a worker uses is this plus a cost per event; a capacity estimate that
-//! divides the processed rate by the whole CPU fraction counts the fixed part as if it grew with
-//! the load, and reads a worker at part load weaker than it is (under a 50m limit an idle worker
-//! used ~9 % of it: the estimate at half load read 8-22 % low). With the fixed part known the
-//! estimate is where the line through it meets the limit: the operator's default `cpuFraction`
-//! query divides (CPU − idle) by (limit − idle).
+//! heartbeat and metadata requests, the producer's poll, the HTTP server). At part load it is
+//! paid all the same, so the CPU a worker uses is this plus a cost per event; a capacity
+//! estimate that divides the processed rate by the whole CPU fraction counts the fixed part as if
+//! it grew with the load, and reads a worker at part load weaker than it is (under a 50m limit an
+//! idle worker used ~9 % of it: the estimate at half load read 8-22 % low). The operator's
+//! default `cpuFraction` query divides (CPU − idle) by the whole limit: a saturated 100m worker
+//! drained at the rate that leaves no room for the fixed part (likely: throttled, its threads
+//! wake once per CFS period rather than at each timer), and an estimate that kept the fixed part
+//! at saturation, (CPU − idle) / (limit − idle), read 10 % low on average (docs/autoscaling.md).
 //!
 //! Measured from the samples the scrapes take (pure: [`IdleCpu::observe`] is given the time, the
 //! CPU seconds and the events processed): a stretch of samples over which no event was processed,
@@ -20,7 +22,7 @@ use std::sync::Mutex;
 pub const MIN_STRETCH_SECONDS: f64 = 5.0;
 
 /// The idle CPU, at most this share of the CPU limit: a worker that uses more of its limit doing
-/// nothing is misconfigured or starved, and a larger value would make (limit − idle) small and
+/// nothing is misconfigured or starved, and a larger value would make (CPU − idle) small and
 /// the capacity estimate large.
 pub const MAX_SHARE_OF_LIMIT: f64 = 0.5;
 

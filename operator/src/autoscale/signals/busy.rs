@@ -4,7 +4,8 @@
 //! threads, the Avro encoding of other threads and CFS throttling take from the same quota, so
 //! the threads' busy time alone reads a worker as idler than it is and its capacity as larger.
 //! The default `cpuFraction` query takes each worker's fixed CPU (its idle use, which does not
-//! grow with the load) from both its CPU and its limit.
+//! grow with the load) from its CPU and divides by the whole limit (a saturated worker leaves no
+//! room for the fixed part: docs/autoscaling.md).
 //! Without a limit there is no CPU fraction and the busy time stands alone.
 
 /// The busy fraction from the processing threads' (`threads`) and the CPU limit's (`cpu`)
